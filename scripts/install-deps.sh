@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package dsv4 needs to build, test and benchmark. Idempotent; run as root
+# (or with sudo available) on Debian 12+.
+set -euo pipefail
+PKGS=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  nlohmann-json3-dev      # JSON: config.json, safetensors headers, API bodies
+  libpcre2-dev            # Unicode regex (\p{L} ...) for the tokenizer pre-tokenizer, JIT
+  libcpp-httplib-dev      # HTTP server for `dsv4 serve`
+  libcli11-dev            # CLI flag parsing
+  libgtest-dev libgmock-dev   # unit tests
+  libbenchmark-dev        # Google Benchmark microbenchmarks (bench/)
+  libhwy-dev              # Highway portable SIMD with runtime dispatch
+  libssl-dev zlib1g-dev   # cpp-httplib's pkg-config pulls these in
+  clang libclang-rt-14-dev  # libFuzzer targets and sanitizer runtimes
+  nodejs npm              # only for the SDK end-to-end clients (openai, @anthropic-ai/sdk)
+  python3 curl procps
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all packages present"

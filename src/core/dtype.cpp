@@ -1,0 +1,167 @@
+// V4-ARCH §2.7 quantisers and §4.3 decode tables.
+#include "core/dtype.h"
+
+#include <cmath>
+#include <limits>
+
+namespace dsv4 {
+
+namespace {
+struct DtypeInfo {
+  Dtype d;
+  const char* st;
+  const char* name;
+  size_t size;
+};
+constexpr DtypeInfo kInfo[] = {
+    {Dtype::f32, "F32", "f32", 4},        {Dtype::bf16, "BF16", "bf16", 2},
+    {Dtype::f16, "F16", "f16", 2},        {Dtype::e4m3, "F8_E4M3", "e4m3", 1},
+    {Dtype::e8m0, "F8_E8M0", "e8m0", 1},  {Dtype::i8, "I8", "i8", 1},
+    {Dtype::u8, "U8", "u8", 1},           {Dtype::i32, "I32", "i32", 4},
+    {Dtype::i64, "I64", "i64", 8},        {Dtype::f64, "F64", "f64", 8},
+    {Dtype::boolean, "BOOL", "bool", 1},
+};
+
+constexpr double pow2i(int e) {
+  double p = 1.0;
+  for (int i = 0; i < e; ++i) p *= 2.0;
+  for (int i = 0; i < -e; ++i) p /= 2.0;
+  return p;
+}
+
+struct E4m3Table {
+  float t[256];
+  constexpr E4m3Table() : t() {
+    for (int b = 0; b < 256; ++b) {
+      int s = b >> 7, e = (b >> 3) & 0xf, m = b & 7;
+      double v;
+      if (e == 0xf && m == 7)
+        v = std::numeric_limits<double>::quiet_NaN();
+      else if (e == 0)
+        v = m * pow2i(-9);
+      else
+        v = (1.0 + m / 8.0) * pow2i(e - 7);
+      t[b] = float(s ? -v : v);
+    }
+  }
+};
+constexpr E4m3Table kE4m3{};
+}  // namespace
+
+const float kE4m3Table[256] = {
+#define R8(i) kE4m3.t[i], kE4m3.t[i + 1], kE4m3.t[i + 2], kE4m3.t[i + 3], kE4m3.t[i + 4], \
+              kE4m3.t[i + 5], kE4m3.t[i + 6], kE4m3.t[i + 7]
+#define R64(i) R8(i), R8(i + 8), R8(i + 16), R8(i + 24), R8(i + 32), R8(i + 40), R8(i + 48), R8(i + 56)
+    R64(0), R64(64), R64(128), R64(192)
+#undef R64
+#undef R8
+};
+
+const float kE2m1Table[16] = {0.f,  0.5f,  1.f,  1.5f,  2.f,  3.f,  4.f,  6.f,
+                              -0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
+
+const char* dtype_safetensors_name(Dtype d) { return kInfo[int(d)].st; }
+const char* dtype_name(Dtype d) { return kInfo[int(d)].name; }
+size_t dtype_size(Dtype d) { return kInfo[int(d)].size; }
+bool dtype_from_safetensors(std::string_view s, Dtype* out) {
+  for (const auto& i : kInfo)
+    if (s == i.st) {
+      *out = i.d;
+      return true;
+    }
+  return false;
+}
+
+float f16_to_f32(uint16_t h) {
+  uint32_t s = uint32_t(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e == 0) {
+    float v = std::ldexp(float(m), -24);
+    return s ? -v : v;
+  }
+  if (e == 31) return f32_from_bits(s | 0x7f800000u | (m << 13));
+  return f32_from_bits(s | ((e + 112) << 23) | (m << 13));
+}
+
+// Round-to-nearest-even of a non-negative value that is an exact multiple of a power of two
+// step; nearbyint uses the default (to-nearest-even) rounding mode.
+static inline int rne(float v) { return int(std::nearbyint(v)); }
+
+uint8_t f32_to_e4m3(float x) {
+  if (std::isnan(x)) return 0x7f;
+  uint8_t sign = std::signbit(x) ? 0x80 : 0;
+  float a = std::fabs(x);
+  if (a >= 448.f) return sign | 0x7e;
+  if (a < 0.015625f) {  // below 2^-6: subnormal grid 2^-9 (q = 8 rolls into code 0x08 = 2^-6)
+    return sign | uint8_t(rne(std::ldexp(a, 9)));
+  }
+  int e;
+  std::frexp(a, &e);  // a = f * 2^e, f in [0.5,1) -> floor(log2 a) = e-1
+  int el = e - 1;
+  int q = rne(std::ldexp(a, 3 - el));  // in [8,16]
+  int code = ((el + 7) << 3) + (q - 8);
+  if (code > 0x7e) code = 0x7e;
+  return sign | uint8_t(code);
+}
+
+uint8_t f32_to_e2m1(float x) {
+  if (std::isnan(x)) return 0;
+  uint8_t sign = std::signbit(x) ? 0x8 : 0;
+  float a = std::fabs(x);
+  if (a >= 6.f) return sign | 0x7;
+  if (a < 1.f) return sign | uint8_t(rne(a * 2.f));  // 0, 0.5, 1.0 (code 2)
+  int e;
+  std::frexp(a, &e);
+  int el = e - 1;                       // 0,1,2
+  int q = rne(std::ldexp(a, 1 - el));   // in [2,4]
+  int code = ((el + 1) << 1) + (q - 2);
+  if (code > 7) code = 7;
+  return sign | uint8_t(code);
+}
+
+int ceil_log2_exact(float r) {
+  uint32_t u = f32_bits(r);
+  int exp = int((u >> 23) & 0xff);
+  uint32_t man = u & 0x7fffffu;
+  if (exp == 0) {  // subnormal: r = man * 2^-149
+    int hi = 31 - __builtin_clz(man);
+    return (hi - 149) + ((man & (man - 1)) ? 1 : 0);
+  }
+  return (exp - 127) + (man != 0 ? 1 : 0);
+}
+
+uint8_t e8m0_scale_for_amax(float amax, float qmax, float amax_floor) {
+  float a = amax > amax_floor ? amax : amax_floor;
+  int e = ceil_log2_exact(a / qmax);
+  int b = e + 127;
+  if (b < 0) b = 0;
+  if (b > 254) b = 254;
+  return uint8_t(b);
+}
+
+static void sim_block(float* x, size_t n, float qmax, float floor_, uint8_t (*enc)(float),
+                      float (*dec)(uint8_t), uint8_t* codes, uint8_t* scale_out) {
+  float amax = 0.f;
+  for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+  uint8_t se = e8m0_scale_for_amax(amax, qmax, floor_);
+  int e = int(se) - 127;
+  for (size_t i = 0; i < n; ++i) {
+    float v = std::ldexp(x[i], -e);
+    v = std::fmin(std::fmax(v, -qmax), qmax);
+    uint8_t c = enc(v);
+    if (codes) codes[i] = c;
+    x[i] = std::ldexp(dec(c), e);
+  }
+  if (scale_out) *scale_out = se;
+}
+
+static float dec_e4m3(uint8_t c) { return kE4m3Table[c]; }
+static float dec_e2m1(uint8_t c) { return kE2m1Table[c & 0xf]; }
+
+void fp8_sim_block(float* x, size_t n, uint8_t* codes, uint8_t* scale_e8m0) {
+  sim_block(x, n, 448.f, 1e-4f, f32_to_e4m3, dec_e4m3, codes, scale_e8m0);
+}
+void fp4_sim_block(float* x, size_t n, uint8_t* codes, uint8_t* scale_e8m0) {
+  sim_block(x, n, 6.f, 6.f * 1.1754943508222875e-38f, f32_to_e2m1, dec_e2m1, codes, scale_e8m0);
+}
+
+}  // namespace dsv4

@@ -1,0 +1,112 @@
+// Known-answer tests for the V4 number formats (V4-ARCH §2.7, §4.3).
+#include "core/dtype.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+using namespace dsv4;
+
+TEST(Dtype, E4m3DecodeKnownValues) {
+  EXPECT_EQ(e4m3_to_f32(0x00), 0.f);
+  EXPECT_EQ(e4m3_to_f32(0x01), std::ldexp(1.f, -9));   // smallest subnormal
+  EXPECT_EQ(e4m3_to_f32(0x07), 7 * std::ldexp(1.f, -9));
+  EXPECT_EQ(e4m3_to_f32(0x08), std::ldexp(1.f, -6));    // smallest normal
+  EXPECT_EQ(e4m3_to_f32(0x38), 1.f);
+  EXPECT_EQ(e4m3_to_f32(0x7e), 448.f);
+  EXPECT_EQ(e4m3_to_f32(0xfe), -448.f);
+  EXPECT_TRUE(std::isnan(e4m3_to_f32(0x7f)));
+  EXPECT_TRUE(std::isnan(e4m3_to_f32(0xff)));
+  EXPECT_TRUE(std::signbit(e4m3_to_f32(0x80)));
+}
+
+TEST(Dtype, E4m3ExhaustiveRoundTripAndMonotone) {
+  // Every finite code encodes back to itself; positive codes are strictly increasing.
+  for (int b = 0; b < 256; ++b) {
+    if ((b & 0x7f) == 0x7f) continue;
+    float v = e4m3_to_f32(uint8_t(b));
+    EXPECT_EQ(f32_to_e4m3(v), b == 0x80 ? 0x80 : b) << b;
+    if ((b & 0x7f) > 0 && (b & 0x7f) < 0x7e && b < 0x80) EXPECT_LT(v, e4m3_to_f32(uint8_t(b + 1)));
+  }
+}
+
+TEST(Dtype, E4m3RoundsToNearestEven) {
+  // Midpoint between 1.0 (0x38) and 1.125 (0x39) -> even mantissa 0x38; 1.1875 -> 0x3a (1.25).
+  EXPECT_EQ(f32_to_e4m3(1.0625f), 0x38);
+  EXPECT_EQ(f32_to_e4m3(1.1875f), 0x3a);
+  // Subnormal midpoint 1.5 * 2^-9 -> 2 * 2^-9 (even).
+  EXPECT_EQ(f32_to_e4m3(1.5f * std::ldexp(1.f, -9)), 0x02);
+  EXPECT_EQ(f32_to_e4m3(0.5f * std::ldexp(1.f, -9)), 0x00);
+  EXPECT_EQ(f32_to_e4m3(1000.f), 0x7e);  // saturates
+  EXPECT_EQ(f32_to_e4m3(-1000.f), 0xfe);
+  // Between every pair of adjacent codes, the nearest one wins.
+  for (int b = 0; b < 0x7e; ++b) {
+    float lo = e4m3_to_f32(uint8_t(b)), hi = e4m3_to_f32(uint8_t(b + 1));
+    EXPECT_EQ(f32_to_e4m3(lo + (hi - lo) * 0.49f), b);
+    EXPECT_EQ(f32_to_e4m3(lo + (hi - lo) * 0.51f), b + 1);
+  }
+}
+
+TEST(Dtype, E2m1ExhaustiveTable) {
+  const float expect[16] = {0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6};
+  for (int c = 0; c < 16; ++c) {
+    EXPECT_EQ(e2m1_to_f32(uint8_t(c)), expect[c]);
+    EXPECT_EQ(std::signbit(e2m1_to_f32(uint8_t(c))), c >= 8);
+    EXPECT_EQ(f32_to_e2m1(expect[c]), c == 8 ? 8 : c);
+  }
+  EXPECT_EQ(f32_to_e2m1(0.25f), 0);   // tie -> even (0)
+  EXPECT_EQ(f32_to_e2m1(0.75f), 2);   // tie between .5 (1) and 1 (2) -> even code 2
+  EXPECT_EQ(f32_to_e2m1(2.5f), 4);    // tie between 2 (4) and 3 (5) -> 4
+  EXPECT_EQ(f32_to_e2m1(5.f), 6);     // tie between 4 (6) and 6 (7) -> 6
+  EXPECT_EQ(f32_to_e2m1(100.f), 7);
+}
+
+TEST(Dtype, E8m0AllExponents) {
+  for (int e = 1; e < 255; ++e) EXPECT_EQ(e8m0_to_f32(uint8_t(e)), std::ldexp(1.f, e - 127));
+  EXPECT_EQ(e8m0_to_f32(0), std::ldexp(1.f, -127));
+  EXPECT_TRUE(std::isnan(e8m0_to_f32(255)));
+}
+
+TEST(Dtype, Bf16RoundTripAndRounding) {
+  for (uint32_t h = 0; h < 65536; h += 7) {
+    float f = bf16_to_f32(uint16_t(h));
+    if (std::isnan(f)) continue;
+    EXPECT_EQ(f32_to_bf16(f), h);
+  }
+  EXPECT_EQ(f32_to_bf16(f32_from_bits(0x3f808000u)), 0x3f80);  // tie -> even
+  EXPECT_EQ(f32_to_bf16(f32_from_bits(0x3f818000u)), 0x3f82);
+}
+
+TEST(Dtype, CeilLog2Exact) {
+  EXPECT_EQ(ceil_log2_exact(1.f), 0);
+  EXPECT_EQ(ceil_log2_exact(1.0000001f), 1);
+  EXPECT_EQ(ceil_log2_exact(0.5f), -1);
+  EXPECT_EQ(ceil_log2_exact(0.75f), 0);
+  EXPECT_EQ(ceil_log2_exact(std::ldexp(1.f, -140)), -140);
+}
+
+TEST(Dtype, Fp8SimBlockPowerOfTwoScale) {
+  float x[4] = {448.f * 2.f, -3.f, 0.1f, 0.f};  // amax 896 -> s = 2
+  uint8_t codes[4], se;
+  fp8_sim_block(x, 4, codes, &se);
+  EXPECT_EQ(se, 128);
+  EXPECT_EQ(x[0], 896.f);
+  EXPECT_EQ(x[1], -3.f);
+  EXPECT_EQ(x[3], 0.f);
+  // Everything is (code * scale).
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(x[i], e4m3_to_f32(codes[i]) * 2.f);
+  float tiny[2] = {0.f, 0.f};
+  fp8_sim_block(tiny, 2, nullptr, &se);  // amax floored at 1e-4
+  EXPECT_EQ(se, 127 + ceil_log2_exact(1e-4f / 448.f));
+}
+
+TEST(Dtype, Fp4SimBlock) {
+  float x[4] = {12.f, -6.f, 1.f, 2.9f};  // amax 12 -> s = 2; values /2 = 6, -3, .5, 1.45 -> 1.5
+  uint8_t se;
+  fp4_sim_block(x, 4, nullptr, &se);
+  EXPECT_EQ(se, 128);
+  EXPECT_EQ(x[0], 12.f);
+  EXPECT_EQ(x[1], -6.f);
+  EXPECT_EQ(x[2], 1.f);
+  EXPECT_EQ(x[3], 3.f);
+}
