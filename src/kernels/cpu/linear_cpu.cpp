@@ -1,0 +1,138 @@
+// CPU matmul with in-kernel weight decoding. Hot loops are compiled for several ISAs
+// (target_clones: AVX-512, AVX2, baseline) and picked at run time by the loader (ifunc), so the
+// shipped binary runs on any x86-64; other architectures get the portable build.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/linear.h"
+
+#if defined(__x86_64__) && !defined(__clang__)
+#define DSV4_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DSV4_CLONES
+#endif
+
+namespace dsv4::kernels {
+
+const char* weight_format_name(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::f32: return "f32";
+    case WeightFormat::bf16: return "bf16";
+    case WeightFormat::fp8_block128: return "fp8(e4m3, 128x128 e8m0)";
+    case WeightFormat::fp4_block32: return "fp4(e2m1, 1x32 e8m0)";
+  }
+  return "?";
+}
+
+Linear Linear::rows(int64_t r0, int64_t n) const {
+  DSV4_CHECK(r0 >= 0 && r0 + n <= out, "Linear::rows out of range");
+  Linear l = *this;
+  l.row0 += r0;
+  l.out = n;
+  return l;
+}
+
+Linear Linear::cols(int64_t c0, int64_t n) const {
+  DSV4_CHECK(c0 >= 0 && c0 + n <= in, "Linear::cols out of range");
+  Linear l = *this;
+  l.col0 += c0;
+  l.in = n;
+  return l;
+}
+
+void Linear::decode_row(int64_t r, float* dst) const {
+  const int64_t ar = row0 + r;
+  switch (fmt) {
+    case WeightFormat::f32: {
+      const float* p = w.as<float>() + ar * ld + col0;
+      std::copy(p, p + in, dst);
+      break;
+    }
+    case WeightFormat::bf16: {
+      const uint16_t* p = w.as<uint16_t>() + ar * ld + col0;
+      for (int64_t i = 0; i < in; ++i) dst[i] = bf16_to_f32(p[i]);
+      break;
+    }
+    case WeightFormat::fp8_block128: {
+      const uint8_t* p = w.as<uint8_t>() + ar * ld + col0;
+      const int64_t sc = scale.dim(1);
+      const uint8_t* srow = scale.as<uint8_t>() + (ar / 128) * sc;
+      for (int64_t i = 0; i < in; ++i) dst[i] = e4m3_to_f32(p[i]) * e8m0_to_f32(srow[(col0 + i) / 128]);
+      break;
+    }
+    case WeightFormat::fp4_block32: {
+      const uint8_t* p = w.as<uint8_t>() + ar * (ld / 2);
+      const int64_t sc = scale.dim(1);
+      const uint8_t* srow = scale.as<uint8_t>() + ar * sc;
+      for (int64_t i = 0; i < in; ++i) {
+        int64_t c = col0 + i;
+        uint8_t b = p[c >> 1];
+        uint8_t code = (c & 1) ? uint8_t(b >> 4) : uint8_t(b & 0xf);
+        dst[i] = e2m1_to_f32(code) * e8m0_to_f32(srow[c / 32]);
+      }
+      break;
+    }
+  }
+}
+
+DSV4_CLONES float dot_f32(const float* a, const float* b, int64_t n) {
+  // 16 independent partial sums in a fixed order: vectorises on every ISA and gives the same
+  // result for the same ISA regardless of batch shape.
+  float acc[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += a[i + j] * b[i + j];
+  for (; i < n; ++i) acc[i & 15] += a[i] * b[i];
+  float s8[8];
+  for (int j = 0; j < 8; ++j) s8[j] = acc[j] + acc[j + 8];
+  float s4[4];
+  for (int j = 0; j < 4; ++j) s4[j] = s8[j] + s8[j + 4];
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+DSV4_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void act_quant_fp8_row(float* x, int64_t k) {
+  for (int64_t b = 0; b < k; b += 128) fp8_sim_block(x + b, size_t(std::min<int64_t>(128, k - b)));
+}
+
+void matmul(const Linear& W, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
+            const MatmulOpts& opts) {
+  DSV4_CHECK(W.w.valid(), "matmul: weight not bound");
+  const int64_t in = W.in, out = W.out;
+  if (n == 0 || out == 0) return;
+  const float* xin = x;
+  std::vector<float> xq;
+  if (opts.act_fp8) {
+    xq.resize(size_t(n * in));
+    for (int64_t t = 0; t < n; ++t) {
+      std::copy(x + t * ldx, x + t * ldx + in, xq.data() + t * in);
+      act_quant_fp8_row(xq.data() + t * in, in);
+    }
+    xin = xq.data();
+  }
+  const int64_t lx = opts.act_fp8 ? in : ldx;
+  // Each weight row is decoded once and reused for every token of the batch.
+#pragma omp parallel
+  {
+    std::vector<float> wrow(static_cast<size_t>(in));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < out; ++r) {
+      W.decode_row(r, wrow.data());
+      if (opts.weight_bf16)
+        for (auto& v : wrow) v = round_bf16(v);
+      for (int64_t t = 0; t < n; ++t) {
+        float v = dot_f32(wrow.data(), xin + t * lx, in);
+        y[t * ldy + r] = opts.out_bf16 ? round_bf16(v) : v;
+      }
+    }
+  }
+}
+
+}  // namespace dsv4::kernels

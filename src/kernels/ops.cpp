@@ -1,0 +1,49 @@
+#include "kernels/ops.h"
+
+#include <cmath>
+
+#include "kernels/linear.h"
+
+namespace dsv4::kernels {
+
+void rms_norm(const float* x, const TensorView* w, float eps, int64_t n, float* y) {
+  float ss = dot_f32(x, x, n);
+  float r = 1.f / std::sqrt(ss / float(n) + eps);
+  if (w) {
+    const uint16_t* wb = w->as<uint16_t>();
+    for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(wb[i]) * (x[i] * r);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * r;
+  }
+}
+
+void rope_rotate(float* x, const float* cos_t, const float* sin_t, int npairs, bool inverse) {
+  for (int i = 0; i < npairs; ++i) {
+    float a = x[2 * i], b = x[2 * i + 1];
+    float c = cos_t[i], s = inverse ? -sin_t[i] : sin_t[i];
+    x[2 * i] = a * c - b * s;
+    x[2 * i + 1] = a * s + b * c;
+  }
+}
+
+void hadamard_orthonormal(float* x, int n) {
+  for (int h = 1; h < n; h <<= 1)
+    for (int i = 0; i < n; i += 2 * h)
+      for (int j = i; j < i + h; ++j) {
+        float a = x[j], b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+  const float s = 1.f / std::sqrt(float(n));
+  for (int i = 0; i < n; ++i) x[i] *= s;
+}
+
+void round_bf16_inplace(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = round_bf16(x[i]);
+}
+
+float softplus(float z) { return std::fmax(z, 0.f) + std::log1p(std::exp(-std::fabs(z))); }
+float sigmoid(float z) { return 1.f / (1.f + std::exp(-z)); }
+float silu(float z) { return z / (1.f + std::exp(-z)); }
+
+}  // namespace dsv4::kernels

@@ -1,0 +1,185 @@
+// V4-ARCH §2.3: the attention block of one layer over a batch: q low-rank path, shared K=V
+// window head, compressed entries (HCA all, CSA indexer top-k), sink softmax, inverse RoPE and
+// the grouped output projection.
+//
+// Letters: N batch rows, D hidden, H heads, Dh head dim, Dn = Dh - R no-RoPE dims, R RoPE dims,
+// Q q rank, G groups, Ro group rank, W window, m ratio, Hi/Di indexer heads/dim.
+#include "model/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/linear.h"
+#include "kernels/ops.h"
+#include "model/compressor.h"
+#include "model/indexer.h"
+
+namespace dsv4::model {
+
+using kernels::matmul;
+using kernels::MatmulOpts;
+using kernels::WeightFormat;
+
+MatmulOpts gemm_opts(const Linear& w, bool ref) {
+  MatmulOpts o;
+  o.act_fp8 = ref && (w.fmt == WeightFormat::fp8_block128 || w.fmt == WeightFormat::fp4_block32);
+  o.out_bf16 = ref;
+  return o;
+}
+
+void round_if(bool ref, float* x, int64_t n) {
+  if (ref) kernels::round_bf16_inplace(x, n);
+}
+
+// V4-ARCH §2.7 FP8SIM_64 on the no-RoPE dims of a KV vector.
+static void kv_fp8_sim(float* kv, int dn) {
+  for (int b = 0; b < dn; b += 64) fp8_sim_block(kv + b, size_t(std::min(64, dn - b)));
+}
+
+// Post-processing of a pooled main-compressor entry (V4-ARCH §2.3.5): bf16, RMSNorm, RoPE at
+// the window's first position, FP8 on the no-RoPE dims.
+static void finish_kv_entry(float* e, const CompressorWeights& w, const RopeTable& rope, int64_t entry, const Config& c,
+                            bool ref) {
+  const int Dh = c.head_dim;
+  round_if(ref, e, Dh);
+  kernels::rms_norm(e, &w.norm, c.norm_eps, Dh, e);
+  round_if(ref, e, Dh);
+  rope.apply(e, Dh, entry * w.ratio);
+  round_if(ref, e, Dh);
+  if (ref) kv_fp8_sim(e, c.nope_head_dim());
+}
+
+void attention_forward(const LayerWeights& L, const RopeTable& rope, const float* xn, BatchLayout& b, float* y,
+                       AttentionDebug* dbg) {
+  const Config& c = *b.config;
+  const bool ref = b.ref();
+  const AttentionWeights& A = L.attn;
+  const int64_t N = b.n_rows(), D = c.dim, H = c.n_heads, Dh = c.head_dim, Q = c.q_lora_rank;
+  const int Dn = c.nope_head_dim(), W = c.window_size;
+
+  // ---- q path (§2.3.2) ------------------------------------------------------------------
+  std::vector<float> qr(static_cast<size_t>(N * Q));  // [N, Q]
+  matmul(A.wq_a, xn, N, D, qr.data(), Q, gemm_opts(A.wq_a, ref));
+  for (int64_t r = 0; r < N; ++r) {
+    kernels::rms_norm(&qr[size_t(r * Q)], &A.q_norm, c.norm_eps, Q, &qr[size_t(r * Q)]);
+    round_if(ref, &qr[size_t(r * Q)], Q);
+  }
+  std::vector<float> q(static_cast<size_t>(N * H * Dh));  // [N, H, Dh]
+  matmul(A.wq_b, qr.data(), N, Q, q.data(), H * Dh, gemm_opts(A.wq_b, ref));
+#pragma omp parallel for schedule(static)
+  for (int64_t rh = 0; rh < N * H; ++rh) {
+    float* qh = &q[size_t(rh * Dh)];
+    kernels::rms_norm(qh, nullptr, c.norm_eps, Dh, qh);  // weightless per-head RMSNorm
+    round_if(ref, qh, Dh);
+    rope.apply(qh, int(Dh), b.rows[size_t(rh / H)].pos);
+    round_if(ref, qh, Dh);
+  }
+
+  // ---- window KV (§2.3.3) ------------------------------------------------------------------
+  std::vector<float> kv(static_cast<size_t>(N * Dh));  // [N, Dh]
+  matmul(A.wkv, xn, N, D, kv.data(), Dh, gemm_opts(A.wkv, ref));
+  for (int64_t r = 0; r < N; ++r) {
+    float* k = &kv[size_t(r * Dh)];
+    kernels::rms_norm(k, &A.kv_norm, c.norm_eps, Dh, k);
+    round_if(ref, k, Dh);
+    rope.apply(k, int(Dh), b.rows[size_t(r)].pos);
+    round_if(ref, k, Dh);
+    if (ref) kv_fp8_sim(k, Dn);
+  }
+
+  // ---- compressed entries (§2.3.5), emitted into each sequence's state ----------------------
+  if (A.has_compressor) {
+    std::vector<float> ca, cg;
+    compressor_project(A.compressor, xn, b, ca, cg);
+    const int64_t cols = int64_t(A.compressor.c) * A.compressor.width;
+    std::vector<float> entry(static_cast<size_t>(Dh));
+    for (const BatchItem& it : b.items) {
+      cache::LayerState& S = it.state->layer(L.index);
+      for (int64_t i = 0; i < it.n; ++i) {
+        const int64_t r = it.row0 + i, pos = it.start + i;
+        if (compressor_push(S.compressor, &ca[size_t(r * cols)], &cg[size_t(r * cols)], pos, entry.data())) {
+          finish_kv_entry(entry.data(), A.compressor, rope, pos / L.ratio, c, ref);
+          std::copy(entry.begin(), entry.end(), S.kv_compressed.append());
+        }
+      }
+    }
+  }
+
+  // ---- lightning indexer (§2.3.6): selected CSA entries per row ------------------------------
+  std::vector<std::vector<int32_t>> selected;  // per row, ascending
+  if (A.has_indexer) indexer_select(A.indexer, L.index, rope, xn, qr.data(), b, selected);
+
+  // ---- which keys each row sees (§2.3.4) ---------------------------------------------------
+  std::vector<std::vector<const float*>> keys(static_cast<size_t>(N));
+  for (const BatchItem& it : b.items) {
+    const cache::LayerState& S = it.state->layer(L.index);
+    for (int64_t i = 0; i < it.n; ++i) {
+      const int64_t r = it.row0 + i, t = it.start + i;
+      auto& ks = keys[size_t(r)];
+      for (int64_t p = std::max<int64_t>(0, t - W + 1); p <= t; ++p)
+        ks.push_back(p >= it.start ? &kv[size_t((it.row0 + p - it.start) * Dh)] : &S.kv_window[size_t((p % W) * Dh)]);
+      if (L.ratio == 128) {
+        const int64_t n_elig = (t + 1) / 128;
+        for (int64_t j = 0; j < n_elig; ++j) ks.push_back(S.kv_compressed.row(j));
+      } else if (L.ratio == 4) {
+        for (int32_t j : selected[size_t(r)]) ks.push_back(S.kv_compressed.row(j));
+      }
+    }
+  }
+  if (dbg && A.has_indexer) dbg->csa_selected = selected;
+
+  // ---- core attention with sink (§2.3.7) and inverse RoPE (§2.3.8) --------------------------
+  std::vector<float> o(static_cast<size_t>(N * H * Dh));  // [N, H, Dh]
+  const float scale = 1.f / std::sqrt(float(Dh));
+  const float* sink = A.attn_sink.as<float>();
+#pragma omp parallel
+  {
+    std::vector<float> s;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t rh = 0; rh < N * H; ++rh) {
+      const int64_t r = rh / H, h = rh % H;
+      const auto& ks = keys[size_t(r)];
+      const float* qh = &q[size_t(rh * Dh)];
+      s.resize(ks.size());
+      float mx = sink[h];
+      for (size_t i = 0; i < ks.size(); ++i) {
+        s[i] = kernels::dot_f32(qh, ks[i], Dh) * scale;
+        mx = std::max(mx, s[i]);
+      }
+      float den = std::exp(sink[h] - mx);
+      for (size_t i = 0; i < ks.size(); ++i) den += (s[i] = std::exp(s[i] - mx));
+      float* oh = &o[size_t(rh * Dh)];
+      std::fill(oh, oh + Dh, 0.f);
+      for (size_t i = 0; i < ks.size(); ++i) {
+        float p = s[i] / den;
+        if (ref) p = round_bf16(p);
+        kernels::axpy_f32(p, ks[i], oh, Dh);
+      }
+      round_if(ref, oh, Dh);
+      rope.apply(oh, int(Dh), b.rows[size_t(r)].pos, /*inverse=*/true);
+      round_if(ref, oh, Dh);
+    }
+  }
+
+  // ---- window ring update: the last W rows of each item ------------------------------------
+  for (const BatchItem& it : b.items) {
+    cache::LayerState& S = it.state->layer(L.index);
+    for (int64_t i = std::max<int64_t>(0, it.n - W); i < it.n; ++i) {
+      const int64_t pos = it.start + i;
+      std::copy_n(&kv[size_t((it.row0 + i) * Dh)], Dh, &S.kv_window[size_t((pos % W) * Dh)]);
+    }
+  }
+
+  // ---- grouped output projection (§2.3.8) --------------------------------------------------
+  const int64_t G = c.o_groups, Ro = c.o_lora_rank, gin = H * Dh / G;
+  std::vector<float> z(static_cast<size_t>(N * G * Ro));  // [N, G*Ro]
+  MatmulOpts oa;  // reference: wo_a dequantised to bf16, bf16 einsum (no activation quant)
+  oa.weight_bf16 = ref;
+  oa.out_bf16 = ref;
+  for (int64_t g = 0; g < G; ++g)
+    matmul(A.wo_a.rows(g * Ro, Ro), &o[size_t(g * gin)], N, H * Dh, &z[size_t(g * Ro)], G * Ro, oa);
+  matmul(A.wo_b, z.data(), N, G * Ro, y, D, gemm_opts(A.wo_b, ref));
+}
+
+}  // namespace dsv4::model

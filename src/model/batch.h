@@ -1,0 +1,34 @@
+// Internal to the forward pass: how the rows of a batch map to sequences and positions.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cache/seq_state.h"
+#include "model/config.h"
+#include "model/forward.h"
+
+namespace dsv4::model {
+
+struct BatchRow {
+  int item;       // index into BatchLayout::items
+  int64_t pos;    // absolute position
+  int32_t token;
+};
+
+struct BatchItem {
+  cache::SeqState* state;
+  int64_t row0;      // first row of this item in the batch
+  int64_t n;         // rows
+  int64_t start;     // absolute position of the first row (= state's n_past before the pass)
+};
+
+struct BatchLayout {
+  const Config* config;
+  Numerics numerics;
+  bool ref() const { return numerics == Numerics::reference; }
+  std::vector<BatchRow> rows;
+  std::vector<BatchItem> items;
+  int64_t n_rows() const { return int64_t(rows.size()); }
+};
+
+}  // namespace dsv4::model

@@ -1,0 +1,143 @@
+// V4-ARCH §2: the layer loop. Embedding -> hc streams -> N blocks (mHC + attention, mHC + MoE)
+// -> hc_head -> final norm -> fp32 LM head. All ops live in their own files; this is only the loop.
+#include "model/forward.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "kernels/linear.h"
+#include "kernels/ops.h"
+#include "model/attention.h"
+#include "model/batch.h"
+#include "model/mhc.h"
+#include "model/moe.h"
+#include "model/rope.h"
+
+namespace dsv4::model {
+
+const char* numerics_name(Numerics n) { return n == Numerics::reference ? "reference" : "f32"; }
+bool numerics_from_string(const std::string& s, Numerics* out) {
+  if (s == "reference") *out = Numerics::reference;
+  else if (s == "f32") *out = Numerics::f32;
+  else return false;
+  return true;
+}
+
+ForwardPass::ForwardPass(const Model& model, Numerics numerics) : model_(model), numerics_(numerics) {}
+
+cache::StateShape ForwardPass::state_shape() const {
+  const Config& c = model_.config();
+  cache::StateShape s;
+  s.n_layers = c.n_layers;
+  s.window = c.window_size;
+  s.head_dim = c.head_dim;
+  s.index_head_dim = c.index_head_dim;
+  s.ratios.assign(c.compress_ratios.begin(), c.compress_ratios.begin() + c.n_layers);
+  return s;
+}
+
+std::unique_ptr<cache::SeqState> ForwardPass::new_state() const {
+  return std::make_unique<cache::SeqState>(state_shape());
+}
+
+void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits) {
+  const Config& c = model_.config();
+  const ModelWeights& Wt = model_.weights();
+  const bool ref = numerics_ == Numerics::reference;
+  const int64_t D = c.dim, hc = c.hc_mult, V = c.vocab_size;
+
+  BatchLayout b;
+  b.config = &c;
+  b.numerics = numerics_;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const SeqChunk& ch = batch[i];
+    DSV4_CHECK(ch.state != nullptr, "forward: chunk without a state");
+    BatchItem it{ch.state, b.n_rows(), int64_t(ch.tokens.size()), ch.state->n_past()};
+    for (int64_t j = 0; j < it.n; ++j) {
+      const int32_t tok = ch.tokens[size_t(j)];
+      if (tok < 0 || tok >= V) throw Error("token id " + std::to_string(tok) + " outside the vocabulary [0, " +
+                                           std::to_string(V) + ")");
+      b.rows.push_back(BatchRow{int(i), it.start + j, tok});
+    }
+    b.items.push_back(it);
+  }
+  const int64_t N = b.n_rows();
+
+  // Embedding, copied into hc streams (§2.1). X: [N, hc, D]
+  std::vector<float> X(static_cast<size_t>(N * hc * D));
+  const uint16_t* emb = Wt.embed.as<uint16_t>();
+  for (int64_t r = 0; r < N; ++r)
+    for (int64_t k = 0; k < hc; ++k)
+      for (int64_t d = 0; d < D; ++d) X[size_t((r * hc + k) * D + d)] = bf16_to_f32(emb[b.rows[size_t(r)].token * D + d]);
+
+  std::vector<float> xin(static_cast<size_t>(N * D)), xn(static_cast<size_t>(N * D)), y(static_cast<size_t>(N * D));
+  std::vector<HcMix> mix(static_cast<size_t>(N));
+  const RopeTable rope_swa(c, false), rope_comp(c, true);
+  if (debug_layer_streams) debug_layer_streams->clear();
+  if (debug_experts) debug_experts->clear();
+  if (debug_csa_selected) debug_csa_selected->clear();
+
+  for (const LayerWeights& L : Wt.layers) {
+    // Attention sub-layer (§2.2 block).
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; ++r) {
+      hc_pre_one(&X[size_t(r * hc * D)], L.hc_attn, c, ref, &xin[size_t(r * D)], &mix[size_t(r)]);
+      kernels::rms_norm(&xin[size_t(r * D)], &L.attn_norm, c.norm_eps, D, &xn[size_t(r * D)]);
+      round_if(ref, &xn[size_t(r * D)], D);
+    }
+    AttentionDebug adbg;
+    attention_forward(L, L.ratio ? rope_comp : rope_swa, xn.data(), b, y.data(), debug_csa_selected ? &adbg : nullptr);
+    if (debug_csa_selected && L.ratio == 4) {
+      std::vector<int32_t> flat;
+      for (auto& s : adbg.csa_selected) {
+        std::vector<int32_t> row(static_cast<size_t>(c.index_topk), -1);
+        std::copy_n(s.begin(), std::min<size_t>(s.size(), row.size()), row.begin());
+        flat.insert(flat.end(), row.begin(), row.end());
+      }
+      debug_csa_selected->push_back(std::move(flat));
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; ++r) {
+      hc_post_one(&X[size_t(r * hc * D)], &y[size_t(r * D)], mix[size_t(r)], c, ref);
+      // FFN sub-layer input.
+      hc_pre_one(&X[size_t(r * hc * D)], L.hc_ffn, c, ref, &xin[size_t(r * D)], &mix[size_t(r)]);
+      kernels::rms_norm(&xin[size_t(r * D)], &L.ffn_norm, c.norm_eps, D, &xn[size_t(r * D)]);
+      round_if(ref, &xn[size_t(r * D)], D);
+    }
+    MoeRouting rt;
+    moe_forward(L.ffn, L.hash, xn.data(), b, y.data(), debug_experts ? &rt : nullptr);
+    if (debug_experts) debug_experts->push_back(rt.experts);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; ++r) hc_post_one(&X[size_t(r * hc * D)], &y[size_t(r * D)], mix[size_t(r)], c, ref);
+    if (debug_layer_streams) debug_layer_streams->push_back(X);
+  }
+
+  // Output head (§2.5) for the rows that want logits.
+  std::vector<int64_t> out_rows;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchItem& it = b.items[i];
+    if (it.n == 0) continue;
+    if (batch[i].all_logits)
+      for (int64_t j = 0; j < it.n; ++j) out_rows.push_back(it.row0 + j);
+    else
+      out_rows.push_back(it.row0 + it.n - 1);
+  }
+  const int64_t M = int64_t(out_rows.size());
+  std::vector<float> hn(static_cast<size_t>(M * D));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < M; ++i) {
+    float* h = &hn[size_t(i * D)];
+    hc_head_one(&X[size_t(out_rows[size_t(i)] * hc * D)], Wt.hc_head, c, ref, h);
+    kernels::rms_norm(h, &Wt.norm, c.norm_eps, D, h);
+    round_if(ref, h, D);
+  }
+  logits.resize(size_t(M * V));
+  kernels::matmul(Wt.head, hn.data(), M, D, logits.data(), V);  // fp32 LM head
+
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto& toks = batch[i].state->tokens();
+    toks.insert(toks.end(), batch[i].tokens.begin(), batch[i].tokens.end());
+  }
+}
+
+}  // namespace dsv4::model

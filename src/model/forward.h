@@ -1,0 +1,45 @@
+// The forward pass over a batch of (sequence state, new tokens) chunks (DESIGN.md "batch-first").
+// Prefill chunks and decode steps of many sequences run in one pass; a prompt is a batch of one.
+#pragma once
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "cache/seq_state.h"
+#include "model/weights.h"
+
+namespace dsv4::model {
+
+// `reference`: the official fake-quantisation points of V4-ARCH §2.7 and bf16 activations.
+// `f32`: dequantised weights, everything fp32, no activation/KV quantisation.
+enum class Numerics { reference, f32 };
+const char* numerics_name(Numerics n);
+bool numerics_from_string(const std::string& s, Numerics* out);
+
+struct SeqChunk {
+  cache::SeqState* state = nullptr;
+  std::span<const int32_t> tokens;  // appended at positions state->n_past() ...
+  bool all_logits = false;          // logits for every token, else only for the last one
+};
+
+class ForwardPass {
+ public:
+  ForwardPass(const Model& model, Numerics numerics);
+  const Model& model() const { return model_; }
+  Numerics numerics() const { return numerics_; }
+  cache::StateShape state_shape() const;
+  std::unique_ptr<cache::SeqState> new_state() const;
+  // Runs the batch; appends each chunk's tokens to its state. `logits` receives, chunk by chunk,
+  // [rows, vocab] fp32 where rows = tokens.size() (all_logits) or 1 (0 for an empty chunk).
+  void forward(std::span<SeqChunk> batch, std::vector<float>& logits);
+  // Hook for tests: streams after each layer [n_rows, hc, D] (null = off).
+  std::vector<std::vector<float>>* debug_layer_streams = nullptr;
+  std::vector<std::vector<int32_t>>* debug_experts = nullptr;      // per layer [n_rows * K]
+  std::vector<std::vector<int32_t>>* debug_csa_selected = nullptr; // per layer [n_rows * topk], -1 pad
+
+ private:
+  const Model& model_;
+  Numerics numerics_;
+};
+
+}  // namespace dsv4::model

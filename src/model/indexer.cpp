@@ -1,0 +1,113 @@
+#include "model/indexer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "kernels/linear.h"
+#include "kernels/ops.h"
+#include "model/attention.h"
+#include "model/compressor.h"
+
+namespace dsv4::model {
+
+void topk_indices(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
+  out.resize(size_t(n));
+  std::iota(out.begin(), out.end(), 0);
+  auto better = [&](int32_t a, int32_t b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b); };
+  if (k < n) {
+    std::nth_element(out.begin(), out.begin() + k, out.end(), better);
+    out.resize(size_t(k));
+  }
+  std::sort(out.begin(), out.end());
+}
+
+// Reference: Hadamard rotation then FP4 (e2m1, 1x32 blocks) simulation of an index q/k vector.
+static void index_vec_quant(float* v, int n) {
+  kernels::hadamard_orthonormal(v, n);
+  for (int b0 = 0; b0 < n; b0 += 32) fp4_sim_block(v + b0, size_t(std::min(32, n - b0)));
+}
+
+void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, const float* xn, const float* qr,
+                    BatchLayout& b, std::vector<std::vector<int32_t>>& selected) {
+  const Config& c = *b.config;
+  const bool ref = b.ref();
+  const int64_t N = b.n_rows(), D = c.dim, Q = c.q_lora_rank, Hi = c.index_n_heads, Di = c.index_head_dim;
+  const int64_t topk = c.index_topk;
+
+  // Index keys: the indexer's own ratio-4 compressor, then bf16, RMSNorm, RoPE at w*4.
+  std::vector<float> ca, cg;
+  compressor_project(w.compressor, xn, b, ca, cg);
+  const int64_t cols = 2 * Di;
+  std::vector<float> key(static_cast<size_t>(Di));
+  for (const BatchItem& it : b.items) {
+    cache::LayerState& S = it.state->layer(il);
+    for (int64_t i = 0; i < it.n; ++i) {
+      const int64_t r = it.row0 + i, pos = it.start + i;
+      if (!compressor_push(S.index_compressor, &ca[size_t(r * cols)], &cg[size_t(r * cols)], pos, key.data()))
+        continue;
+      round_if(ref, key.data(), Di);
+      kernels::rms_norm(key.data(), &w.compressor.norm, c.norm_eps, Di, key.data());
+      round_if(ref, key.data(), Di);
+      rope.apply(key.data(), int(Di), (pos / 4) * 4);
+      round_if(ref, key.data(), Di);
+      if (ref) index_vec_quant(key.data(), int(Di));
+      std::copy(key.begin(), key.end(), S.index_keys.append());
+    }
+  }
+
+  selected.assign(size_t(N), {});
+  // Rows that need scoring: more eligible entries than top-k.
+  std::vector<int64_t> need;
+  for (int64_t r = 0; r < N; ++r) {
+    const int64_t n_elig = (b.rows[size_t(r)].pos + 1) / 4;
+    if (n_elig > topk) {
+      need.push_back(r);
+    } else {
+      selected[size_t(r)].resize(size_t(n_elig));
+      std::iota(selected[size_t(r)].begin(), selected[size_t(r)].end(), 0);
+    }
+  }
+  if (need.empty()) return;
+
+  // Index queries and head weights for all rows (cheap next to the scoring).
+  std::vector<float> qi(static_cast<size_t>(N * Hi * Di));  // [N, Hi, Di]
+  kernels::matmul(w.wq_b, qr, N, Q, qi.data(), Hi * Di, gemm_opts(w.wq_b, ref));
+  std::vector<float> wi(static_cast<size_t>(N * Hi));       // [N, Hi]
+  kernels::MatmulOpts wo;
+  wo.out_bf16 = ref;
+  kernels::matmul(w.weights_proj, xn, N, D, wi.data(), Hi, wo);
+  const float wscale = 1.f / std::sqrt(float(Hi * Di));
+
+#pragma omp parallel
+  {
+    std::vector<float> scores;
+#pragma omp for schedule(dynamic, 1)
+    for (size_t ni = 0; ni < need.size(); ++ni) {
+      const int64_t r = need[ni];
+      const BatchRow& row = b.rows[size_t(r)];
+      const cache::LayerState& S = b.items[size_t(row.item)].state->layer(il);
+      float* qrow = &qi[size_t(r * Hi * Di)];
+      for (int64_t h = 0; h < Hi; ++h) {
+        float* qh = qrow + h * Di;
+        rope.apply(qh, int(Di), row.pos);
+        round_if(ref, qh, Di);
+        if (ref) index_vec_quant(qh, int(Di));
+      }
+      const int64_t n_elig = (row.pos + 1) / 4;
+      scores.resize(size_t(n_elig));
+      for (int64_t j = 0; j < n_elig; ++j) {
+        const float* kj = S.index_keys.row(j);
+        float s = 0;
+        for (int64_t h = 0; h < Hi; ++h) {
+          float d = kernels::dot_f32(qrow + h * Di, kj, Di);
+          s += wi[size_t(r * Hi + h)] * wscale * std::max(d, 0.f);  // ReLU per head, then weighted sum
+        }
+        scores[size_t(j)] = ref ? round_bf16(s) : s;
+      }
+      topk_indices(scores.data(), n_elig, topk, selected[size_t(r)]);
+    }
+  }
+}
+
+}  // namespace dsv4::model

@@ -1,0 +1,111 @@
+#include "model/moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "kernels/linear.h"
+#include "kernels/ops.h"
+#include "model/attention.h"
+
+namespace dsv4::model {
+
+void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, MoeRouting& out) {
+  const Config& c = *b.config;
+  const int64_t N = b.n_rows(), D = c.dim, E = c.n_routed_experts, K = c.n_activated_experts;
+  std::vector<float> logits(static_cast<size_t>(N * E));
+  kernels::matmul(w.gate, xn, N, D, logits.data(), E);  // fp32 router
+  out.experts.assign(size_t(N * K), 0);
+  out.weights.assign(size_t(N * K), 0.f);
+  std::vector<float> s(static_cast<size_t>(E)), biased(static_cast<size_t>(E));
+  std::vector<int32_t> order(static_cast<size_t>(E));
+  for (int64_t r = 0; r < N; ++r) {
+    for (int64_t e = 0; e < E; ++e) s[size_t(e)] = std::sqrt(kernels::softplus(logits[size_t(r * E + e)]));
+    int32_t* idx = &out.experts[size_t(r * K)];
+    if (hash) {
+      const int64_t tok = b.rows[size_t(r)].token;
+      for (int64_t k = 0; k < K; ++k)
+        idx[k] = int32_t(w.tid2eid.dtype == Dtype::i64 ? w.tid2eid.as<int64_t>()[tok * K + k]
+                                                       : w.tid2eid.as<int32_t>()[tok * K + k]);
+    } else {
+      const float* bias = w.gate_bias.as<float>();
+      for (int64_t e = 0; e < E; ++e) biased[size_t(e)] = s[size_t(e)] + bias[e];
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int32_t a, int32_t bb) {
+        return biased[size_t(a)] > biased[size_t(bb)] || (biased[size_t(a)] == biased[size_t(bb)] && a < bb);
+      });
+      std::copy(order.begin(), order.begin() + K, idx);
+    }
+    float sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += s[size_t(idx[k])];
+    for (int64_t k = 0; k < K; ++k) out.weights[size_t(r * K + k)] = s[size_t(idx[k])] / sum * c.route_scale;
+  }
+}
+
+// One expert over a gathered set of rows: out = w2 . (silu(min(w1 x, L)) * clamp(w3 x, -L, L) * weight).
+static void expert_forward(const ExpertWeights& ew, const float* x, int64_t n, const float* row_weight, const Config& c,
+                           bool ref, float* out) {
+  const int64_t D = c.dim, I = c.moe_inter_dim;
+  std::vector<float> g(static_cast<size_t>(n * I)), u(static_cast<size_t>(n * I));
+  kernels::matmul(ew.w1, x, n, D, g.data(), I, gemm_opts(ew.w1, ref));
+  kernels::matmul(ew.w3, x, n, D, u.data(), I, gemm_opts(ew.w3, ref));
+  const float lim = c.swiglu_limit;
+  for (int64_t t = 0; t < n; ++t) {
+    const float wt = row_weight ? row_weight[t] : 1.f;
+    for (int64_t i = 0; i < I; ++i) {
+      float gv = g[size_t(t * I + i)], uv = u[size_t(t * I + i)];
+      if (lim > 0) {
+        gv = std::min(gv, lim);
+        uv = std::clamp(uv, -lim, lim);
+      }
+      float h = kernels::silu(gv) * uv * wt;
+      g[size_t(t * I + i)] = ref ? round_bf16(h) : h;
+    }
+  }
+  kernels::matmul(ew.w2, g.data(), n, I, out, D, gemm_opts(ew.w2, ref));
+}
+
+void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y,
+                 MoeRouting* routing_out) {
+  const Config& c = *b.config;
+  const bool ref = b.ref();
+  const int64_t N = b.n_rows(), D = c.dim, E = c.n_routed_experts, K = c.n_activated_experts;
+  MoeRouting rt;
+  moe_route(w, hash, xn, b, rt);
+
+  // Group (row, slot) pairs by expert; each expert runs once over its rows.
+  std::vector<std::vector<int64_t>> by_expert(static_cast<size_t>(E));  // entries r*K + k
+  for (int64_t i = 0; i < N * K; ++i) by_expert[size_t(rt.experts[size_t(i)])].push_back(i);
+  std::vector<float> outs(static_cast<size_t>(N * K * D));  // [N, K, D] per-slot outputs
+  std::vector<float> xg, wg, og;
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& list = by_expert[size_t(e)];
+    if (list.empty()) continue;
+    const int64_t n = int64_t(list.size());
+    xg.resize(size_t(n * D));
+    wg.resize(size_t(n));
+    og.resize(size_t(n * D));
+    for (int64_t j = 0; j < n; ++j) {
+      std::copy_n(xn + (list[size_t(j)] / K) * D, D, &xg[size_t(j * D)]);
+      wg[size_t(j)] = rt.weights[size_t(list[size_t(j)])];
+    }
+    expert_forward(w.experts[size_t(e)], xg.data(), n, wg.data(), c, ref, og.data());
+    for (int64_t j = 0; j < n; ++j) std::copy_n(&og[size_t(j * D)], D, &outs[size_t(list[size_t(j)] * D)]);
+  }
+  std::vector<float> shared;
+  if (w.has_shared) {
+    shared.resize(size_t(N * D));
+    expert_forward(w.shared, xn, N, nullptr, c, ref, shared.data());
+  }
+  // Sum in slot order, fp32, then the shared expert.
+  for (int64_t r = 0; r < N; ++r) {
+    float* yr = y + r * D;
+    std::fill(yr, yr + D, 0.f);
+    for (int64_t k = 0; k < K; ++k) kernels::axpy_f32(1.f, &outs[size_t((r * K + k) * D)], yr, D);
+    if (w.has_shared) kernels::axpy_f32(1.f, &shared[size_t(r * D)], yr, D);
+    round_if(ref, yr, D);
+  }
+  if (routing_out) *routing_out = std::move(rt);
+}
+
+}  // namespace dsv4::model

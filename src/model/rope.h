@@ -1,0 +1,30 @@
+// V4-ARCH §2.3.1: RoPE on the last R dims of each vector, interleaved pairs, per-layer base:
+// ratio-0 layers theta=rope_theta without YaRN; ratio!=0 layers compress_rope_theta with YaRN
+// (frequency ramp only, no mscale anywhere).
+#pragma once
+#include <vector>
+
+#include "model/config.h"
+
+namespace dsv4::model {
+
+class RopeTable {
+ public:
+  RopeTable() = default;
+  RopeTable(const Config& c, bool compressed_layer);
+  int npairs() const { return int(omega_.size()); }
+  const std::vector<float>& omega() const { return omega_; }
+  // cos/sin of angle float(pos) * omega_i (fp32 product, as the reference).
+  void angles(int64_t pos, float* cos_out, float* sin_out) const;
+  // Rotates the last 2*npairs dims of x (length n) at position pos.
+  void apply(float* x, int n, int64_t pos, bool inverse = false) const;
+
+ private:
+  std::vector<float> omega_;
+};
+
+// YaRN-adjusted frequencies (exposed for the §7 known-answer test).
+std::vector<float> rope_frequencies(int rope_dim, float theta, float factor, int64_t original_seq_len,
+                                    float beta_fast, float beta_slow, bool yarn);
+
+}  // namespace dsv4::model

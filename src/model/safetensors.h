@@ -1,0 +1,57 @@
+// Checkpoint files: safetensors (single file or sharded with model.safetensors.index.json),
+// mmap'd; tensors are exposed as TensorViews over the mapped bytes, never copied (V4-ARCH §4.1).
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/mapped_file.h"
+#include "core/tensor.h"
+
+namespace dsv4::model {
+
+struct TensorEntry {
+  TensorView view;
+  std::string file;  // shard path, for error messages
+};
+
+class SafetensorsFile {
+ public:
+  // Maps and validates the header (JSON, dtypes, offsets inside the file, sizes match shapes).
+  explicit SafetensorsFile(const std::string& path);
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  const std::string& path() const { return file_.path(); }
+  size_t size() const { return file_.size(); }
+
+ private:
+  MappedFile file_;
+  std::map<std::string, TensorView> tensors_;
+};
+
+// All shards of a checkpoint directory.
+class Checkpoint {
+ public:
+  explicit Checkpoint(const std::string& dir);
+  const std::string& dir() const { return dir_; }
+  // nullptr if absent.
+  const TensorEntry* find(const std::string& name) const;
+  const std::map<std::string, TensorEntry>& entries() const { return entries_; }
+  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+
+ private:
+  std::string dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, TensorEntry> entries_;
+};
+
+// Writing (used by `dsv4 tiny` and by tests that make broken checkpoints).
+struct TensorToWrite {
+  std::string name;
+  Dtype dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+void write_safetensors(const std::string& path, const std::vector<const TensorToWrite*>& tensors);
+
+}  // namespace dsv4::model

@@ -1,0 +1,119 @@
+// V4-ARCH §4.2: every tensor of a checkpoint bound by its official name into named structs,
+// checked for presence, dtype and shape at load. Weights stay views over the mmap'd shards.
+//
+// Letters: D hidden, H heads, Dh head dim, Q q rank, G o groups, Ro o rank, E experts,
+// I expert width, V vocab, Hi/Di indexer heads/dim, hc mHC streams, m compress ratio.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/linear.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+
+namespace dsv4::model {
+
+using kernels::Linear;
+
+struct HcParams {          // V4-ARCH §2.2
+  TensorView fn;           // [(2+hc)*hc, hc*D] f32 (hc_head: [hc, hc*D])
+  TensorView base;         // [(2+hc)*hc] f32
+  TensorView scale;        // [3] f32 (hc_head: [1])
+};
+
+struct CompressorWeights { // V4-ARCH §2.3.5
+  Linear wkv;              // [c*width, D] bf16
+  Linear wgate;            // [c*width, D] bf16
+  TensorView ape;          // [m, c*width] f32
+  TensorView norm;         // [width] bf16
+  int ratio = 0;           // m
+  int width = 0;           // 512 (main) / Di (indexer)
+  int c = 0;               // 2 for m=4 (overlapping), 1 for m=128
+};
+
+struct IndexerWeights {    // V4-ARCH §2.3.6
+  Linear wq_b;             // [Hi*Di, Q] fp8
+  Linear weights_proj;     // [Hi, D] bf16
+  CompressorWeights compressor;
+};
+
+struct AttentionWeights {  // V4-ARCH §2.3
+  TensorView attn_sink;    // [H] f32
+  Linear wq_a;             // [Q, D] fp8
+  TensorView q_norm;       // [Q] bf16
+  Linear wq_b;             // [H*Dh, Q] fp8
+  Linear wkv;              // [Dh, D] fp8
+  TensorView kv_norm;      // [Dh] bf16
+  Linear wo_a;             // [G*Ro, H*Dh/G] fp8
+  Linear wo_b;             // [D, G*Ro] fp8
+  bool has_compressor = false;
+  CompressorWeights compressor;
+  bool has_indexer = false;
+  IndexerWeights indexer;
+};
+
+struct ExpertWeights {     // V4-ARCH §2.4
+  Linear w1, w2, w3;       // w1,w3 [I, D]; w2 [D, I]
+};
+
+struct MoeWeights {
+  Linear gate;             // [E, D] bf16 router
+  TensorView gate_bias;    // [E] f32 (non-hash layers)
+  TensorView tid2eid;      // [V, K] i64/i32 (hash layers)
+  std::vector<ExpertWeights> experts;
+  bool has_shared = false;
+  ExpertWeights shared;
+};
+
+struct LayerWeights {
+  int index = 0;
+  AttnKind kind = AttnKind::swa;
+  int ratio = 0;
+  bool hash = false;
+  TensorView attn_norm, ffn_norm;  // [D] bf16
+  HcParams hc_attn, hc_ffn;
+  AttentionWeights attn;
+  MoeWeights ffn;
+};
+
+struct MtpWeights {        // V4-ARCH §2.6 (bound when present; used for drafting)
+  LayerWeights block;
+  Linear e_proj, h_proj;   // [D, D] fp8
+  TensorView enorm, hnorm, norm;
+  HcParams hc_head;
+};
+
+struct ModelWeights {
+  TensorView embed;        // [V, D] bf16
+  Linear head;             // [V, D] bf16
+  TensorView norm;         // [D] bf16
+  HcParams hc_head;
+  std::vector<LayerWeights> layers;
+  bool has_mtp = false;
+  MtpWeights mtp;
+};
+
+// A loaded model: config + mapped checkpoint + bound weights. Move-only.
+class Model {
+ public:
+  // Loads config and every shard of `dir`, binds and checks every expected tensor.
+  static std::unique_ptr<Model> load(const std::string& dir);
+  const Config& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const Checkpoint& checkpoint() const { return *ckpt_; }
+  const std::string& dir() const { return dir_; }
+  // Tensors in the files that no binding used (reported by inspect; ignored otherwise).
+  std::vector<std::string> unused_tensors() const;
+
+ private:
+  Model() = default;
+  std::string dir_;
+  Config config_;
+  std::unique_ptr<Checkpoint> ckpt_;
+  ModelWeights weights_;
+  std::vector<std::string> used_;
+  friend class WeightBinder;
+};
+
+}  // namespace dsv4::model

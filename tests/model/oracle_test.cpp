@@ -1,0 +1,155 @@
+// The forward pass against oracle/case-a (llama.cpp deepseek4, exact f32; README there gives
+// the tolerance: |dlogit| <= 1e-3 everywhere, identical argmax except at near-tie positions).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "model/forward.h"
+#include "model/safetensors.h"
+#include "test_util.h"
+
+using namespace dsv4;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Oracle {
+  std::string dir;
+  std::vector<int32_t> ids;
+  std::unique_ptr<model::SafetensorsFile> prefill, decode;
+  std::set<int64_t> near_tie_positions;  // any layer
+};
+
+Oracle* oracle() {
+  static std::unique_ptr<Oracle> o;
+  if (o) return o.get();
+  std::string dir = test::testdata_path("oracle/case-a");
+  if (!fs::exists(dir + "/tokens.json")) return nullptr;
+  o = std::make_unique<Oracle>();
+  o->dir = dir;
+  auto j = nlohmann::json::parse(test::read_file(dir + "/tokens.json"));
+  for (auto& v : j["eval_ids"]) o->ids.push_back(v.get<int32_t>());
+  o->prefill = std::make_unique<model::SafetensorsFile>(dir + "/oracle_prefill.safetensors");
+  o->decode = std::make_unique<model::SafetensorsFile>(dir + "/oracle_decode.safetensors");
+  auto nt = nlohmann::json::parse(test::read_file(dir + "/near_ties.json"));
+  for (auto& [kind, list] : nt.items())
+    for (auto& e : list) o->near_tie_positions.insert(e["pos"].get<int64_t>());
+  return o.get();
+}
+
+const TensorView& tensor(const model::SafetensorsFile& f, const std::string& name) {
+  return f.tensors().at(name);
+}
+
+std::vector<float> read_floats(const std::string& path) {
+  std::string b = test::read_file(path);
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+// Compares [n, V] logits with an oracle file: argmax everywhere, top-32 logits, full rows.
+void check_logits(const std::vector<float>& L, const model::SafetensorsFile& of, const Oracle& o, double tol,
+                  double* max_abs_out) {
+  const int64_t V = 129280, n = int64_t(o.ids.size());
+  ASSERT_EQ(int64_t(L.size()), n * V);
+  const int32_t* am = tensor(of, "argmax").as<int32_t>();
+  int mismatches = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* row = &L[size_t(t * V)];
+    int64_t a = std::max_element(row, row + V) - row;
+    if (a != am[t]) {
+      ++mismatches;
+      EXPECT_TRUE(o.near_tie_positions.count(t)) << "argmax differs at position " << t << ": " << a << " vs " << am[t];
+    }
+  }
+  EXPECT_LE(mismatches, 2);
+  double mx = 0;
+  if (of.tensors().count("top32_ids")) {
+    const int32_t* ti = tensor(of, "top32_ids").as<int32_t>();
+    const float* tl = tensor(of, "top32_logits").as<float>();
+    for (int64_t t = 0; t < n; ++t)
+      for (int k = 0; k < 32; ++k) mx = std::max(mx, double(std::fabs(L[size_t(t * V + ti[t * 32 + k])] - tl[t * 32 + k])));
+  }
+  const TensorView& rows = tensor(of, "logits_rows");
+  const TensorView& rpos = tensor(of, "logits_row_positions");
+  for (int64_t i = 0; i < rows.dim(0); ++i) {
+    int64_t t = rpos.dtype == Dtype::i64 ? rpos.as<int64_t>()[i] : rpos.as<int32_t>()[i];
+    for (int64_t v = 0; v < V; ++v)
+      mx = std::max(mx, double(std::fabs(L[size_t(t * V + v)] - rows.as<float>()[i * V + v])));
+  }
+  EXPECT_LE(mx, tol);
+  *max_abs_out = mx;
+}
+
+}  // namespace
+
+TEST(Oracle, PrefillF32MatchesLlamaCpp) {
+  Oracle* o = oracle();
+  if (!o) GTEST_SKIP() << "oracle data missing under " << test::testdata_path();
+  std::string tmp = test::make_temp_dir();
+  std::ofstream(tmp + "/ids.json") << nlohmann::json(o->ids).dump();
+  std::string out;
+  int rc = test::run_command(test::dsv4_binary() + " logits --model " + o->dir + "/ckpt --tokens " + tmp +
+                                 "/ids.json --out " + tmp + "/l.bin --numerics f32",
+                             &out);
+  ASSERT_EQ(rc, 0) << out;
+  double mx = 0;
+  check_logits(read_floats(tmp + "/l.bin"), *o->prefill, *o, 1e-3, &mx);
+  std::printf("[oracle] prefill f32 max |dlogit| = %.3g\n", mx);
+  fs::remove_all(tmp);
+}
+
+TEST(Oracle, InternalsMatchLlamaCpp) {
+  Oracle* o = oracle();
+  if (!o) GTEST_SKIP();
+  auto m = model::Model::load(o->dir + "/ckpt");
+  model::ForwardPass fp(*m, model::Numerics::f32);
+  std::vector<std::vector<float>> streams;
+  std::vector<std::vector<int32_t>> experts, csa;
+  fp.debug_layer_streams = &streams;
+  fp.debug_experts = &experts;
+  fp.debug_csa_selected = &csa;
+  auto st = fp.new_state();
+  model::SeqChunk ch{st.get(), o->ids, true};
+  std::vector<float> logits;
+  fp.forward(std::span<model::SeqChunk>(&ch, 1), logits);
+  const int64_t n = int64_t(o->ids.size()), D = m->config().dim;
+  // Layer output streams within ~1e-4.
+  const TensorView& ls = tensor(*o->prefill, "layer_out_streams");
+  ASSERT_EQ(streams.size(), size_t(ls.dim(0)));
+  for (size_t l = 0; l < streams.size(); ++l) {
+    double mx = 0;
+    for (int64_t i = 0; i < n * 4 * D; ++i)
+      mx = std::max(mx, double(std::fabs(streams[l][size_t(i)] - ls.as<float>()[int64_t(l) * n * 4 * D + i])));
+    EXPECT_LE(mx, 2e-4) << "layer " << l;
+  }
+  // Routing identical except at near ties.
+  const TensorView& me = tensor(*o->prefill, "moe_experts");
+  const int64_t K = m->config().n_activated_experts;
+  for (size_t l = 0; l < experts.size(); ++l)
+    for (int64_t t = 0; t < n; ++t) {
+      std::set<int32_t> a(experts[l].begin() + t * K, experts[l].begin() + (t + 1) * K);
+      std::set<int32_t> b(me.as<int32_t>() + (int64_t(l) * n + t) * K, me.as<int32_t>() + (int64_t(l) * n + t + 1) * K);
+      if (a != b) EXPECT_TRUE(o->near_tie_positions.count(t)) << "experts differ at layer " << l << " pos " << t;
+    }
+  // Indexer selections identical except at near ties.
+  const TensorView& cs = tensor(*o->prefill, "csa_selected_entries");
+  const int64_t topk = m->config().index_topk;
+  ASSERT_EQ(csa.size(), size_t(cs.dim(0)));
+  int diffs = 0;
+  for (size_t l = 0; l < csa.size(); ++l)
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t k = 0; k < topk; ++k)
+        if (csa[l][size_t(t * topk + k)] != cs.as<int32_t>()[(int64_t(l) * n + t) * topk + k]) {
+          ++diffs;
+          EXPECT_TRUE(o->near_tie_positions.count(t)) << "CSA selection differs at csa layer " << l << " pos " << t;
+          break;
+        }
+  EXPECT_LE(diffs, 2);
+}
