@@ -140,4 +140,17 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
   }
 }
 
+void truncate_state(ForwardPass& fp, cache::SeqState& state, int64_t n) {
+  DSV4_CHECK(n >= 0 && n <= state.n_past(), "truncate_state: length out of range");
+  if (n == state.n_past()) return;
+  // Exact by construction: replay the kept prefix through a reset state. (The snapshot-based
+  // fast path lives in cache/; this is the always-correct fallback.)
+  std::vector<int32_t> keep(state.tokens().begin(), state.tokens().begin() + n);
+  state.reset();
+  if (keep.empty()) return;
+  SeqChunk ch{&state, keep, false};
+  std::vector<float> scratch;
+  fp.forward(std::span<SeqChunk>(&ch, 1), scratch);
+}
+
 }  // namespace dsv4::model

@@ -42,4 +42,9 @@ class ForwardPass {
   Numerics numerics_;
 };
 
+// Truncates a state back to its first n tokens, restoring window ring, compressor states,
+// compressed entries and indexer keys exactly (logits after truncate+replay are bit-identical to
+// an uninterrupted run). Requires n <= state.n_past().
+void truncate_state(ForwardPass& fp, cache::SeqState& state, int64_t n);
+
 }  // namespace dsv4::model
