@@ -1,0 +1,66 @@
+#include "engine/queue.h"
+
+namespace dsv4::engine {
+
+void EventChannel::push(TokenEvent e) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    events_.push_back(std::move(e));
+  }
+  cv_.notify_one();
+}
+
+bool EventChannel::wait_pop(std::vector<TokenEvent>* out, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (!cv_.wait_for(lk, timeout, [&] { return !events_.empty(); })) return false;
+  while (!events_.empty()) {
+    out->push_back(std::move(events_.front()));
+    events_.pop_front();
+  }
+  return true;
+}
+
+bool RequestQueue::try_push(std::shared_ptr<Job> job) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (closed_ || jobs_.size() >= capacity_) return false;
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+void RequestQueue::pop_all(std::vector<std::shared_ptr<Job>>* out, std::chrono::milliseconds wait) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (jobs_.empty() && wait.count() > 0) cv_.wait_for(lk, wait, [&] { return !jobs_.empty() || closed_; });
+  while (!jobs_.empty()) {
+    out->push_back(std::move(jobs_.front()));
+    jobs_.pop_front();
+  }
+}
+
+void RequestQueue::push_front(std::vector<std::shared_ptr<Job>>* jobs) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto it = jobs->rbegin(); it != jobs->rend(); ++it) jobs_.push_front(std::move(*it));
+  jobs->clear();
+}
+
+size_t RequestQueue::depth() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return jobs_.size();
+}
+
+void RequestQueue::close() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    closed_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool RequestQueue::closed() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return closed_;
+}
+
+}  // namespace dsv4::engine

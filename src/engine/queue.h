@@ -1,0 +1,63 @@
+// dsv4 engine: the only place with locks (DESIGN.md). HTTP threads push jobs into a bounded
+// RequestQueue and read their job's EventChannel; the scheduler thread pops jobs and pushes
+// events. A job's cancel flag is an atomic the front end sets (client gone, stop string seen);
+// the scheduler frees the sequence before its next step.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "engine/request.h"
+
+namespace dsv4::engine {
+
+// Scheduler -> one front-end thread.
+class EventChannel {
+ public:
+  void push(TokenEvent e);
+  // Moves every pending event into *out (appends). Waits up to `timeout` when none is pending.
+  // Returns false on timeout (nothing appended).
+  bool wait_pop(std::vector<TokenEvent>* out, std::chrono::milliseconds timeout);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<TokenEvent> events_;
+};
+
+struct Job {
+  GenRequest req;
+  EventChannel events;
+  std::atomic<bool> cancelled{false};
+  void cancel() { cancelled.store(true, std::memory_order_relaxed); }
+  bool is_cancelled() const { return cancelled.load(std::memory_order_relaxed); }
+};
+
+// Front ends -> the scheduler. Bounded: a full queue is an overload the server answers with 503.
+class RequestQueue {
+ public:
+  explicit RequestQueue(size_t capacity) : capacity_(capacity) {}
+  bool try_push(std::shared_ptr<Job> job);  // false: full or closed
+  // Moves every queued job into *out. When `wait` > 0 and the queue is empty, waits that long.
+  void pop_all(std::vector<std::shared_ptr<Job>>* out, std::chrono::milliseconds wait);
+  // Puts jobs the scheduler could not admit yet back at the front, in order.
+  void push_front(std::vector<std::shared_ptr<Job>>* jobs);
+  size_t depth() const;
+  size_t capacity() const { return capacity_; }
+  void close();  // wakes the scheduler; later pushes fail
+  bool closed() const;
+
+ private:
+  size_t capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> jobs_;
+  bool closed_ = false;
+};
+
+}  // namespace dsv4::engine

@@ -1,0 +1,65 @@
+// dsv4 engine: what a front end hands the scheduler (GenRequest) and what it gets back
+// (TokenEvent, one per generated token, then a final one). Plain data; no JSON, no text parsing.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/sampling.h"
+
+namespace dsv4::engine {
+
+enum class FinishReason {
+  none,
+  stop,       // EOS (or the front end saw a stop string and cancelled)
+  length,     // max_tokens or the context window
+  tool_calls, // a forced tool-call block was closed
+  cancelled,  // the client went away
+  error,      // the engine could not run the request (message in TokenEvent::error)
+};
+const char* finish_reason_name(FinishReason r);
+
+// A forced tool call (tool_choice required / named): the engine writes the DSML block itself and
+// lets the model fill only the parameter values (engine/constraint.h).
+enum class ParamKind { string, integer, number, boolean, object, array, null };
+struct ForcedParam {
+  std::string name;
+  ParamKind kind = ParamKind::string;
+};
+struct ForcedTool {
+  std::string name;
+  std::vector<ForcedParam> params;  // in schema order; required ones first
+};
+struct ForcedToolCall {
+  std::vector<ForcedTool> tools;     // the model picks among these (size 1 = named)
+  bool in_reasoning = false;         // the prompt ended in <think>: reasoning runs first
+  int max_reasoning_tokens = 64;     // then </think> is forced
+  int max_value_tokens = 24;         // per string parameter value
+};
+
+struct GenRequest {
+  std::string id;
+  std::vector<int32_t> prompt;       // rendered prompt tokens (BOS included)
+  SamplingParams sampling;
+  int max_tokens = 0;                // generated-token budget; <= 0: until the context is full
+  std::vector<int32_t> stop_token_ids;  // besides EOS
+  std::shared_ptr<ForcedToolCall> forced_tool;  // null: free decoding
+  std::chrono::steady_clock::time_point enqueued = std::chrono::steady_clock::now();
+};
+
+struct TokenEvent {
+  int32_t token = -1;        // -1 on the final event when no token comes with it
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;  // only when sampling.logprobs / top_logprobs asked for
+  FinishReason finish = FinishReason::none;  // != none: last event of the request
+  // Filled on the first event and on the final one:
+  int prompt_tokens = 0;
+  int cached_tokens = 0;     // prompt tokens reused from the prefix cache
+  int generated = 0;         // tokens generated so far (this one included)
+  std::string error;         // FinishReason::error
+};
+
+}  // namespace dsv4::engine

@@ -1,0 +1,352 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+
+#include "text/tokenizer.h"
+
+namespace dsv4::engine {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::none: return "none";
+    case FinishReason::stop: return "stop";
+    case FinishReason::length: return "length";
+    case FinishReason::tool_calls: return "tool_calls";
+    case FinishReason::cancelled: return "cancelled";
+    case FinishReason::error: return "error";
+  }
+  return "none";
+}
+
+struct Scheduler::Sequence {
+  std::shared_ptr<Job> job;
+  std::unique_ptr<cache::SeqState> state;
+  int64_t prefilled = 0;         // prompt tokens already in the state
+  int cached = 0;                // of which came from the prefix cache
+  Sampler sampler;
+  std::vector<int32_t> generated;
+  int32_t pending = -1;          // sampled but not yet run through the model
+  std::unique_ptr<ToolCallConstraint> constraint;
+  std::vector<float> hit_logits; // the whole prompt came from the cache: sample from these
+  bool sample_now = false;
+  bool done = false;
+  size_t reserved = 0;           // KV bytes reserved at admission
+
+  Sequence(std::shared_ptr<Job> j, SamplingParams p) : job(std::move(j)), sampler(std::move(p)) {}
+  const std::vector<int32_t>& prompt() const { return job->req.prompt; }
+  bool prefilling() const { return prefilled < int64_t(prompt().size()) && !sample_now; }
+};
+
+Scheduler::Scheduler(model::ForwardPass& fp, const text::Tokenizer& tok, SchedulerConfig cfg)
+    : fp_(fp),
+      tok_(tok),
+      cfg_(cfg),
+      vocab_(int32_t(fp.model().config().vocab_size)),
+      eos_(tok.eos_id()),
+      queue_(cfg.queue_capacity),
+      prefix_cache_(cfg.cache_budget_bytes, cfg.cache_allow_truncate) {
+  const cache::StateShape shape = fp_.state_shape();
+  fixed_state_bytes_ = fp_.new_state()->bytes();
+  for (int r : shape.ratios) {
+    if (r <= 0) continue;
+    bytes_per_token_ += double(shape.head_dim) * sizeof(float) / r;
+    if (r == 4) bytes_per_token_ += double(shape.index_head_dim) * sizeof(float) / r;
+  }
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::start() {
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Scheduler::stop() {
+  stop_ = true;
+  queue_.close();
+  if (thread_.joinable()) thread_.join();
+}
+
+size_t Scheduler::state_bytes_estimate(int64_t n_tokens) const {
+  return fixed_state_bytes_ + size_t(bytes_per_token_ * double(n_tokens));
+}
+
+std::shared_ptr<Job> Scheduler::submit(GenRequest req) {
+  auto job = std::make_shared<Job>();
+  job->req = std::move(req);
+  if (!queue_.try_push(job)) return nullptr;
+  stats_.requests++;
+  return job;
+}
+
+void Scheduler::run() {
+  while (!stop_) step_once(std::chrono::milliseconds(50));
+  // Shutdown: every job still here ends as cancelled.
+  std::vector<std::shared_ptr<Job>> rest;
+  queue_.pop_all(&rest, std::chrono::milliseconds(0));
+  for (auto& s : running_) rest.push_back(s->job);
+  for (auto& j : waiting_) rest.push_back(j);
+  for (auto& j : rest) {
+    TokenEvent e;
+    e.finish = FinishReason::cancelled;
+    j->events.push(std::move(e));
+  }
+  running_.clear();
+  waiting_.clear();
+}
+
+void Scheduler::take_new_jobs(std::chrono::milliseconds wait) {
+  queue_.pop_all(&waiting_, wait);
+}
+
+void Scheduler::drop_cancelled() {
+  auto cancelled_event = [] {
+    TokenEvent e;
+    e.finish = FinishReason::cancelled;
+    return e;
+  };
+  for (auto& s : running_) {
+    if (!s->done && s->job->is_cancelled()) {
+      s->done = true;
+      stats_.cancelled++;
+      s->job->events.push(cancelled_event());
+    }
+  }
+  std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->done; });
+  std::erase_if(waiting_, [&](const std::shared_ptr<Job>& j) {
+    if (!j->is_cancelled()) return false;
+    stats_.cancelled++;
+    j->events.push(cancelled_event());
+    return true;
+  });
+}
+
+void Scheduler::admit() {
+  size_t reserved = 0;
+  for (auto& s : running_) reserved += s->reserved;
+  while (!waiting_.empty() && int(running_.size()) < cfg_.parallel) {
+    const GenRequest& req = waiting_.front()->req;
+    int64_t total = int64_t(req.prompt.size()) + (req.max_tokens > 0 ? req.max_tokens : cfg_.ctx);
+    total = std::min(total, cfg_.ctx);
+    const size_t need = state_bytes_estimate(total);
+    if (!running_.empty() && reserved + need > cfg_.kv_budget_bytes) break;  // wait for memory
+    auto job = waiting_.front();
+    waiting_.erase(waiting_.begin());
+    if (start_sequence(job)) {
+      running_.back()->reserved = need;
+      reserved += need;
+    }
+  }
+}
+
+bool Scheduler::start_sequence(std::shared_ptr<Job> job) {
+  const GenRequest& req = job->req;
+  auto fail = [&](const std::string& msg) {
+    TokenEvent e;
+    e.finish = FinishReason::error;
+    e.error = msg;
+    e.prompt_tokens = int(req.prompt.size());
+    stats_.errors++;
+    job->events.push(std::move(e));
+    return false;
+  };
+  if (req.prompt.empty()) return fail("empty prompt");
+  if (int64_t(req.prompt.size()) >= cfg_.ctx)
+    return fail("prompt has " + std::to_string(req.prompt.size()) + " tokens, context is " + std::to_string(cfg_.ctx));
+  std::unique_ptr<Sequence> s;
+  try {
+    s = std::make_unique<Sequence>(job, req.sampling);
+    if (req.forced_tool) {
+      if (!cvocab_) cvocab_ = ConstraintVocab::build(tok_, vocab_);
+      ForcedToolCall spec = *req.forced_tool;
+      // Leave room for the block: reasoning gets at most half of max_tokens.
+      if (req.max_tokens > 0) spec.max_reasoning_tokens = std::min(spec.max_reasoning_tokens, req.max_tokens / 2);
+      s->constraint = std::make_unique<ToolCallConstraint>(spec, cvocab_);
+    }
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  // Prefix cache: fork the entry sharing the longest prefix.
+  const std::span<const int32_t> prompt(req.prompt);
+  PrefixCache::Match m = prefix_cache_.find(prompt);
+  if (m.entry >= 0) {
+    s->state = prefix_cache_.fork(m, &s->hit_logits);
+    int64_t keep = m.common;
+    if (m.exact && keep == int64_t(prompt.size())) {
+      s->sample_now = true;
+    } else {
+      if (keep == int64_t(prompt.size())) --keep;  // need the last prompt token's logits
+      if (keep < s->state->n_past()) model::truncate_state(fp_, *s->state, keep);
+    }
+    s->prefilled = s->sample_now ? int64_t(prompt.size()) : keep;
+  } else {
+    s->state = fp_.new_state();
+  }
+  s->cached = int(s->prefilled);
+  stats_.prompt_tokens += prompt.size();
+  stats_.cached_tokens += uint64_t(s->cached);
+  running_.push_back(std::move(s));
+  return true;
+}
+
+void Scheduler::sample_and_emit(Sequence& s, std::span<const float> row) {
+  int32_t tok = kNoToken;
+  SampleResult r;
+  if (s.constraint) {
+    masked_.assign(row.begin(), row.end());
+    const int32_t forced = s.constraint->next(masked_);
+    if (forced >= 0) {
+      tok = forced;
+    } else {
+      r = s.sampler.sample(masked_, s.generated);
+      tok = r.token;
+    }
+    if (tok == kNoToken) tok = eos_;
+    s.constraint->accept(tok);
+  } else {
+    r = s.sampler.sample(row, s.generated);
+    tok = r.token == kNoToken ? eos_ : r.token;
+  }
+  s.generated.push_back(tok);
+  stats_.generated_tokens++;
+
+  const GenRequest& req = s.job->req;
+  TokenEvent e;
+  e.token = tok;
+  e.logprob = r.logprob;
+  if (req.sampling.logprobs || req.sampling.top_logprobs > 0) {
+    auto top = r.top_logprobs();
+    e.top.assign(top.begin(), top.end());
+  }
+  e.prompt_tokens = int(req.prompt.size());
+  e.cached_tokens = s.cached;
+  e.generated = int(s.generated.size());
+
+  FinishReason fin = FinishReason::none;
+  const bool stop_tok = tok == eos_ ||
+      std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), tok) != req.stop_token_ids.end();
+  if (s.constraint && s.constraint->done()) fin = FinishReason::tool_calls;
+  else if (stop_tok) fin = FinishReason::stop;
+  else if (req.max_tokens > 0 && int(s.generated.size()) >= req.max_tokens && !(s.constraint && s.constraint->in_block()))
+    fin = FinishReason::length;
+  else if (int64_t(req.prompt.size() + s.generated.size()) >= cfg_.ctx) fin = FinishReason::length;
+  e.finish = fin;
+  s.job->events.push(std::move(e));
+  if (fin != FinishReason::none) finish(s, fin, row);
+  else s.pending = tok;
+}
+
+void Scheduler::finish(Sequence& s, FinishReason r, std::span<const float> last_row) {
+  s.done = true;
+  stats_.finished++;
+  // The final state (prompt + generated but the last token) joins the prefix cache, with the
+  // logits that predicted that last token.
+  if (s.state && !s.job->is_cancelled())
+    prefix_cache_.insert(std::move(s.state), std::vector<float>(last_row.begin(), last_row.end()));
+}
+
+bool Scheduler::step_once(std::chrono::milliseconds wait) {
+  const bool idle = running_.empty() && waiting_.empty();
+  take_new_jobs(idle ? wait : std::chrono::milliseconds(0));
+  drop_cancelled();
+  admit();
+  stats_.waiting = int64_t(waiting_.size() + queue_.depth());
+
+  // Prompts the cache held entirely: sample from the stored logits.
+  for (auto& s : running_) {
+    if (s->sample_now && !s->done) {
+      s->sample_now = false;
+      std::vector<float> row = std::move(s->hit_logits);
+      sample_and_emit(*s, row);
+    }
+  }
+
+  // One batch: every decode token, then prefill chunks within the step budget.
+  std::vector<model::SeqChunk> batch;
+  std::vector<Sequence*> owners;
+  std::vector<bool> completes;  // this chunk ends its prompt (its row is sampled)
+  int n_decode = 0, n_prefill = 0;
+  for (auto& s : running_) {
+    if (s->done || s->pending < 0) continue;
+    batch.push_back({s->state.get(), std::span<const int32_t>(&s->pending, 1), false});
+    owners.push_back(s.get());
+    completes.push_back(true);
+    ++n_decode;
+  }
+  int budget = std::max(cfg_.step_tokens - n_decode, 16);
+  for (auto& s : running_) {
+    if (s->done || !s->prefilling() || budget <= 0) continue;
+    const int64_t left = int64_t(s->prompt().size()) - s->prefilled;
+    const int64_t n = std::min<int64_t>(left, budget);
+    batch.push_back({s->state.get(), std::span<const int32_t>(s->prompt().data() + s->prefilled, size_t(n)), false});
+    owners.push_back(s.get());
+    completes.push_back(n == left);
+    s->prefilled += n;
+    budget -= int(n);
+    n_prefill += int(n);
+  }
+
+  if (!batch.empty()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    bool ok = true;
+    std::string err;
+    try {
+      fp_.forward(batch, logits_);
+    } catch (const std::exception& e) {
+      ok = false;
+      err = e.what();
+    }
+    const auto us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::steady_clock::now() - t0).count());
+    stats_.steps++;
+    const int rows = n_decode + n_prefill;
+    stats_.decode_tokens += uint64_t(n_decode);
+    stats_.prefill_tokens += uint64_t(n_prefill);
+    stats_.decode_us += us * uint64_t(n_decode) / uint64_t(std::max(rows, 1));
+    stats_.prefill_us += us * uint64_t(n_prefill) / uint64_t(std::max(rows, 1));
+    if (!ok) {
+      std::fprintf(stderr, "dsv4 serve: forward failed: %s\n", err.c_str());
+      for (Sequence* s : owners) {
+        if (s->done) continue;
+        s->done = true;
+        stats_.errors++;
+        TokenEvent e;
+        e.finish = FinishReason::error;
+        e.error = "forward pass failed: " + err;
+        s->job->events.push(std::move(e));
+      }
+    } else {
+      const size_t V = size_t(vocab_);
+      for (size_t i = 0; i < batch.size(); ++i) {
+        Sequence* s = owners[i];
+        if (s->done) continue;
+        std::span<const float> row(logits_.data() + i * V, V);
+        if (s->pending >= 0) {
+          s->pending = -1;
+          if (s->job->is_cancelled()) continue;  // freed before the next step
+          sample_and_emit(*s, row);
+        } else if (completes[i]) {
+          prefix_cache_.insert_copy(*s->state, row);  // snapshot at the end of the prompt
+          if (s->job->is_cancelled()) continue;
+          sample_and_emit(*s, row);
+        }
+      }
+    }
+  }
+  std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->done; });
+
+  size_t kv = 0;
+  for (auto& s : running_)
+    if (s->state) kv += s->state->bytes();
+  stats_.running = int64_t(running_.size());
+  stats_.kv_bytes = kv;
+  stats_.cache_bytes = prefix_cache_.bytes();
+  stats_.cache_entries = prefix_cache_.size();
+  return !batch.empty() || !running_.empty();
+}
+
+}  // namespace dsv4::engine

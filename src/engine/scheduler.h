@@ -1,0 +1,102 @@
+// dsv4 engine: the scheduler (continuous batching). One thread owns every sequence state; each
+// step builds ONE forward batch from the decode token of every running sequence plus chunks of
+// pending prefills (a per-step token budget, so a long prompt does not stall the others), samples
+// per sequence and streams TokenEvents to each job's channel. A cancelled job (client gone, stop
+// string) is freed before the next step. Admission is bounded by `parallel` and by KV memory.
+// Prompts are matched against the prefix cache first (engine/prefix_cache.h).
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "engine/constraint.h"
+#include "engine/prefix_cache.h"
+#include "engine/queue.h"
+#include "engine/request.h"
+#include "model/forward.h"
+
+namespace dsv4::text {
+class Tokenizer;
+}
+
+namespace dsv4::engine {
+
+struct SchedulerConfig {
+  int parallel = 4;                 // running sequences at most
+  int64_t ctx = 4096;               // tokens per sequence (prompt + generated)
+  int step_tokens = 256;            // forward rows per step (decode rows first, then prefill chunks)
+  size_t queue_capacity = 64;       // waiting requests before 503
+  size_t kv_budget_bytes = size_t(8) << 30;     // states of running sequences
+  size_t cache_budget_bytes = size_t(2) << 30;  // prefix cache
+  bool cache_allow_truncate = false;
+};
+
+// Counters for /metrics and logs; written by the scheduler thread, read anywhere.
+struct EngineStats {
+  std::atomic<uint64_t> requests{0}, finished{0}, cancelled{0}, errors{0};
+  std::atomic<uint64_t> prompt_tokens{0}, cached_tokens{0}, generated_tokens{0};
+  std::atomic<uint64_t> prefill_tokens{0}, decode_tokens{0};  // rows actually run
+  std::atomic<uint64_t> prefill_us{0}, decode_us{0};          // forward time split by rows
+  std::atomic<uint64_t> steps{0};
+  std::atomic<int64_t> running{0}, waiting{0};
+  std::atomic<uint64_t> kv_bytes{0}, cache_bytes{0}, cache_entries{0};
+};
+
+class Scheduler {
+ public:
+  Scheduler(model::ForwardPass& fp, const text::Tokenizer& tok, SchedulerConfig cfg);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  void start();
+  void stop();  // finishes nothing: running jobs get FinishReason::cancelled
+
+  // Enqueues a request; null when the queue is full (the caller answers 503 + Retry-After).
+  std::shared_ptr<Job> submit(GenRequest req);
+
+  const EngineStats& stats() const { return stats_; }
+  const SchedulerConfig& config() const { return cfg_; }
+  size_t queue_depth() const { return queue_.depth(); }
+  // Bytes a sequence of n tokens needs (fixed window/compressor part + growth per token).
+  size_t state_bytes_estimate(int64_t n_tokens) const;
+
+  // Runs one step on the calling thread (tests drive the scheduler without its thread).
+  // Returns false when there was nothing to do.
+  bool step_once(std::chrono::milliseconds wait);
+
+ private:
+  struct Sequence;
+  void run();
+  void take_new_jobs(std::chrono::milliseconds wait);
+  void drop_cancelled();
+  void admit();
+  bool start_sequence(std::shared_ptr<Job> job);
+  void sample_and_emit(Sequence& s, std::span<const float> row);
+  void finish(Sequence& s, FinishReason r, std::span<const float> last_row);
+
+  model::ForwardPass& fp_;
+  const text::Tokenizer& tok_;
+  SchedulerConfig cfg_;
+  int32_t vocab_;
+  int32_t eos_;
+  std::shared_ptr<const ConstraintVocab> cvocab_;
+  RequestQueue queue_;
+  EngineStats stats_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+
+  // Owned by the scheduler thread:
+  std::vector<std::shared_ptr<Job>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;
+  PrefixCache prefix_cache_;
+  std::vector<float> logits_;
+  std::vector<float> masked_;
+  size_t fixed_state_bytes_ = 0;
+  double bytes_per_token_ = 0;
+};
+
+}  // namespace dsv4::engine
