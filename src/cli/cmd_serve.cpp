@@ -1,0 +1,109 @@
+// `dsv4 serve`: the OpenAI- and Anthropic-compatible API server (issue 5). Loads the model (the
+// embedded random-weight default model without --model), starts the scheduler thread and serves
+// HTTP until SIGINT/SIGTERM.
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "engine/scheduler.h"
+#include "model/forward.h"
+#include "model/tiny_checkpoint.h"
+#include "model/weights.h"
+#include "server/http_server.h"
+#include "text/tokenizer.h"
+
+namespace dsv4::cli {
+
+namespace {
+
+struct ServeArgs {
+  std::string model, host = "127.0.0.1", api_key, served_name = "deepseek-v4-flash", numerics = "reference";
+  int port = 8080, parallel = 4, step_tokens = 256, queue = 64, keepalive_ms = 2000;
+  int64_t ctx = 8192;
+  size_t kv_mb = 8192, cache_mb = 2048;
+  bool quiet = false;
+};
+
+server::HttpServer* g_server = nullptr;
+
+void on_signal(int) {
+  if (g_server) g_server->stop();
+}
+
+void serve(const ServeArgs& a) {
+  const std::string dir = a.model.empty() ? model::default_model_dir() : a.model;
+  model::Numerics numerics;
+  if (!model::numerics_from_string(a.numerics, &numerics)) throw Error("--numerics: expected reference or f32, got '" + a.numerics + "'");
+  auto m = model::Model::load(dir);
+  text::Tokenizer tok = text::Tokenizer::load(dir);
+  model::ForwardPass fp(*m, numerics);
+
+  engine::SchedulerConfig sc;
+  sc.parallel = a.parallel;
+  sc.ctx = a.ctx;
+  sc.step_tokens = a.step_tokens;
+  sc.queue_capacity = size_t(a.queue);
+  sc.kv_budget_bytes = a.kv_mb << 20;
+  sc.cache_budget_bytes = a.cache_mb << 20;
+  engine::Scheduler sched(fp, tok, sc);
+
+  server::ServerOptions so;
+  so.host = a.host;
+  so.port = a.port;
+  so.api_key = a.api_key;
+  so.model.name = a.served_name;
+  so.model.aliases = {"deepseek-v4-flash", "deepseek-v4-pro", "deepseek-v4", "deepseek-chat", "deepseek-reasoner", "default"};
+  so.model.ctx = a.ctx;
+  so.keepalive_ms = a.keepalive_ms;
+  so.http_threads = std::max(64, a.parallel * 4 + a.queue);
+  so.log_requests = !a.quiet;
+  server::HttpServer http(sched, tok, so);
+  if (!http.bind()) throw Error("cannot listen on " + a.host + ":" + std::to_string(a.port));
+
+  std::fprintf(stderr,
+               "dsv4 serve: configuration\n"
+               "  model        = %s%s\n  served name  = %s\n  numerics     = %s\n  ctx          = %lld\n"
+               "  parallel     = %d\n  step tokens  = %d\n  queue        = %d\n  kv budget    = %zu MiB\n"
+               "  prefix cache = %zu MiB\n  auth         = %s\n  threads      = %u hw\n",
+               dir.c_str(), a.model.empty() ? " (embedded default model: random weights, for trying the server)" : "",
+               a.served_name.c_str(), a.numerics.c_str(), (long long)a.ctx, a.parallel, a.step_tokens, a.queue,
+               a.kv_mb, a.cache_mb, a.api_key.empty() ? "off" : "api key", std::thread::hardware_concurrency());
+  std::fprintf(stderr, "dsv4 serve: listening on http://%s:%d (OpenAI: /v1, Anthropic: /v1/messages)\n", a.host.c_str(), http.port());
+  std::fflush(stderr);
+
+  g_server = &http;
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  sched.start();
+  http.serve();
+  g_server = nullptr;
+  sched.stop();
+  std::fprintf(stderr, "dsv4 serve: stopped\n");
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* c = app.add_subcommand("serve", "OpenAI- and Anthropic-compatible API server");
+  c->add_option("--model", a->model, "checkpoint directory (default: the embedded random-weight tiny model)");
+  c->add_option("--host", a->host, "address to listen on")->capture_default_str();
+  c->add_option("--port", a->port, "port (0: any free port, printed at startup)")->capture_default_str();
+  c->add_option("--api-key", a->api_key, "require this key (Authorization: Bearer or x-api-key)");
+  c->add_option("--parallel", a->parallel, "sequences decoded together at most")->capture_default_str()->check(CLI::Range(1, 1024));
+  c->add_option("--ctx", a->ctx, "context window per sequence, tokens (prompt + output)")->capture_default_str()->check(CLI::Range(16, 1 << 20));
+  c->add_option("--served-name", a->served_name, "model name reported and accepted")->capture_default_str();
+  c->add_option("--numerics", a->numerics, "reference | f32")->capture_default_str();
+  c->add_option("--step-tokens", a->step_tokens, "forward rows per scheduler step (prefill chunking)")->capture_default_str()->check(CLI::Range(1, 65536));
+  c->add_option("--queue", a->queue, "waiting requests before 503")->capture_default_str()->check(CLI::Range(1, 100000));
+  c->add_option("--kv-mb", a->kv_mb, "state memory budget of running sequences, MiB")->capture_default_str();
+  c->add_option("--cache-mb", a->cache_mb, "prefix cache RAM budget, MiB")->capture_default_str();
+  c->add_option("--keepalive-ms", a->keepalive_ms, "SSE keep-alive comment interval")->capture_default_str();
+  c->add_flag("--quiet", a->quiet, "no per-request log lines");
+  c->callback([a] { serve(*a); });
+}
+
+}  // namespace dsv4::cli

@@ -1,0 +1,110 @@
+// dsv4 server: the seam between the HTTP layer (http_server.cpp: routes, auth, SSE, the wait
+// loop) and the two API dialects (openai.cpp, anthropic.cpp: every byte of JSON). A dialect
+// turns a request body into a PreparedRequest (engine request + parser options + a Responder)
+// and its Responder turns parser events into SSE frames or a final body. No JSON here.
+#pragma once
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/request.h"
+#include "text/output_parser.h"
+
+namespace dsv4::text {
+class Tokenizer;
+}
+
+namespace dsv4::server {
+
+// A failure the client sees: HTTP status + message (the dialect shapes the body).
+struct ApiError : std::runtime_error {
+  int status;
+  std::string type;   // OpenAI error.type / Anthropic error.type
+  std::string param;
+  ApiError(int st, std::string ty, const std::string& msg, std::string p = "")
+      : std::runtime_error(msg), status(st), type(std::move(ty)), param(std::move(p)) {}
+};
+ApiError bad_request(const std::string& msg, const std::string& param = "");
+
+struct Usage {
+  int prompt = 0, cached = 0, completion = 0, reasoning = 0;
+};
+
+struct TokenLogprobInfo {
+  std::string token;  // decoded bytes of the token (may be part of a UTF-8 character)
+  float logprob = 0.0f;
+  std::vector<std::pair<std::string, float>> top;
+};
+
+enum class Finish { stop, length, tool_calls, stop_sequence, cancelled, error };
+
+struct Outcome {
+  Finish finish = Finish::stop;
+  std::string stop_sequence;   // the stop string matched (Finish::stop_sequence)
+  text::ParsedMessage message; // what the client gets (streamed events spelled the same)
+  Usage usage;
+  std::vector<TokenLogprobInfo> logprobs;
+  std::string error;           // Finish::error
+};
+
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  // SSE frames. begin: after the first engine event (usage.prompt/cached known).
+  virtual std::string stream_begin(const Usage& u) = 0;
+  virtual std::string stream_events(std::span<const text::ParseEvent> ev,
+                                    std::span<const TokenLogprobInfo> lp) = 0;
+  virtual std::string stream_end(const Outcome& o) = 0;
+  virtual std::string stream_error(const std::string& msg) = 0;
+  // Non-stream body.
+  virtual std::string response(const Outcome& o) = 0;
+};
+
+struct ServedModel {
+  std::string name;                  // --served-name
+  std::vector<std::string> aliases;  // also accepted in `model`
+  int64_t ctx = 0;
+  // The served name for a requested one ("" = served model); nullopt: unknown (404).
+  std::optional<std::string> resolve(const std::string& requested) const;
+};
+
+struct PreparedRequest {
+  engine::GenRequest gen;
+  text::OutputParserOptions parse;
+  bool stream = false;
+  bool want_logprobs = false;
+  std::string model;
+  std::unique_ptr<Responder> responder;
+};
+
+// Everything a dialect needs to build a request.
+struct DialectContext {
+  const text::Tokenizer& tok;
+  const ServedModel& model;
+  std::string request_id;
+};
+
+namespace openai {
+PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx);
+PreparedRequest prepare_completion(const std::string& body, const DialectContext& ctx);
+std::string error_body(const ApiError& e);
+std::string models_body(const ServedModel& m);
+std::string model_body(const ServedModel& m);
+std::string health_body(const ServedModel& m, const std::string& status, int running, int waiting);
+}  // namespace openai
+
+namespace anthropic {
+PreparedRequest prepare_messages(const std::string& body, const DialectContext& ctx);
+std::string count_tokens(const std::string& body, const DialectContext& ctx);
+std::string error_body(const ApiError& e);
+std::string stream_error_frame(const std::string& type, const std::string& msg);
+}  // namespace anthropic
+
+// Shared by both dialects (server/prompt.cpp): the forced-tool spec from OpenAI-shaped tools,
+// and the token ids of a rendered prompt.
+std::string new_id(const char* prefix);
+
+}  // namespace dsv4::server

@@ -1,0 +1,27 @@
+// dsv4 server: pieces both dialects use (defined in openai.cpp; JSON stays in the dialect files).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "server/api.h"
+#include "text/chat_template.h"
+#include "text/py_json.h"
+
+namespace dsv4::server {
+
+// Body -> JSON object (400 on bad JSON or a non-object).
+text::Json parse_request_json(const std::string& body);
+// JSON dump that never throws on invalid UTF-8 (replaced by U+FFFD).
+std::string dump_json(const text::Json& j);
+// The forced tool-call spec from OpenAI-shaped tools (`only` = a tool name, or "" for any).
+// 400 when `only` names no tool or there are no tools.
+std::shared_ptr<engine::ForcedToolCall> forced_tool_from_tools(const text::Json& tools, const std::string& only);
+// Renders the chat request into pr->gen.prompt, sets parser thinking mode, checks --ctx (400),
+// and sets the forced tool call's reasoning mode.
+void render_chat_prompt(const text::ChatRequest& cr, const DialectContext& ctx, PreparedRequest* pr);
+// max_tokens: absent -> the rest of the context.
+int resolve_max_tokens(const text::Json* v, const char* key, int64_t prompt_tokens, const DialectContext& ctx);
+// The DSML control token (for banning tool calls under tool_choice none).
+int32_t dsml_token_id();
+
+}  // namespace dsv4::server
