@@ -1,0 +1,123 @@
+// Parameter, tensor and KV accounting from a Config (see model_stats.h). Everything is computed
+// from the §4.2 shapes via tensor_table(); nothing here is specific to Flash or Pro.
+#include "model/model_stats.h"
+
+#include <algorithm>
+
+#include "model/tensor_table.h"
+
+namespace dsv4::model {
+
+ParamCounts count_params(const Config& c) {
+  ParamCounts p;
+  for (const TensorSpec& t : tensor_table(c, /*with_mtp=*/true)) {
+    if (t.group == ParamGroup::table) {
+      if (!t.is_mtp(c)) p.tid2eid += t.numel();
+      continue;
+    }
+    const int64_t n = t.params();
+    if (t.is_mtp(c)) {
+      p.mtp += n;
+      continue;
+    }
+    switch (t.group) {
+      case ParamGroup::embed: p.embed += n; break;
+      case ParamGroup::head: p.head += n; break;
+      case ParamGroup::dense: p.dense += n; break;
+      case ParamGroup::shared_expert: p.shared_expert += n; break;
+      case ParamGroup::routed_expert: p.routed_expert += n; break;
+      case ParamGroup::table: break;
+    }
+  }
+  // Every layer has E routed experts of equal size, so K/E of them is exact in integers.
+  const int64_t routed_active = p.routed_expert / c.n_routed_experts * c.n_activated_experts;
+  p.active = p.dense + p.shared_expert + routed_active + p.head + c.dim;
+  return p;
+}
+
+TensorTotals expected_tensor_totals(const Config& c, bool with_mtp) {
+  TensorTotals t;
+  auto add = [&](Dtype d, int64_t bytes) {
+    auto& e = t.by_dtype[dtype_safetensors_name(d)];
+    ++e.count;
+    e.bytes += bytes;
+    ++t.count;
+    t.bytes += bytes;
+  };
+  for (const TensorSpec& s : tensor_table(c, with_mtp)) {
+    add(s.dtype, s.numel() * int64_t(dtype_size(s.dtype)));
+    if (s.has_scale()) add(Dtype::e8m0, s.bytes() - s.numel() * int64_t(dtype_size(s.dtype)));
+  }
+  return t;
+}
+
+const char* kv_format_name(KvFormat f) {
+  switch (f) {
+    case KvFormat::native: return "native";
+    case KvFormat::native_scales: return "native+scales";
+    case KvFormat::bf16: return "bf16";
+  }
+  return "?";
+}
+
+KvLayout kv_layout(const Config& c, KvFormat f) {
+  const int64_t Dn = c.nope_head_dim(), R = c.rope_head_dim, Di = c.index_head_dim;
+  KvLayout l;
+  switch (f) {
+    case KvFormat::native:
+      l.entry_bytes = Dn + 2 * R;  // e4m3 nope dims + bf16 rope dims
+      l.index_key_bytes = Di / 2;  // e2m1, two per byte
+      break;
+    case KvFormat::native_scales:
+      l.entry_bytes = Dn + 2 * R + (Dn + 63) / 64;  // + one e8m0 per 64 nope dims
+      l.index_key_bytes = Di / 2 + (Di + 31) / 32;  // + one e8m0 per 32 dims
+      break;
+    case KvFormat::bf16:
+      l.entry_bytes = 2 * int64_t(c.head_dim);
+      l.index_key_bytes = 2 * Di;
+      break;
+  }
+  return l;
+}
+
+double kv_bytes_per_token(const Config& c, AttnKind k, KvFormat f) {
+  const KvLayout l = kv_layout(c, f);
+  switch (k) {
+    case AttnKind::swa: return 0.0;
+    case AttnKind::csa: return double(l.entry_bytes) / 4.0 + double(l.index_key_bytes) / 4.0;
+    case AttnKind::hca: return double(l.entry_bytes) / 128.0;
+  }
+  return 0.0;
+}
+
+double kv_bytes_per_token(const Config& c, KvFormat f) {
+  double s = 0;
+  for (int l = 0; l < c.n_layers; ++l) s += kv_bytes_per_token(c, c.attn_kind(l), f);
+  return s;
+}
+
+KvStateBytes kv_state_bytes(const Config& c, KvFormat f, int64_t n, bool include_mtp) {
+  const KvLayout l = kv_layout(c, f);
+  KvStateBytes s;
+  const int n_layers = c.n_layers + (include_mtp && c.n_mtp_layers > 0 ? 1 : 0);
+  for (int il = 0; il < n_layers; ++il) {
+    s.window += std::min<int64_t>(n, c.window_size) * l.entry_bytes;
+    const int m = c.compress_ratio(il);
+    if (m == 0) continue;
+    s.compressed += n / m * l.entry_bytes;
+    if (m == 4) s.index_keys += n / 4 * l.index_key_bytes;
+  }
+  return s;
+}
+
+int64_t compressor_state_bytes(const Config& c) {
+  int64_t b = 0;
+  for (int il = 0; il < c.n_layers; ++il) {
+    const int m = c.compress_ratio(il);
+    if (m == 4) b += 2 * 8 * (2 * int64_t(c.head_dim) + 2 * int64_t(c.index_head_dim)) * 4;
+    if (m == 128) b += 2 * 128 * int64_t(c.head_dim) * 4;
+  }
+  return b;
+}
+
+}  // namespace dsv4::model

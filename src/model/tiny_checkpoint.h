@@ -1,0 +1,71 @@
+// Random-weight checkpoints in the exact official layout (`dsv4 tiny`, the embedded default
+// model, test fixtures). Whatever the Config implies is written (tensor_table.h): config.json
+// (HF keys) + inference/config.json (ModelArgs keys, V4-ARCH §1.2), sharded safetensors with
+// model.safetensors.index.json, official names/dtypes/scale layouts (FP8 e4m3 + 128x128 e8m0,
+// FP4 e2m1 packed in I8 low nibble first + 1x32 e8m0, BF16, F32, I64 tid2eid), the MTP block, and
+// a V4 tokenizer (the V3 tokenizer embedded at build time with V4's added tokens overlaid).
+//
+// Weights are drawn from a seeded generator of our own (splitmix64 + Box-Muller; no std
+// distributions), one stream per (tensor, 128-row block), so the bytes depend only on the config
+// and the seed, never on thread count. FP8/FP4 weights are quantised for real: power-of-two
+// scales 2^ceil(log2(amax/qmax)) and round-to-nearest-even codes (core/dtype.h).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "model/config.h"
+
+namespace dsv4::model {
+
+// "tiny": D=64, 5 layers [swa, csa, hca, csa, swa] + MTP, index_topk 8, 1 hash layer, 8 experts
+//   (~35 MB, nearly all of it the 129280-row embed and head) - unit tests, the default model.
+// "small": D=512, 8 layers, 16 experts, ~230 M parameters - benchmarks.
+// Throws dsv4::Error for another name.
+Config preset_config(const std::string& preset);
+
+// The two config files of a checkpoint (V4-ARCH §1.1, §1.2).
+nlohmann::ordered_json config_to_hf_json(const Config& c);
+nlohmann::ordered_json config_to_model_args_json(const Config& c);
+
+struct RandomCheckpointOptions {
+  uint64_t seed = 0;
+  int min_shards = 2;                        // the official layout is always sharded
+  int64_t max_shard_bytes = int64_t(1) << 30;
+  bool write_tokenizer = true;
+};
+
+struct RandomCheckpointInfo {
+  int64_t n_tensors = 0;   // stored tensors (weights + scales)
+  int64_t bytes = 0;       // tensor data bytes (index.json total_size)
+  int64_t params = 0;      // main model + MTP, logical
+  int n_shards = 0;
+};
+
+// Writes a random checkpoint for `c` into out_dir (created if needed). Every file is written
+// under a temporary name and renamed into place. Throws dsv4::Error naming the file.
+RandomCheckpointInfo write_random_checkpoint(const Config& c, const std::string& out_dir,
+                                             const RandomCheckpointOptions& opts = {});
+
+// Writes tokenizer.json + tokenizer_config.json (V4 added tokens over the embedded V3 files).
+void write_embedded_v4_tokenizer(const std::string& out_dir);
+
+// The DeepSeek-V3 tokenizer files compiled into the library (assets/tokenizer/deepseek-v3);
+// empty when the build had no assets.
+std::string_view embedded_v3_tokenizer_json();
+std::string_view embedded_v3_tokenizer_config_json();
+
+// Makes `dir` hold the checkpoint of (preset, seed) unless it already does: generated into a
+// temporary sibling directory and renamed into place, so the directory only ever appears complete
+// and concurrent callers are safe (the loser of the rename discards its copy). Returns dir.
+std::string ensure_preset_checkpoint(const std::string& dir, const std::string& preset, uint64_t seed);
+
+// "The embedded default model": the tiny preset, seed 0, generated on first use into
+// $DSV4_HOME, else $XDG_CACHE_HOME/dsv4, else ~/.cache/dsv4, as default-tiny-v1/. The directory
+// appears atomically (a temporary directory renamed into place), so concurrent first uses are
+// safe: the loser of the rename discards its copy. Returns the directory path.
+std::string default_model_dir();
+
+}  // namespace dsv4::model

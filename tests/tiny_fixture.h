@@ -1,0 +1,44 @@
+// The tiny preset checkpoint (seed 0), generated once and shared by every test process of one
+// build (ctest runs each test in its own process). It lives in $TMPDIR/dsv4-tests-<uid>/, keyed by
+// the size and mtime of the dsv4 binary, which is relinked whenever the library changes; copies
+// for older builds are removed after a day.
+#pragma once
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "model/tiny_checkpoint.h"
+#include "test_util.h"
+
+namespace dsv4::test {
+
+inline std::string tiny_checkpoint_dir() {
+  static const std::string dir = [] {
+    namespace fs = std::filesystem;
+    struct stat st {};
+    std::string key = "nobinary";
+    if (::stat(dsv4_binary().c_str(), &st) == 0)
+      key = std::to_string(st.st_size) + "-" + std::to_string(st.st_mtim.tv_sec) + "-" +
+            std::to_string(st.st_mtim.tv_nsec);
+    const char* tmp = std::getenv("TMPDIR");
+    const fs::path base = fs::path(tmp && *tmp ? tmp : "/tmp") / ("dsv4-tests-" + std::to_string(::getuid()));
+    std::error_code ec;
+    if (fs::is_directory(base, ec)) {
+      const auto now = fs::file_time_type::clock::now();
+      for (const auto& e : fs::directory_iterator(base, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("tiny-", 0) == 0 && name != "tiny-" + key &&
+            now - fs::last_write_time(e.path(), ec) > std::chrono::hours(24))
+          fs::remove_all(e.path(), ec);
+      }
+    }
+    return model::ensure_preset_checkpoint((base / ("tiny-" + key)).string(), "tiny", 0);
+  }();
+  return dir;
+}
+
+}  // namespace dsv4::test
