@@ -1,0 +1,88 @@
+// Parameter, tensor and KV accounting of the real V4-Flash and V4-Pro configs against the figures
+// in testdata/configs/README.md and V4-ARCH §1.2, §3.3, §4.1 (all derived from the config here).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "model/model_stats.h"
+#include "model/tensor_table.h"
+#include "test_util.h"
+
+using namespace dsv4;
+
+namespace {
+
+model::Config load(const char* name) {
+  const std::string p = test::testdata_path(std::string("configs/") + name);
+  if (!std::filesystem::exists(p)) return {};
+  return model::config_from_file(p);
+}
+
+double gib(int64_t b) { return double(b) / double(int64_t(1) << 30); }
+
+}  // namespace
+
+TEST(ModelStats, Flash) {
+  const model::Config c = load("deepseek-v4-flash.config.json");
+  if (c.dim == 0) GTEST_SKIP() << "testdata/configs missing";
+  const model::ParamCounts p = model::count_params(c);
+  EXPECT_NEAR(double(p.total_main()) / 1e9, 284.33, 0.005);
+  EXPECT_NEAR(double(p.mtp) / 1e9, 6.6, 0.05);
+  EXPECT_NEAR(double(p.active) / 1e9, 13.3, 0.05);
+  EXPECT_EQ(c.count_layers(model::AttnKind::swa), 2);
+  EXPECT_EQ(c.count_layers(model::AttnKind::csa), 21);
+  EXPECT_EQ(c.count_layers(model::AttnKind::hca), 20);
+  EXPECT_DOUBLE_EQ(model::kv_bytes_per_token(c, model::KvFormat::native), 3450.0);
+  EXPECT_NEAR(model::kv_bytes_per_token(c, model::KvFormat::native_scales), 3509, 0.5);
+  EXPECT_DOUBLE_EQ(model::kv_bytes_per_token(c, model::KvFormat::bf16), 6880.0);
+  const int64_t L = int64_t(1) << 20;
+  EXPECT_NEAR(gib(model::kv_state_bytes(c, model::KvFormat::native, L).total()), 3.37, 0.005);
+  EXPECT_NEAR(gib(model::kv_state_bytes(c, model::KvFormat::native_scales, L).total()), 3.43, 0.005);
+  EXPECT_NEAR(gib(model::kv_state_bytes(c, model::KvFormat::bf16, L).total()), 6.72, 0.005);
+  EXPECT_NEAR(double(model::compressor_state_bytes(c)) / double(1 << 20), 11.6, 0.05);
+  // V4-ARCH §4.1: 69,187 tensors incl. MTP, ~159.6 GB.
+  const model::TensorTotals t = model::expected_tensor_totals(c, true);
+  EXPECT_EQ(t.count, 69187);
+  EXPECT_NEAR(double(t.bytes) / 1e9, 159.6, 0.05);
+}
+
+TEST(ModelStats, Pro) {
+  const model::Config c = load("deepseek-v4-pro.config.json");
+  if (c.dim == 0) GTEST_SKIP() << "testdata/configs missing";
+  const model::ParamCounts p = model::count_params(c);
+  EXPECT_NEAR(double(p.total_main()) / 1e9, 1573.0, 0.05);
+  EXPECT_NEAR(double(p.total_with_mtp()) / 1e9, 1598.8, 0.05);
+  EXPECT_NEAR(double(p.active) / 1e9, 48.9, 0.05);
+  EXPECT_EQ(c.count_layers(model::AttnKind::swa), 0);
+  EXPECT_EQ(c.count_layers(model::AttnKind::csa), 30);
+  EXPECT_EQ(c.count_layers(model::AttnKind::hca), 31);
+  EXPECT_DOUBLE_EQ(model::kv_bytes_per_token(c, model::KvFormat::native), 4939.5);
+  EXPECT_NEAR(model::kv_bytes_per_token(c, model::KvFormat::native_scales), 5024, 0.5);
+  EXPECT_DOUBLE_EQ(model::kv_bytes_per_token(c, model::KvFormat::bf16), 9848.0);
+  const int64_t L = int64_t(1) << 20;
+  EXPECT_NEAR(gib(model::kv_state_bytes(c, model::KvFormat::native, L).total()), 4.83, 0.005);
+  EXPECT_NEAR(gib(model::kv_state_bytes(c, model::KvFormat::native_scales, L).total()), 4.91, 0.005);
+  EXPECT_NEAR(double(model::compressor_state_bytes(c)) / double(1 << 20), 17.8, 0.05);
+  // V4-ARCH §4.1: 145,116 tensors, 864.7 GB (805.32 GiB), matching a published shard dump.
+  const model::TensorTotals t = model::expected_tensor_totals(c, true);
+  EXPECT_EQ(t.count, 145116);
+  EXPECT_NEAR(double(t.bytes) / 1e9, 864.7, 0.05);
+  EXPECT_NEAR(gib(t.bytes), 805.32, 0.005);
+}
+
+// The KV accounting follows the spec's formulas for any config: CSA entry/4 + key/4, HCA
+// entry/128, windows min(n, W) slots per layer, entries floor(n / m).
+TEST(ModelStats, KvStateAtSmallLengths) {
+  model::Config c = load("deepseek-v4-flash.config.json");
+  if (c.dim == 0) GTEST_SKIP() << "testdata/configs missing";
+  const auto lay = model::kv_layout(c, model::KvFormat::native);
+  EXPECT_EQ(lay.entry_bytes, 576);
+  EXPECT_EQ(lay.index_key_bytes, 64);
+  for (int64_t n : {0, 1, 3, 4, 127, 128, 129, 1000}) {
+    const auto s = model::kv_state_bytes(c, model::KvFormat::native, n);
+    EXPECT_EQ(s.window, 43 * std::min<int64_t>(n, 128) * 576) << n;
+    EXPECT_EQ(s.compressed, 21 * (n / 4) * 576 + 20 * (n / 128) * 576) << n;
+    EXPECT_EQ(s.index_keys, 21 * (n / 4) * 64) << n;
+  }
+}
