@@ -170,7 +170,7 @@ class WeightBinder {
         bad(e, f + ".gate.tid2eid", std::string("dtype ") + dtype_name(e.view.dtype) + ", expected i64 or i32");
       expect_shape(e, f + ".gate.tid2eid", {c_.vocab_size, c_.n_activated_experts});
       F.tid2eid = e.view;
-      check_tid2eid(e);
+      check_tid2eid(e, f + ".gate.tid2eid");
     } else {
       F.gate_bias = plain(f + ".gate.bias", Dtype::f32, {c_.n_routed_experts});
     }
@@ -184,12 +184,12 @@ class WeightBinder {
     return L;
   }
 
-  void check_tid2eid(const TensorEntry& e) {
+  void check_tid2eid(const TensorEntry& e, const std::string& name) {
     const int64_t n = e.view.numel();
     for (int64_t i = 0; i < n; ++i) {
       int64_t v = e.view.dtype == Dtype::i64 ? e.view.as<int64_t>()[i] : e.view.as<int32_t>()[i];
       if (v < 0 || v >= c_.n_routed_experts)
-        throw Error(e.file + ": tensor with tid2eid: row " + std::to_string(i / c_.n_activated_experts) +
+        throw Error(e.file + ": tensor '" + name + "': row " + std::to_string(i / c_.n_activated_experts) +
                     " names expert " + std::to_string(v) + ", outside [0, " + std::to_string(c_.n_routed_experts) + ")");
     }
   }
