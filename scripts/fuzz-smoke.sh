@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every fuzz/*_fuzz.cpp target with clang (fuzzer+ASan+UBSan) and runs each briefly.
 # Usage: scripts/fuzz-smoke.sh [seconds per target, default 20]. Build dir: $FUZZ_BUILD_DIR
-# (default build-fuzz). Exits non-zero when a build fails or a target finds a crash.
+# (default build-fuzz). Runs every target, then exits non-zero when a build failed or any target
+# found a crash (its log and artifacts stay in the build dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
@@ -20,6 +21,7 @@ CC=${CC:-clang} CXX=${CXX:-clang++} cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_
   -DDSV4_FUZZ=ON -DDSV4_BUILD_TESTS=OFF -DDSV4_BUILD_BENCH=OFF >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]}"
 
+failed=()
 for t in "${targets[@]}"; do
   name=${t%_fuzz}
   corpus="$BUILD_DIR/corpus/$t"
@@ -35,8 +37,12 @@ for t in "${targets[@]}"; do
     -artifact_prefix="$BUILD_DIR/$t-" "${extra[@]}" "$corpus" "${seeds[@]}" >"$log" 2>&1 || rc=$?
   tail -n 12 "$log"
   if [ "$rc" -ne 0 ]; then
-    echo "fuzz-smoke: $t FAILED (exit $rc); artifacts under $BUILD_DIR/$t-*"
-    exit "$rc"
+    echo "fuzz-smoke: $t FAILED (exit $rc); log $log, artifacts $BUILD_DIR/$t-*"
+    failed+=("$t")
   fi
 done
+if [ ${#failed[@]} -ne 0 ]; then
+  echo "fuzz-smoke: FAILED: ${failed[*]}"
+  exit 1
+fi
 echo "fuzz-smoke: all ${#targets[@]} target(s) ran clean"
