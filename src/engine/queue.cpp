@@ -1,5 +1,7 @@
 #include "engine/queue.h"
 
+#include <algorithm>
+
 namespace dsv4::engine {
 
 void EventChannel::push(TokenEvent e) {
@@ -61,6 +63,41 @@ void RequestQueue::close() {
 bool RequestQueue::closed() const {
   std::lock_guard<std::mutex> lk(mu_);
   return closed_;
+}
+
+void TokenRunCache::put(const std::string& text, std::vector<int32_t> ids) {
+  if (text.empty() || ids.empty()) return;
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& r : runs_) {
+    if (r.text == text) {
+      r.ids = std::move(ids);
+      r.last_used = ++clock_;
+      return;
+    }
+  }
+  if (runs_.size() >= max_entries_) {
+    auto oldest = std::min_element(runs_.begin(), runs_.end(),
+                                   [](const Run& a, const Run& b) { return a.last_used < b.last_used; });
+    runs_.erase(oldest);
+  }
+  runs_.push_back({text, std::move(ids), ++clock_});
+}
+
+bool TokenRunCache::get(std::string_view text, std::vector<int32_t>* ids) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& r : runs_) {
+    if (r.text == text) {
+      *ids = r.ids;
+      r.last_used = ++clock_;
+      return true;
+    }
+  }
+  return false;
+}
+
+size_t TokenRunCache::size() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return runs_.size();
 }
 
 }  // namespace dsv4::engine

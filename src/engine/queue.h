@@ -10,6 +10,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/request.h"
@@ -58,6 +60,30 @@ class RequestQueue {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> jobs_;
   bool closed_ = false;
+};
+
+// Exact token ids of text runs the model sampled, keyed by their text, shared by every HTTP
+// thread. When a client sends an earlier assistant turn back, the prompt renderer asks here
+// before re-encoding a plain-text run, so the history is the very tokens the model produced and
+// the prefix cache matches past them (BPE of the decoded text often tokenises differently).
+// Bounded, least recently used out.
+class TokenRunCache {
+ public:
+  explicit TokenRunCache(size_t max_entries = 4096) : max_entries_(max_entries) {}
+  void put(const std::string& text, std::vector<int32_t> ids);
+  bool get(std::string_view text, std::vector<int32_t>* ids);
+  size_t size() const;
+
+ private:
+  struct Run {
+    std::string text;
+    std::vector<int32_t> ids;
+    uint64_t last_used = 0;
+  };
+  size_t max_entries_;
+  mutable std::mutex mu_;
+  std::vector<Run> runs_;
+  uint64_t clock_ = 0;
 };
 
 }  // namespace dsv4::engine

@@ -260,7 +260,11 @@ std::string count_tokens(const std::string& body, const DialectContext& ctx) {
   } catch (const Error& e) {
     throw bad_request(e.what());
   }
-  const auto ids = text::segments_to_ids(segs, [&](std::string_view s) { return ctx.tok.encode_plain(s); });
+  const auto ids = text::segments_to_ids(segs, [&](std::string_view s) {
+    std::vector<int32_t> r;
+    if (ctx.runs && ctx.runs->get(s, &r)) return r;
+    return ctx.tok.encode_plain(s);
+  });
   return dump_json(Json{{"input_tokens", ids.size()}});
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/queue.h"
 #include "engine/request.h"
 #include "text/output_parser.h"
 
@@ -85,6 +86,7 @@ struct DialectContext {
   const text::Tokenizer& tok;
   const ServedModel& model;
   std::string request_id;
+  engine::TokenRunCache* runs = nullptr;  // sampled token runs replayed in history (may be null)
 };
 
 namespace openai {

@@ -13,6 +13,7 @@ Generation::Generation(const text::Tokenizer& tok, const text::OutputParserOptio
 
 bool Generation::on_event(const engine::TokenEvent& e, std::vector<text::ParseEvent>* events,
                           std::vector<TokenLogprobInfo>* logprobs) {
+  if (e.finish != engine::FinishReason::none) engine_finished_ = true;
   if (done_) return true;
   if (!started_ || e.finish != engine::FinishReason::none) {
     usage_.prompt = e.prompt_tokens;
@@ -21,6 +22,7 @@ bool Generation::on_event(const engine::TokenEvent& e, std::vector<text::ParseEv
   started_ = true;
   if (e.token >= 0) {
     usage_.completion++;
+    tokens_.push_back(e.token);
     const bool special = tok_.is_added(e.token);
     if (in_reasoning_) {
       if (e.token == think_end_) in_reasoning_ = false;
@@ -58,6 +60,18 @@ void Generation::end(engine::FinishReason r, std::vector<text::ParseEvent>* even
   engine_finish_ = r;
   parser_.finish(*events);
   done_ = true;
+}
+
+void Generation::register_runs(engine::TokenRunCache& runs) const {
+  size_t start = 0;
+  for (size_t i = 0; i <= tokens_.size(); ++i) {
+    if (i < tokens_.size() && !tok_.is_added(tokens_[i])) continue;
+    if (i > start) {
+      std::vector<int32_t> ids(tokens_.begin() + long(start), tokens_.begin() + long(i));
+      runs.put(tok_.decode(ids), std::move(ids));
+    }
+    start = i + 1;
+  }
 }
 
 Outcome Generation::outcome() const {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/queue.h"
 #include "engine/request.h"
 #include "server/api.h"
 #include "text/output_parser.h"
@@ -24,8 +25,11 @@ class Generation {
   bool done() const { return done_; }
   bool stopped_by_text() const { return stopped_by_text_; }
   bool started() const { return started_; }
+  bool engine_finished() const { return engine_finished_; }
   const Usage& usage() const { return usage_; }
   Outcome outcome() const;
+  // Files the generated text runs (between control tokens) with their exact token ids.
+  void register_runs(engine::TokenRunCache& runs) const;
 
  private:
   void end(engine::FinishReason r, std::vector<text::ParseEvent>* events);
@@ -38,10 +42,11 @@ class Generation {
   bool in_reasoning_;
   int32_t think_end_;
   Usage usage_;
-  bool started_ = false, done_ = false, stopped_by_text_ = false;
+  bool started_ = false, done_ = false, stopped_by_text_ = false, engine_finished_ = false;
   engine::FinishReason engine_finish_ = engine::FinishReason::none;
   std::string error_;
   std::vector<TokenLogprobInfo> all_logprobs_;
+  std::vector<int32_t> tokens_;
 };
 
 }  // namespace dsv4::server

@@ -43,6 +43,8 @@ struct HttpServer::Flow {
 
   // Reads what the engine produced so far (waiting up to `wait`); returns the SSE text for it
   // (streaming) or "" (non-stream). Sets *any when events arrived.
+  engine::TokenRunCache* runs = nullptr;
+
   std::string pump(std::chrono::milliseconds wait, bool* any) {
     std::vector<engine::TokenEvent> evs;
     *any = job->events.wait_pop(&evs, wait);
@@ -66,7 +68,10 @@ struct HttpServer::Flow {
         out += o.finish == Finish::error ? responder->stream_error(o.error) : responder->stream_end(o);
       }
     }
-    if (gen.done()) job->cancel();  // stop string / EOS seen here: free the sequence now
+    if (gen.done()) {
+      if (!gen.engine_finished()) job->cancel();  // stop string seen here: free the sequence now
+      if (runs) gen.register_runs(*runs);
+    }
     return out;
   }
 
@@ -178,7 +183,7 @@ void HttpServer::routes() {
 
   auto count = [this](const httplib::Request& req, httplib::Response& res) {
     try {
-      DialectContext ctx{tok_, opt_.model, ""};
+      DialectContext ctx{tok_, opt_.model, "", &runs_};
       res.set_content(anthropic::count_tokens(req.body, ctx), "application/json");
     } catch (const ApiError& e) {
       res.status = e.status;
@@ -197,7 +202,7 @@ void HttpServer::handle_generate(Dialect d, const void* req_p, void* res_p) {
   const auto& req = *static_cast<const httplib::Request*>(req_p);
   auto& res = *static_cast<httplib::Response*>(res_p);
   const std::string id = new_id(d == Dialect::anthropic ? "msg_" : d == Dialect::openai_chat ? "chatcmpl-" : "cmpl-");
-  DialectContext ctx{tok_, opt_.model, id};
+  DialectContext ctx{tok_, opt_.model, id, &runs_};
   PreparedRequest pr;
   try {
     switch (d) {
@@ -213,6 +218,7 @@ void HttpServer::handle_generate(Dialect d, const void* req_p, void* res_p) {
   auto flow = std::make_shared<Flow>(tok_, pr);
   flow->id = id;
   flow->path = req.path;
+  flow->runs = &runs_;
   flow->job = sched_.submit(std::move(pr.gen));
   if (!flow->job) {
     overloads_++;

@@ -49,6 +49,7 @@ class HttpServer {
   std::unique_ptr<httplib::Server> svr_;
   int port_ = 0;
   std::atomic<uint64_t> http_requests_{0}, http_errors_{0}, overloads_{0};
+  engine::TokenRunCache runs_;
 };
 
 }  // namespace dsv4::server

@@ -117,7 +117,11 @@ void render_chat_prompt(const text::ChatRequest& cr, const DialectContext& ctx, 
     throw bad_request(e.what());
   }
   const text::Tokenizer& tok = ctx.tok;
-  pr->gen.prompt = text::segments_to_ids(segs, [&](std::string_view s) { return tok.encode_plain(s); });
+  pr->gen.prompt = text::segments_to_ids(segs, [&](std::string_view s) {
+    std::vector<int32_t> ids;
+    if (ctx.runs && ctx.runs->get(s, &ids)) return ids;  // the model's own tokens for its text
+    return tok.encode_plain(s);
+  });
   const bool in_reasoning = !segs.empty() && segs.back().is_control && segs.back().token == text::ControlToken::think_begin;
   pr->parse.thinking = in_reasoning;
   if (pr->gen.forced_tool) pr->gen.forced_tool->in_reasoning = in_reasoning;
