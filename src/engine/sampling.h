@@ -47,7 +47,7 @@ inline constexpr int32_t kNoToken = -1;              // every token excluded (al
 struct SamplingParams {
   float temperature = 1.0f;  // <= kGreedyTemperature: greedy
   int top_k = 0;             // 0: off
-  float top_p = 1.0f;        // (0, 1]; 1: off
+  float top_p = 1.0f;        // [0, 1]; 1: off, 0: only the most likely token
   float min_p = 0.0f;        // [0, 1]; 0: off
   float presence_penalty = 0.0f;    // OpenAI, [-2, 2]
   float frequency_penalty = 0.0f;   // OpenAI, [-2, 2]
@@ -110,8 +110,8 @@ class Sampler {
 
   void ensure_buffers(size_t vocab);
   void apply_penalties(std::span<const int32_t> history);
-  int32_t pick_from_all(float log_min_p);
-  int32_t pick_from_candidates(double z, float log_min_p);
+  int32_t pick_from_all(float min_p);
+  int32_t pick_from_candidates(double z, float min_p);
   void fill_top_logprobs(SampleResult& r, float max_logit, double log_z) const;
 
   SamplingParams params_;
