@@ -482,7 +482,7 @@ bool OutputParser::step_invoke_header(std::vector<ParseEvent>& ev) {
   if (m.which < 0) {
     // Early rejection: after leading whitespace the header must read `name="`.
     size_t i = 0;
-    while (i < buf_.size() && (buf_[i] == ' ' || buf_[i] == '\n' || buf_[i] == '\t' || buf_[i] == '\r')) ++i;
+    while (size_t n = py_space_len(buf_, i)) i += n;
     std::string_view rest = std::string_view(buf_).substr(i);
     std::string_view want = "name=\"";
     bool ok = rest.empty() || static_cast<unsigned char>(rest[0]) >= 0x80 ||
@@ -586,9 +586,33 @@ void OutputParser::finish(std::vector<ParseEvent>& ev) {
       buf_.clear();
       close_open_call(ev);
       break;
-    case State::block:
-    case State::after_param:
     case State::invoke_header:
+      // The official parser accepts a block cut off after a complete invoke header (a call with
+      // no arguments) or right before the next invoke (below): the stream agrees.
+      if (auto name = match_invoke_header(buf_)) {
+        buf_.clear();
+        start_call(ev, std::move(*name));
+        end_call(ev);
+        break;
+      }
+      degrade();
+      emit_text(ev, buf_);
+      buf_.clear();
+      break;
+    case State::block:
+      if (buf_.empty()) {
+        uncommitted_.clear();
+        break;
+      }
+      [[fallthrough]];
+    case State::after_param:
+      if (state_ == State::after_param && buf_ == ">\n") {  // cut off after a parameter's line
+        buf_.clear();
+        end_call(ev);
+        uncommitted_.clear();
+        break;
+      }
+      [[fallthrough]];
     case State::param_header:
     case State::after_block:
       close_open_call(ev);
