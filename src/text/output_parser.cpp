@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <span>
 
 namespace dsv4::text {
 namespace {
@@ -217,7 +218,8 @@ StrictParseResult parse_completion_text(std::string_view text, bool thinking) {
 namespace {
 
 // Length of the longest suffix of `s` that is a proper prefix of one of `markers`.
-size_t partial_suffix(std::string_view s, const std::vector<std::string_view>& markers) {
+template <class Str>
+size_t partial_suffix(std::string_view s, std::span<const Str> markers) {
   size_t best = 0;
   for (std::string_view m : markers) {
     size_t max_len = std::min(s.size(), m.size() - 1);
@@ -254,7 +256,8 @@ struct Match {
 
 // Earliest complete marker in `s` (ties: first listed). `wait` is set when a marker that would
 // win could still complete once more text arrives.
-Match earliest_marker(std::string_view s, const std::vector<std::string_view>& markers) {
+template <class Str>
+Match earliest_marker(std::string_view s, std::span<const Str> markers) {
   Match m;
   for (size_t k = 0; k < markers.size(); ++k) {
     size_t p = s.find(markers[k]);
@@ -284,6 +287,13 @@ Match earliest_marker(std::string_view s, const std::vector<std::string_view>& m
 OutputParser::OutputParser(OutputParserOptions opt)
     : opt_(std::move(opt)), state_(opt_.thinking ? State::reasoning : State::content) {
   opt_.stop.erase(std::remove(opt_.stop.begin(), opt_.stop.end(), std::string()), opt_.stop.end());
+  reasoning_markers_ = {std::string(kThinkEnd), std::string(kToolStart), std::string(kEos)};
+  content_markers_ = {std::string(kEos), std::string(kToolStart)};
+  junk_markers_ = {std::string(kEos)};
+  for (const auto& s : opt_.stop) {
+    content_markers_.push_back(s);
+    junk_markers_.push_back(s);
+  }
 }
 
 void OutputParser::push(std::string_view text, bool is_special, std::vector<ParseEvent>& ev) {
@@ -395,16 +405,14 @@ bool OutputParser::step(std::vector<ParseEvent>& ev) {
 
 // Reasoning, content and degraded content: stream text up to the next marker.
 bool OutputParser::step_text(std::vector<ParseEvent>& ev) {
-  std::vector<std::string_view> markers;
-  if (state_ == State::reasoning) markers = {kThinkEnd, kToolStart, kEos};
-  else if (state_ == State::content) markers = {kEos, kToolStart};
-  else markers = {kEos};
-  size_t n_fixed = markers.size();
-  if (state_ != State::reasoning)
-    for (const auto& s : opt_.stop) markers.push_back(s);
+  // Markers by priority (ties at one position go to the first), then the stop strings.
+  const std::vector<std::string>& markers = state_ == State::reasoning ? reasoning_markers_
+                                                 : state_ == State::content ? content_markers_
+                                                                            : junk_markers_;
+  size_t n_fixed = state_ == State::reasoning ? 3 : state_ == State::content ? 2 : 1;
 
-  Match m = earliest_marker(buf_, markers);
-  if (m.which >= 0 && !m.wait) {
+  Match m = earliest_marker<std::string>(buf_, markers);
+  if (m.which >= 0 && (!m.wait || flushing_)) {
     emit_text(ev, std::string_view(buf_).substr(0, m.pos));
     std::string_view mk = markers[m.which];
     if (static_cast<size_t>(m.which) >= n_fixed) {  // stop string: the answer ends here
@@ -426,7 +434,7 @@ bool OutputParser::step_text(std::vector<ParseEvent>& ev) {
     }
     return true;
   }
-  size_t safe = buf_.size() - partial_suffix(buf_, markers);
+  size_t safe = buf_.size() - partial_suffix<std::string>(buf_, markers);
   if (m.which >= 0) safe = std::min(safe, m.pos);  // a marker may still start before it
   safe = utf8_safe_len(buf_, safe);
   emit_text(ev, std::string_view(buf_).substr(0, safe));
@@ -478,7 +486,8 @@ bool OutputParser::step_expect(std::vector<ParseEvent>& ev) {
 }
 
 bool OutputParser::step_invoke_header(std::vector<ParseEvent>& ev) {
-  Match m = earliest_marker(buf_, {kParam, kInvokeEnd, kEos});
+  static constexpr std::string_view kMarkers[] = {kParam, kInvokeEnd, kEos};
+  Match m = earliest_marker<std::string_view>(buf_, kMarkers);
   if (m.which < 0) {
     // Early rejection: after leading whitespace the header must read `name="`.
     size_t i = 0;
@@ -517,7 +526,8 @@ bool OutputParser::step_param_header(std::vector<ParseEvent>& ev) {
     return true;
   }
   std::string_view rest = std::string_view(buf_).substr(kNamePrefix.size());
-  Match m = earliest_marker(rest, {kStringTrue, kStringFalse, kParamEnd, kEos});
+  static constexpr std::string_view kMarkers[] = {kStringTrue, kStringFalse, kParamEnd, kEos};
+  Match m = earliest_marker<std::string_view>(rest, kMarkers);
   if (m.which < 0) return false;
   if (m.which >= 2) {
     close_open_call(ev);
@@ -541,7 +551,8 @@ bool OutputParser::step_param_header(std::vector<ParseEvent>& ev) {
 }
 
 bool OutputParser::step_param_value(std::vector<ParseEvent>& ev) {
-  Match m = earliest_marker(buf_, {kParamEnd, kEos});
+  static constexpr std::string_view kMarkers[] = {kParamEnd, kEos};
+  Match m = earliest_marker<std::string_view>(buf_, kMarkers);
   if (m.which == 0) {
     std::string_view v = std::string_view(buf_).substr(0, m.pos);
     if (ends_with(v, "<\n")) v.remove_suffix(2);
@@ -562,9 +573,9 @@ bool OutputParser::step_param_value(std::vector<ParseEvent>& ev) {
     state_ = State::done;
     return true;
   }
-  static const std::string kLtEnd = "<" + std::string(kParamEnd);
-  static const std::string kLtNlEnd = "<\n" + std::string(kParamEnd);
-  size_t hold = partial_suffix(buf_, {kLtEnd, kLtNlEnd, kParamEnd, kEos});
+  // The value ends before "<" (or "<\n") + "/｜DSML｜parameter": hold those back too.
+  static constexpr std::string_view kHold[] = {"</｜DSML｜parameter", "<\n/｜DSML｜parameter", kParamEnd, kEos};
+  size_t hold = partial_suffix<std::string_view>(buf_, kHold);
   size_t safe = utf8_safe_len(buf_, buf_.size() - hold);
   emit_value(ev, std::string_view(buf_).substr(0, safe));
   buf_.erase(0, safe);
@@ -573,6 +584,10 @@ bool OutputParser::step_param_value(std::vector<ParseEvent>& ev) {
 
 void OutputParser::finish(std::vector<ParseEvent>& ev) {
   if (finished_) return;
+  // No more text: a complete marker that waited for a longer one to resolve is taken now.
+  flushing_ = true;
+  while (step(ev)) {
+  }
   // Flush what was held back as a possible marker.
   switch (state_) {
     case State::reasoning:

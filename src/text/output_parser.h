@@ -131,9 +131,12 @@ class OutputParser {
   void consume(size_t n, bool structural);
 
   OutputParserOptions opt_;
+  // Markers of the text states by priority, then the stop strings; built once.
+  std::vector<std::string> reasoning_markers_, content_markers_, junk_markers_;
   State state_;
   FinishReason reason_ = FinishReason::none;
   bool finished_ = false;
+  bool flushing_ = false;    // inside finish(): no more text will come
   std::string buf_;          // received, not yet consumed
   std::string uncommitted_;  // consumed tool markup not yet represented by an event
   std::string raw_;          // everything received (for the strict parse at finish)

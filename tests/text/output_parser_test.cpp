@@ -492,6 +492,10 @@ TEST(ParseStreaming, StopStringsApplyToAnswerTextOnly) {
                  false, {"\n\n"});
   EXPECT_EQ(r.final_msg.tool_calls.size(), 1u);
   EXPECT_EQ(r.final_msg.content, "ok");
+  // A stop string still waiting on the tool marker at the end of generation applies then.
+  r = run_chunks({"ok\n\n"}, false, {"\n\n"});
+  EXPECT_EQ(r.reason, FinishReason::stop);
+  EXPECT_EQ(r.final_msg.content, "ok");
   // The earliest stop string wins; the text held for a longer one is released.
   r = run_chunks({"abcd", "ef"}, false, {"cdx", "e"});
   EXPECT_EQ(r.final_msg.content, "abcd");
