@@ -1,6 +1,8 @@
 // `dsv4 serve`: the OpenAI- and Anthropic-compatible API server (issue 5). Loads the model (the
 // embedded random-weight default model without --model), starts the scheduler thread and serves
 // HTTP until SIGINT/SIGTERM.
+#include <pthread.h>
+
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -19,20 +21,22 @@ namespace dsv4::cli {
 namespace {
 
 struct ServeArgs {
-  std::string model, host = "127.0.0.1", api_key, served_name = "deepseek-v4-flash", numerics = "reference";
+  std::string model, host = "127.0.0.1", api_key, cache_dir, served_name = "deepseek-v4-flash", numerics = "reference";
   int port = 8080, parallel = 4, step_tokens = 256, queue = 64, keepalive_ms = 2000;
   int64_t ctx = 8192;
   size_t kv_mb = 8192, cache_mb = 2048;
   bool quiet = false;
 };
 
-server::HttpServer* g_server = nullptr;
-
-void on_signal(int) {
-  if (g_server) g_server->stop();
-}
-
 void serve(const ServeArgs& a) {
+  // SIGINT/SIGTERM are taken by a dedicated thread (sigwait), never in a signal handler: every
+  // thread started below inherits the blocked mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
   const std::string dir = a.model.empty() ? model::default_model_dir() : a.model;
   model::Numerics numerics;
   if (!model::numerics_from_string(a.numerics, &numerics)) throw Error("--numerics: expected reference or f32, got '" + a.numerics + "'");
@@ -47,6 +51,7 @@ void serve(const ServeArgs& a) {
   sc.queue_capacity = size_t(a.queue);
   sc.kv_budget_bytes = a.kv_mb << 20;
   sc.cache_budget_bytes = a.cache_mb << 20;
+  sc.cache_dir = a.cache_dir;
   engine::Scheduler sched(fp, tok, sc);
 
   server::ServerOptions so;
@@ -73,13 +78,17 @@ void serve(const ServeArgs& a) {
   std::fprintf(stderr, "dsv4 serve: listening on http://%s:%d (OpenAI: /v1, Anthropic: /v1/messages)\n", a.host.c_str(), http.port());
   std::fflush(stderr);
 
-  g_server = &http;
-  std::signal(SIGPIPE, SIG_IGN);
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  std::thread stopper([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::fprintf(stderr, "dsv4 serve: signal %d, stopping\n", sig);
+    sched.stop();  // running requests end as cancelled, so their streams close
+    http.stop();
+  });
   sched.start();
   http.serve();
-  g_server = nullptr;
+  pthread_kill(stopper.native_handle(), SIGTERM);  // serve() ended on its own: release the thread
+  stopper.join();
   sched.stop();
   std::fprintf(stderr, "dsv4 serve: stopped\n");
 }
@@ -101,6 +110,7 @@ void register_serve(CLI::App& app) {
   c->add_option("--queue", a->queue, "waiting requests before 503")->capture_default_str()->check(CLI::Range(1, 100000));
   c->add_option("--kv-mb", a->kv_mb, "state memory budget of running sequences, MiB")->capture_default_str();
   c->add_option("--cache-mb", a->cache_mb, "prefix cache RAM budget, MiB")->capture_default_str();
+  c->add_option("--cache-dir", a->cache_dir, "persist prefix-cache states here (atomic, checksummed; reloaded at start)");
   c->add_option("--keepalive-ms", a->keepalive_ms, "SSE keep-alive comment interval")->capture_default_str();
   c->add_flag("--quiet", a->quiet, "no per-request log lines");
   c->callback([a] { serve(*a); });

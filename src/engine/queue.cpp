@@ -100,4 +100,22 @@ size_t TokenRunCache::size() const {
   return runs_.size();
 }
 
+void ReasoningMemo::put(const std::string& tool_call_id, const std::string& reasoning) {
+  if (tool_call_id.empty() || reasoning.empty()) return;
+  std::lock_guard<std::mutex> lk(mu_);
+  items_.emplace_back(tool_call_id, reasoning);
+  if (items_.size() > max_entries_) items_.pop_front();
+}
+
+bool ReasoningMemo::get(const std::string& tool_call_id, std::string* reasoning) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto it = items_.rbegin(); it != items_.rend(); ++it) {
+    if (it->first == tool_call_id) {
+      *reasoning = it->second;
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace dsv4::engine

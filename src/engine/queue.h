@@ -86,4 +86,20 @@ class TokenRunCache {
   uint64_t clock_ = 0;
 };
 
+// Reasoning text of assistant turns that made tool calls, keyed by tool-call id. Clients often
+// drop `reasoning_content` / thinking blocks when they send a tool round back; the V4 template
+// keeps reasoning of tool-call turns, so the server restores it (the prompt then matches what
+// the model produced and the prefix cache holds). Bounded, oldest out.
+class ReasoningMemo {
+ public:
+  explicit ReasoningMemo(size_t max_entries = 4096) : max_entries_(max_entries) {}
+  void put(const std::string& tool_call_id, const std::string& reasoning);
+  bool get(const std::string& tool_call_id, std::string* reasoning) const;
+
+ private:
+  size_t max_entries_;
+  mutable std::mutex mu_;
+  std::deque<std::pair<std::string, std::string>> items_;
+};
+
 }  // namespace dsv4::engine

@@ -154,7 +154,7 @@ class MessagesResponder : public Responder {
     ++index_;
     return out;
   }
-  std::string tool_id(int i) const { return "toolu_" + id_.substr(id_.size() > 12 ? id_.size() - 12 : 0) + "_" + std::to_string(i); }
+  std::string tool_id(int i) const { return tool_call_id(id_, i, true); }
 
   std::string id_, model_;
   Block open_ = Block::none;
@@ -170,10 +170,35 @@ std::string resolve_model(const Json& j, const DialectContext& ctx) {
   return *r;
 }
 
-text::ChatRequest chat_request(const Json& j) {
+text::ChatRequest chat_request(Json& j, const DialectContext& ctx) {
   const Json* msgs = member(j, "messages");
   if (!msgs) throw bad_request("messages: Field required", "messages");
   if (!msgs->is_array() || msgs->empty()) throw bad_request("messages: expected a non-empty list", "messages");
+  // Assistant turns with tool_use blocks but no (or an empty) thinking block get their
+  // reasoning back from the ReasoningMemo.
+  if (ctx.memo) {
+    for (auto& m : j["messages"]) {
+      if (!m.is_object() || !m.contains("content") || !m["content"].is_array()) continue;
+      Json& blocks = m["content"];
+      std::string first_tool;
+      bool has_thinking = false;
+      for (const auto& b : blocks) {
+        if (!b.is_object() || !b.contains("type") || !b["type"].is_string()) continue;
+        const std::string t = b["type"].get<std::string>();
+        if (t == "thinking" && b.contains("thinking") && b["thinking"].is_string() && !b["thinking"].get<std::string>().empty())
+          has_thinking = true;
+        if (t == "tool_use" && first_tool.empty() && b.contains("id") && b["id"].is_string()) first_tool = b["id"].get<std::string>();
+      }
+      std::string reasoning;
+      if (!has_thinking && !first_tool.empty() && ctx.memo->get(first_tool, &reasoning)) {
+        Json nb = Json::array();
+        nb.push_back({{"type", "thinking"}, {"thinking", reasoning}, {"signature", ""}});
+        for (auto& b : blocks)
+          if (!(b.is_object() && b.contains("type") && b["type"] == "thinking")) nb.push_back(b);
+        blocks = std::move(nb);
+      }
+    }
+  }
   try {
     text::ChatRequest cr = text::chat_request_from_anthropic(j);
     if (cr.options.reasoning_effort)
@@ -196,7 +221,7 @@ PreparedRequest prepare_messages(const std::string& body, const DialectContext& 
   pr.model = resolve_model(j, ctx);
   const Json* mt = member(j, "max_tokens");
   if (!mt) throw bad_request("max_tokens: Field required", "max_tokens");
-  text::ChatRequest cr = chat_request(j);
+  text::ChatRequest cr = chat_request(j, ctx);
   if (const Json* s = member(j, "stream")) {
     if (!s->is_boolean()) throw bad_request("stream: expected a boolean", "stream");
     pr.stream = s->get<bool>();
@@ -253,7 +278,7 @@ PreparedRequest prepare_messages(const std::string& body, const DialectContext& 
 std::string count_tokens(const std::string& body, const DialectContext& ctx) {
   Json j = parse_request_json(body);
   resolve_model(j, ctx);
-  text::ChatRequest cr = chat_request(j);
+  text::ChatRequest cr = chat_request(j, ctx);
   std::vector<text::PromptSegment> segs;
   try {
     segs = text::render_prompt_segments(cr);

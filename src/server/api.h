@@ -87,7 +87,11 @@ struct DialectContext {
   const ServedModel& model;
   std::string request_id;
   engine::TokenRunCache* runs = nullptr;  // sampled token runs replayed in history (may be null)
+  engine::ReasoningMemo* memo = nullptr;  // reasoning of tool-call turns by call id (may be null)
 };
+
+// Tool-call ids of a response: "call_..." (OpenAI) / "toolu_..." (Anthropic), i-th call.
+std::string tool_call_id(const std::string& request_id, int i, bool anthropic);
 
 namespace openai {
 PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx);

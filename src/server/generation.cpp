@@ -72,6 +72,23 @@ void Generation::register_runs(engine::TokenRunCache& runs) const {
     }
     start = i + 1;
   }
+  // The parsed reasoning and answer as the client will send them back (the parser drops some
+  // newlines; random text may hold added-token ids mid-run): map them to the sampled ids too.
+  const text::ParsedMessage& m = parser_.streamed_message();
+  size_t think = tokens_.size();
+  for (size_t i = 0; i < tokens_.size(); ++i)
+    if (tokens_[i] == think_end_) {
+      think = i;
+      break;
+    }
+  if (thinking_ && think < tokens_.size() && !m.reasoning_content.empty())
+    runs.put(m.reasoning_content, std::vector<int32_t>(tokens_.begin(), tokens_.begin() + long(think)));
+  if (m.tool_calls.empty() && !m.content.empty() && (!thinking_ || think < tokens_.size())) {
+    const size_t from = thinking_ ? think + 1 : 0;
+    size_t to = tokens_.size();
+    if (to > from && tokens_[to - 1] == tok_.eos_id()) --to;
+    if (to > from) runs.put(m.content, std::vector<int32_t>(tokens_.begin() + long(from), tokens_.begin() + long(to)));
+  }
 }
 
 Outcome Generation::outcome() const {

@@ -44,6 +44,8 @@ struct HttpServer::Flow {
   // Reads what the engine produced so far (waiting up to `wait`); returns the SSE text for it
   // (streaming) or "" (non-stream). Sets *any when events arrived.
   engine::TokenRunCache* runs = nullptr;
+  engine::ReasoningMemo* memo = nullptr;
+  bool anthropic = false;
 
   std::string pump(std::chrono::milliseconds wait, bool* any) {
     std::vector<engine::TokenEvent> evs;
@@ -71,6 +73,12 @@ struct HttpServer::Flow {
     if (gen.done()) {
       if (!gen.engine_finished()) job->cancel();  // stop string seen here: free the sequence now
       if (runs) gen.register_runs(*runs);
+      if (memo) {
+        const Outcome o = gen.outcome();
+        if (!o.message.reasoning_content.empty())
+          for (size_t i = 0; i < o.message.tool_calls.size(); ++i)
+            memo->put(tool_call_id(id, int(i), anthropic), o.message.reasoning_content);
+      }
     }
     return out;
   }
@@ -95,7 +103,7 @@ HttpServer::HttpServer(engine::Scheduler& sched, const text::Tokenizer& tok, Ser
     : sched_(sched), tok_(tok), opt_(std::move(opt)), svr_(std::make_unique<httplib::Server>()) {
   const int n = opt_.http_threads;
   svr_->new_task_queue = [n] { return new httplib::ThreadPool(size_t(n)); };
-  svr_->set_keep_alive_timeout(30);
+  svr_->set_keep_alive_timeout(5);
   svr_->set_read_timeout(60);
   svr_->set_write_timeout(30);
   svr_->set_payload_max_length(size_t(64) << 20);
@@ -183,7 +191,7 @@ void HttpServer::routes() {
 
   auto count = [this](const httplib::Request& req, httplib::Response& res) {
     try {
-      DialectContext ctx{tok_, opt_.model, "", &runs_};
+      DialectContext ctx{tok_, opt_.model, "", &runs_, &memo_};
       res.set_content(anthropic::count_tokens(req.body, ctx), "application/json");
     } catch (const ApiError& e) {
       res.status = e.status;
@@ -202,7 +210,7 @@ void HttpServer::handle_generate(Dialect d, const void* req_p, void* res_p) {
   const auto& req = *static_cast<const httplib::Request*>(req_p);
   auto& res = *static_cast<httplib::Response*>(res_p);
   const std::string id = new_id(d == Dialect::anthropic ? "msg_" : d == Dialect::openai_chat ? "chatcmpl-" : "cmpl-");
-  DialectContext ctx{tok_, opt_.model, id, &runs_};
+  DialectContext ctx{tok_, opt_.model, id, &runs_, &memo_};
   PreparedRequest pr;
   try {
     switch (d) {
@@ -219,6 +227,8 @@ void HttpServer::handle_generate(Dialect d, const void* req_p, void* res_p) {
   flow->id = id;
   flow->path = req.path;
   flow->runs = &runs_;
+  flow->memo = &memo_;
+  flow->anthropic = d == Dialect::anthropic;
   flow->job = sched_.submit(std::move(pr.gen));
   if (!flow->job) {
     overloads_++;

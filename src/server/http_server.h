@@ -50,6 +50,7 @@ class HttpServer {
   int port_ = 0;
   std::atomic<uint64_t> http_requests_{0}, http_errors_{0}, overloads_{0};
   engine::TokenRunCache runs_;
+  engine::ReasoningMemo memo_;
 };
 
 }  // namespace dsv4::server

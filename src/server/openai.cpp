@@ -28,6 +28,11 @@ std::string new_id(const char* prefix) {
   return buf;
 }
 
+std::string tool_call_id(const std::string& request_id, int i, bool anthropic) {
+  return std::string(anthropic ? "toolu_" : "call_") + request_id.substr(request_id.size() > 12 ? request_id.size() - 12 : 0) +
+         "_" + std::to_string(i);
+}
+
 std::optional<std::string> ServedModel::resolve(const std::string& requested) const {
   if (requested.empty() || requested == name) return name;
   for (const auto& a : aliases)
@@ -397,7 +402,7 @@ class ChatResponder : public Responder {
   }
 
  private:
-  std::string call_id(int i) const { return "call_" + id_.substr(id_.size() > 12 ? id_.size() - 12 : 0) + "_" + std::to_string(i); }
+  std::string call_id(int i) const { return tool_call_id(id_, i, false); }
 
   std::string id_, model_;
   bool include_usage_, logprobs_;
@@ -496,6 +501,18 @@ PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx)
   pr.stream = get_stream(j);
   read_sampling(j, &pr, true);
 
+  // Assistant tool-call turns sent back without their reasoning get it restored (ReasoningMemo).
+  if (ctx.memo) {
+    for (auto& m : j["messages"]) {
+      if (!m.is_object() || !m.contains("tool_calls") || !m["tool_calls"].is_array() || m["tool_calls"].empty()) continue;
+      const Json* rc = member(m, "reasoning_content");
+      if (rc && rc->is_string() && !rc->get<std::string>().empty()) continue;
+      const Json& tc = m["tool_calls"][0];
+      std::string reasoning;
+      if (tc.is_object() && tc.contains("id") && tc["id"].is_string() && ctx.memo->get(tc["id"].get<std::string>(), &reasoning))
+        m["reasoning_content"] = reasoning;
+    }
+  }
   text::ChatRequest cr;
   try {
     cr = text::chat_request_from_openai(j);
