@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -32,6 +33,7 @@ struct SchedulerConfig {
   size_t kv_budget_bytes = size_t(8) << 30;     // states of running sequences
   size_t cache_budget_bytes = size_t(2) << 30;  // prefix cache
   bool cache_allow_truncate = false;
+  std::string cache_dir;            // persist prefix-cache entries here ("" = RAM only)
 };
 
 // Counters for /metrics and logs; written by the scheduler thread, read anywhere.
