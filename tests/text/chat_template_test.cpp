@@ -446,6 +446,16 @@ TEST(RenderCli, PrintsExactPromptBytesAndIds) {
       EXPECT_EQ(ids.get<std::vector<int32_t>>(), c["ids"].get<std::vector<int32_t>>()) << id;
     }
   }
+  for (const auto& c : load_cases("render_cases_v4_0731_effort.json")) {
+    std::string req = dir + "/effort.json";
+    std::ofstream(req, std::ios::binary) << py_json_dumps(c["request"]);
+    std::string out;
+    int rc = test::run_command(test::dsv4_binary() + " render --effort-table v4-0731 --model " + model +
+                                   " --request " + req + " 2>/dev/null",
+                               &out);
+    EXPECT_EQ(rc, 0);
+    EXPECT_EQ(out, c["prompt"].get<std::string>()) << c["id"].get<std::string>();
+  }
   std::ofstream(dir + "/bad.json") << R"({"messages": [{"role": "user"})";
   std::string out;
   EXPECT_NE(test::run_command(test::dsv4_binary() + " render --model " + model + " --request " + dir + "/bad.json", &out), 0);
