@@ -1,44 +1,53 @@
 // V4-ARCH §3.1: everything a sequence needs to continue, per layer: the window KV ring, the
 // compressor state(s), the compressed KV entries and (CSA) the indexer keys. Memory grows with
 // context only through compressed entries, which live in fixed-size pages (no reallocation of
-// the whole cache, no maximum context baked in).
+// the whole cache, no maximum context baked in). Rows are stored in the format of
+// cache/kv_format.h: native FP8/FP4 (reference numerics) or fp32 (f32 numerics).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "cache/kv_format.h"
+
 namespace dsv4::cache {
 
-// Rows of fixed width appended in pages of kPageRows rows; stable addresses, O(1) append.
+// Encoded rows appended in pages of kPageRows rows; stable addresses, O(1) append.
 class PagedRows {
  public:
   static constexpr int64_t kPageRows = 256;
   PagedRows() = default;
-  explicit PagedRows(int width) : width_(width) {}
-  int width() const { return width_; }
+  explicit PagedRows(RowCodec codec) : codec_(codec), row_bytes_(codec.bytes()) {}
+  const RowCodec& codec() const { return codec_; }
   int64_t size() const { return n_; }
-  float* append();                       // returns the new row to fill
-  const float* row(int64_t i) const { return pages_[size_t(i / kPageRows)].get() + (i % kPageRows) * width_; }
-  float* row(int64_t i) { return pages_[size_t(i / kPageRows)].get() + (i % kPageRows) * width_; }
-  void truncate(int64_t n);              // keep the first n rows (frees whole pages past them)
-  size_t bytes_reserved() const { return pages_.size() * size_t(kPageRows) * size_t(width_) * sizeof(float); }
-  size_t bytes_used() const { return size_t(n_) * size_t(width_) * sizeof(float); }
+  void append(const float* x);  // encodes x[0..width)
+  void decode(int64_t i, float* out) const { codec_.decode(raw(i), out); }
+  const uint8_t* raw(int64_t i) const { return pages_[size_t(i / kPageRows)].get() + size_t(i % kPageRows) * row_bytes_; }
+  void truncate(int64_t n);  // keep the first n rows (frees whole pages past them)
+  size_t row_bytes() const { return row_bytes_; }
+  size_t bytes_reserved() const { return pages_.size() * size_t(kPageRows) * row_bytes_; }
+  size_t bytes_used() const { return size_t(n_) * row_bytes_; }
   PagedRows clone() const;
+  // Raw bytes of rows [0, n) appended to out / read back (serialisation).
+  void dump(std::string& out) const;
+  void load_raw(const uint8_t* data, int64_t n);
 
  private:
-  int width_ = 0;
+  uint8_t* raw_mut(int64_t i) { return pages_[size_t(i / kPageRows)].get() + size_t(i % kPageRows) * row_bytes_; }
+  RowCodec codec_;
+  size_t row_bytes_ = 0;
   int64_t n_ = 0;
-  std::vector<std::unique_ptr<float[]>> pages_;
+  std::vector<std::unique_ptr<uint8_t[]>> pages_;
 };
 
-// Streaming compressor state (V4-ARCH §3.1 "Streaming compressor algorithm").
-// ratio 4 (CSA, overlapping): rows 0..3 = previous window, rows 4..7 = current, each c*width=2*width.
+// Streaming compressor state (V4-ARCH §3.1 "Streaming compressor algorithm"), fp32.
+// ratio 4 (CSA, overlapping): rows 0..3 = previous window, rows 4..7 = current, each 2*width.
 // ratio 128 (HCA): rows 0..127 = current window, width wide.
 struct CompressorState {
   int ratio = 0, width = 0, c = 0;
-  std::vector<float> kv;     // [rows, c*width] fp32
-  std::vector<float> score;  // [rows, c*width] fp32, includes ape; -inf = empty
+  std::vector<float> kv;     // [rows, c*width]
+  std::vector<float> score;  // [rows, c*width], includes ape; -inf = empty
   void init(int ratio, int width);
   void reset();
   int rows() const { return ratio == 4 ? 2 * ratio : ratio; }
@@ -48,18 +57,31 @@ struct CompressorState {
 
 struct LayerState {
   int ratio = 0;
-  int window = 0;
-  std::vector<float> kv_window;   // [W, Dh] ring, slot p mod W
-  CompressorState compressor;     // ratio != 0
-  PagedRows kv_compressed;        // [n_entries, Dh]
+  std::vector<uint8_t> kv_window;    // [W] encoded rows, slot p mod W
+  CompressorState compressor;        // ratio != 0
+  PagedRows kv_compressed;           // [n_entries] encoded rows
   CompressorState index_compressor;  // ratio 4
-  PagedRows index_keys;           // [n_entries, Di]
+  PagedRows index_keys;              // [n_entries] encoded keys
 };
 
 struct StateShape {
-  int n_layers = 0, window = 0, head_dim = 0, index_head_dim = 0;
+  int n_layers = 0, window = 0, head_dim = 0, rope_dim = 0, index_head_dim = 0;
+  bool native = false;      // reference numerics: FP8/FP4 rows; else fp32 rows
   std::vector<int> ratios;  // per main layer
+  RowCodec kv_codec() const { return native ? RowCodec::kv(head_dim, rope_dim) : RowCodec::f32_rows(head_dim); }
+  RowCodec index_codec() const {
+    return native ? RowCodec::index_key(index_head_dim) : RowCodec::f32_rows(index_head_dim);
+  }
+  bool operator==(const StateShape&) const = default;
 };
+
+// Bytes of per-sequence state at a context length, by layer type (V4-ARCH §3.3 accounting,
+// using this engine's storage formats). Used by `dsv4 kv` and checked against measured memory.
+struct StateBytes {
+  size_t window = 0, compressor = 0, kv_compressed = 0, index_keys = 0;
+  size_t total() const { return window + compressor + kv_compressed + index_keys; }
+};
+StateBytes state_bytes_at(const StateShape& s, int64_t context, bool per_page = false);
 
 class SeqState {
  public:
@@ -75,14 +97,43 @@ class SeqState {
   const LayerState& layer(int l) const { return layers_[size_t(l)]; }
   const StateShape& shape() const { return shape_; }
   void reset();
-  // Bytes held: window rings + compressor states + compressed entries (+ index keys).
+  // Bytes held: window rings + compressor states + compressed pages (+ index keys) + snapshots.
   size_t bytes() const;
 
+  // Window rows: decode ring slot for absolute position p into out [head_dim].
+  void window_decode(int l, int64_t p, float* out) const;
+  void window_store(int l, int64_t p, const float* kv);
+
+  // Snapshots (for exact truncation): the window rings and compressor states at n_past().
+  // Truncating to n restores the newest snapshot at or before n and replays the rest.
+  void snapshot();
+  // Restores the newest snapshot with position <= n (dropping later ones); returns its position
+  // (0 with a reset state if none). Tokens after it are removed; the caller replays up to n.
+  int64_t restore_snapshot_at_or_before(int64_t n);
+  size_t n_snapshots() const { return snapshots_.size(); }
+  static constexpr size_t kMaxSnapshots = 8;
+
+  // Serialisation: a self-checking binary file (magic, version, shape, tokens, all rows,
+  // snapshots, FNV-1a 64 checksum). Written atomically (temp file + rename).
+  void save(const std::string& path) const;
+  // Throws dsv4::Error if the file is malformed, truncated, fails its checksum or its shape
+  // differs from `expected`.
+  static std::unique_ptr<SeqState> load(const std::string& path, const StateShape& expected);
+
  private:
-  SeqState() = default;
+  struct LayerSnapshot {
+    std::vector<uint8_t> kv_window;
+    CompressorState compressor, index_compressor;
+  };
+  struct Snapshot {
+    int64_t pos = 0;
+    std::vector<LayerSnapshot> layers;
+  };
   StateShape shape_;
+  size_t window_row_bytes_ = 0;
   std::vector<int32_t> tokens_;
   std::vector<LayerState> layers_;
+  std::vector<Snapshot> snapshots_;
 };
 
 }  // namespace dsv4::cache

@@ -67,7 +67,7 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   }
   std::vector<float> q(static_cast<size_t>(N * H * Dh));  // [N, H, Dh]
   matmul(A.wq_b, qr.data(), N, Q, q.data(), H * Dh, gemm_opts(A.wq_b, ref));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * H * Dh >= 16384)
   for (int64_t rh = 0; rh < N * H; ++rh) {
     float* qh = &q[size_t(rh * Dh)];
     kernels::rms_norm(qh, nullptr, c.norm_eps, Dh, qh);  // weightless per-head RMSNorm
@@ -100,7 +100,7 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
         const int64_t r = it.row0 + i, pos = it.start + i;
         if (compressor_push(S.compressor, &ca[size_t(r * cols)], &cg[size_t(r * cols)], pos, entry.data())) {
           finish_kv_entry(entry.data(), A.compressor, rope, pos / L.ratio, c, ref);
-          std::copy(entry.begin(), entry.end(), S.kv_compressed.append());
+          S.kv_compressed.append(entry.data());
         }
       }
     }
@@ -111,19 +111,43 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   if (A.has_indexer) indexer_select(A.indexer, L.index, rope, xn, qr.data(), b, selected);
 
   // ---- which keys each row sees (§2.3.4) ---------------------------------------------------
+  // Rows of the cache are decoded once per item into fp32 scratch: the window positions before
+  // this chunk (from the ring) and the compressed entries some row of the item attends to.
   std::vector<std::vector<const float*>> keys(static_cast<size_t>(N));
-  for (const BatchItem& it : b.items) {
-    const cache::LayerState& S = it.state->layer(L.index);
+  std::vector<std::vector<float>> decoded(b.items.size());
+  for (size_t ii = 0; ii < b.items.size(); ++ii) {
+    const BatchItem& it = b.items[ii];
+    const cache::SeqState& st = *it.state;
+    const cache::LayerState& S = st.layer(L.index);
+    const int64_t ring_lo = std::max<int64_t>(0, it.start - W + 1);  // oldest position any row needs
+    const int64_t n_ring = it.start - ring_lo;
+    const int64_t n_ent = L.ratio ? S.kv_compressed.size() : 0;
+    std::vector<int64_t> slot(static_cast<size_t>(n_ent), -1);
+    int64_t n_dec = n_ring;
+    for (int64_t i = 0; i < it.n && L.ratio; ++i) {
+      const int64_t r = it.row0 + i, t = it.start + i;
+      if (L.ratio == 128) {
+        for (int64_t j = 0; j < (t + 1) / 128; ++j)
+          if (slot[size_t(j)] < 0) slot[size_t(j)] = n_dec++;
+      } else {
+        for (int32_t j : selected[size_t(r)])
+          if (slot[size_t(j)] < 0) slot[size_t(j)] = n_dec++;
+      }
+    }
+    auto& buf = decoded[ii];
+    buf.resize(size_t(n_dec * Dh));
+    for (int64_t p = ring_lo; p < it.start; ++p) st.window_decode(L.index, p, &buf[size_t((p - ring_lo) * Dh)]);
+    for (int64_t j = 0; j < n_ent; ++j)
+      if (slot[size_t(j)] >= 0) S.kv_compressed.decode(j, &buf[size_t(slot[size_t(j)] * Dh)]);
     for (int64_t i = 0; i < it.n; ++i) {
       const int64_t r = it.row0 + i, t = it.start + i;
       auto& ks = keys[size_t(r)];
       for (int64_t p = std::max<int64_t>(0, t - W + 1); p <= t; ++p)
-        ks.push_back(p >= it.start ? &kv[size_t((it.row0 + p - it.start) * Dh)] : &S.kv_window[size_t((p % W) * Dh)]);
+        ks.push_back(p >= it.start ? &kv[size_t((it.row0 + p - it.start) * Dh)] : &buf[size_t((p - ring_lo) * Dh)]);
       if (L.ratio == 128) {
-        const int64_t n_elig = (t + 1) / 128;
-        for (int64_t j = 0; j < n_elig; ++j) ks.push_back(S.kv_compressed.row(j));
+        for (int64_t j = 0; j < (t + 1) / 128; ++j) ks.push_back(&buf[size_t(slot[size_t(j)] * Dh)]);
       } else if (L.ratio == 4) {
-        for (int32_t j : selected[size_t(r)]) ks.push_back(S.kv_compressed.row(j));
+        for (int32_t j : selected[size_t(r)]) ks.push_back(&buf[size_t(slot[size_t(j)] * Dh)]);
       }
     }
   }
@@ -164,11 +188,8 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
 
   // ---- window ring update: the last W rows of each item ------------------------------------
   for (const BatchItem& it : b.items) {
-    cache::LayerState& S = it.state->layer(L.index);
-    for (int64_t i = std::max<int64_t>(0, it.n - W); i < it.n; ++i) {
-      const int64_t pos = it.start + i;
-      std::copy_n(&kv[size_t((it.row0 + i) * Dh)], Dh, &S.kv_window[size_t((pos % W) * Dh)]);
-    }
+    for (int64_t i = std::max<int64_t>(0, it.n - W); i < it.n; ++i)
+      it.state->window_store(L.index, it.start + i, &kv[size_t((it.row0 + i) * Dh)]);
   }
 
   // ---- grouped output projection (§2.3.8) --------------------------------------------------

@@ -2,6 +2,8 @@
 // -> hc_head -> final norm -> fp32 LM head. All ops live in their own files; this is only the loop.
 #include "model/forward.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include "core/error.h"
@@ -23,7 +25,20 @@ bool numerics_from_string(const std::string& s, Numerics* out) {
   return true;
 }
 
-ForwardPass::ForwardPass(const Model& model, Numerics numerics) : model_(model), numerics_(numerics) {}
+ForwardPass::ForwardPass(const Model& model, Numerics numerics) : model_(model), numerics_(numerics) {
+#ifdef M_MMAP_THRESHOLD
+  // Transient per-step buffers that scale with context (decoded index keys, attention key rows)
+  // must go back to the OS when freed, or glibc's adaptive threshold parks them on the heap and
+  // resident memory creeps up with context beyond what the sequence state holds. A fixed
+  // threshold keeps every buffer above it mmap-backed.
+  static const bool once = [] {
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+    return true;
+  }();
+  (void)once;
+#endif
+}
 
 cache::StateShape ForwardPass::state_shape() const {
   const Config& c = model_.config();
@@ -32,6 +47,8 @@ cache::StateShape ForwardPass::state_shape() const {
   s.window = c.window_size;
   s.head_dim = c.head_dim;
   s.index_head_dim = c.index_head_dim;
+  s.rope_dim = c.rope_head_dim;
+  s.native = numerics_ == Numerics::reference;
   s.ratios.assign(c.compress_ratios.begin(), c.compress_ratios.begin() + c.n_layers);
   return s;
 }
@@ -79,7 +96,7 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
 
   for (const LayerWeights& L : Wt.layers) {
     // Attention sub-layer (§2.2 block).
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N > 1)
     for (int64_t r = 0; r < N; ++r) {
       hc_pre_one(&X[size_t(r * hc * D)], L.hc_attn, c, ref, &xin[size_t(r * D)], &mix[size_t(r)]);
       kernels::rms_norm(&xin[size_t(r * D)], &L.attn_norm, c.norm_eps, D, &xn[size_t(r * D)]);
@@ -96,7 +113,7 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
       }
       debug_csa_selected->push_back(std::move(flat));
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N > 1)
     for (int64_t r = 0; r < N; ++r) {
       hc_post_one(&X[size_t(r * hc * D)], &y[size_t(r * D)], mix[size_t(r)], c, ref);
       // FFN sub-layer input.
@@ -107,7 +124,7 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
     MoeRouting rt;
     moe_forward(L.ffn, L.hash, xn.data(), b, y.data(), debug_experts ? &rt : nullptr);
     if (debug_experts) debug_experts->push_back(rt.experts);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N > 1)
     for (int64_t r = 0; r < N; ++r) hc_post_one(&X[size_t(r * hc * D)], &y[size_t(r * D)], mix[size_t(r)], c, ref);
     if (debug_layer_streams) debug_layer_streams->push_back(X);
   }
@@ -124,7 +141,7 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
   }
   const int64_t M = int64_t(out_rows.size());
   std::vector<float> hn(static_cast<size_t>(M * D));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M > 1)
   for (int64_t i = 0; i < M; ++i) {
     float* h = &hn[size_t(i * D)];
     hc_head_one(&X[size_t(out_rows[size_t(i)] * hc * D)], Wt.hc_head, c, ref, h);
@@ -143,12 +160,12 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
 void truncate_state(ForwardPass& fp, cache::SeqState& state, int64_t n) {
   DSV4_CHECK(n >= 0 && n <= state.n_past(), "truncate_state: length out of range");
   if (n == state.n_past()) return;
-  // Exact by construction: replay the kept prefix through a reset state. (The snapshot-based
-  // fast path lives in cache/; this is the always-correct fallback.)
+  // Exact by construction: restore the newest snapshot at or before n (window rings and
+  // compressor states; compressed rows are truncated), then replay the remaining tokens.
   std::vector<int32_t> keep(state.tokens().begin(), state.tokens().begin() + n);
-  state.reset();
-  if (keep.empty()) return;
-  SeqChunk ch{&state, keep, false};
+  const int64_t at = state.restore_snapshot_at_or_before(n);
+  if (at == n) return;
+  SeqChunk ch{&state, std::span<const int32_t>(keep.data() + at, size_t(n - at)), false};
   std::vector<float> scratch;
   fp.forward(std::span<SeqChunk>(&ch, 1), scratch);
 }

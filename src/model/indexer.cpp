@@ -52,7 +52,7 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
       rope.apply(key.data(), int(Di), (pos / 4) * 4);
       round_if(ref, key.data(), Di);
       if (ref) index_vec_quant(key.data(), int(Di));
-      std::copy(key.begin(), key.end(), S.index_keys.append());
+      S.index_keys.append(key.data());
     }
   }
 
@@ -79,6 +79,18 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
   kernels::matmul(w.weights_proj, xn, N, D, wi.data(), Hi, wo);
   const float wscale = 1.f / std::sqrt(float(Hi * Di));
 
+  // Index keys decoded once per sequence (FP4 rows -> fp32), shared by all its rows.
+  std::vector<std::vector<float>> keys(b.items.size());
+  for (size_t ii = 0; ii < b.items.size(); ++ii) {
+    const BatchItem& it = b.items[ii];
+    const int64_t n_need = (it.start + it.n) / 4;
+    if (n_need <= topk) continue;
+    const cache::LayerState& S = it.state->layer(il);
+    keys[ii].resize(size_t(n_need * Di));
+#pragma omp parallel for schedule(static) if (n_need > 1024)
+    for (int64_t j = 0; j < n_need; ++j) S.index_keys.decode(j, &keys[ii][size_t(j * Di)]);
+  }
+
 #pragma omp parallel
   {
     std::vector<float> scores;
@@ -86,7 +98,7 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
     for (size_t ni = 0; ni < need.size(); ++ni) {
       const int64_t r = need[ni];
       const BatchRow& row = b.rows[size_t(r)];
-      const cache::LayerState& S = b.items[size_t(row.item)].state->layer(il);
+      const float* kall = keys[size_t(row.item)].data();
       float* qrow = &qi[size_t(r * Hi * Di)];
       for (int64_t h = 0; h < Hi; ++h) {
         float* qh = qrow + h * Di;
@@ -96,12 +108,13 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
       }
       const int64_t n_elig = (row.pos + 1) / 4;
       scores.resize(size_t(n_elig));
+      const float* wr = &wi[size_t(r * Hi)];
       for (int64_t j = 0; j < n_elig; ++j) {
-        const float* kj = S.index_keys.row(j);
+        const float* kj = kall + j * Di;
         float s = 0;
         for (int64_t h = 0; h < Hi; ++h) {
           float d = kernels::dot_f32(qrow + h * Di, kj, Di);
-          s += wi[size_t(r * Hi + h)] * wscale * std::max(d, 0.f);  // ReLU per head, then weighted sum
+          s += wr[h] * wscale * std::max(d, 0.f);  // ReLU per head, then weighted sum
         }
         scores[size_t(j)] = ref ? round_bf16(s) : s;
       }
