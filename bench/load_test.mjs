@@ -3,7 +3,7 @@
 // time (memory must stay flat).
 //
 //   node bench/load_test.mjs [--clients 32] [--seconds 120] [--max-tokens 64] \
-//       [--binary build/dsv4] [--model DIR] [--url http://127.0.0.1:8080]
+//       [--binary build/dsv4] [--model DIR] [--cache-mb 512] [--url http://127.0.0.1:8080]
 //
 // Without --url it starts `dsv4 serve --port 0 --parallel <clients>` itself (the embedded model
 // unless --model) and stops it at the end. Uses plain fetch + SSE parsing (no npm packages).
@@ -20,7 +20,10 @@ const maxTokens = Number(args['max-tokens'] ?? 64);
 
 async function start() {
   if (args.url) return { base: args.url, pid: null, stop: async () => {} };
-  const cmd = [ 'serve', '--port', '0', '--parallel', String(clients), '--queue', String(clients * 2), '--quiet' ];
+  // Every request leaves two prefix-cache entries (prompt end, final state): RSS grows until the
+  // cache budget is full and must stay flat after that.
+  const cmd = [ 'serve', '--port', '0', '--parallel', String(clients), '--queue', String(clients * 2), '--quiet',
+    '--cache-mb', String(args['cache-mb'] ?? 512) ];
   if (args.model) cmd.push('--model', args.model);
   const proc = spawn(args.binary ?? 'build/dsv4', cmd, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -111,7 +114,7 @@ console.log(`aggregate: ${agg.toFixed(1)} generated tok/s over ${wall.toFixed(1)
 if (srv.pid) {
   const first = rss[1] ?? rss[0], lastR = rss[rss.length - 1];
   console.log(`server RSS MiB: start ${rss[0].toFixed(0)}, after warm-up ${first.toFixed(0)}, end ${lastR.toFixed(0)}, ` +
-    `max ${Math.max(...rss).toFixed(0)}`);
+    `max ${Math.max(...rss).toFixed(0)}; every 5 s: ${rss.map((x) => x.toFixed(0)).join(" ")}`);
 }
 for (const line of metrics.split('\n'))
   if (/^dsv4_(decode|prefill)_tokens_per_second|^dsv4_prefix_cache_(bytes|entries)|^dsv4_requests_(finished|cancelled)_total/.test(line))
