@@ -75,3 +75,21 @@ test('SSE keep-alive comments do not break the SDK', async () => {
   for await (const c of r) chunks++;
   assert.ok(chunks > 0);
 });
+
+test('overload: a full queue answers 503 with Retry-After, the rest complete', async () => {
+  const small = await startServer(['--parallel', '1', '--queue', '1']);
+  try {
+    const body = JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 40,
+      thinking: { type: 'disabled' } });
+    const rs = await Promise.all(Array.from({ length: 6 }, () => fetch(small.base + '/v1/chat/completions', {
+      method: 'POST', body, headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' } })));
+    const codes = rs.map((r) => r.status);
+    assert.ok(codes.includes(200), codes.join(','));
+    const busy = rs.filter((r) => r.status === 503);
+    assert.ok(busy.length > 0, codes.join(','));
+    assert.equal(busy[0].headers.get('retry-after'), '1');
+    assert.ok((await busy[0].json()).error.message.includes('overloaded'));
+  } finally {
+    await small.stop();
+  }
+});
