@@ -1,6 +1,12 @@
 #include "engine/prefix_cache.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
 
 namespace dsv4::engine {
 
@@ -17,47 +23,63 @@ PrefixCache::Match PrefixCache::find(std::span<const int32_t> prompt) const {
   Match best;
   for (size_t i = 0; i < entries_.size(); ++i) {
     const auto& toks = entries_[i].state->tokens();
-    const int64_t c = common_prefix(prompt, toks);
+    int64_t c = common_prefix(prompt, toks);
     if (c == 0) continue;
     const bool exact = c == int64_t(toks.size());
-    if (!exact && !allow_truncate_) continue;
+    if (!exact && !allow_truncate_) {
+      // Cut back to the newest recorded snapshot inside the shared prefix, short of the whole
+      // prompt (the last prompt token must run to give logits).
+      const int64_t limit = std::min<int64_t>(c, int64_t(prompt.size()) - 1);
+      int64_t at = 0;
+      for (int64_t p : entries_[i].snaps)
+        if (p <= limit) at = std::max(at, p);
+      c = at;
+      if (c == 0) continue;
+    }
     // Prefer more shared tokens; on a tie prefer an exact entry.
     if (c > best.common || (c == best.common && exact && !best.exact)) best = {int(i), c, exact};
   }
   return best;
 }
 
-std::unique_ptr<cache::SeqState> PrefixCache::fork(const Match& m, std::vector<float>* logits) {
+std::unique_ptr<cache::SeqState> PrefixCache::fork(const Match& m, std::vector<float>* logits, Snaps* snaps) {
   Entry& e = entries_[size_t(m.entry)];
   e.last_used = ++clock_;
   if (m.exact && logits) *logits = e.logits;
+  if (snaps) {
+    snaps->clear();
+    for (int64_t p : e.snaps)
+      if (p <= m.common) snaps->push_back(p);
+  }
   return e.state->clone();
 }
 
-void PrefixCache::insert(std::unique_ptr<cache::SeqState> state, std::vector<float> logits) {
+void PrefixCache::insert(std::unique_ptr<cache::SeqState> state, std::vector<float> logits, Snaps snaps) {
   if (!state || state->n_past() == 0) return;
   const size_t b = state->bytes() + logits.size() * sizeof(float) + state->tokens().size() * sizeof(int32_t);
   if (b > budget_) return;
   for (size_t i = 0; i < entries_.size(); ++i) {
     if (entries_[i].state->tokens() == state->tokens()) {
       bytes_ -= entries_[i].bytes;
+      unpersist(entries_[i]);
       entries_.erase(entries_.begin() + long(i));
       break;
     }
   }
-  entries_.push_back({std::move(state), std::move(logits), b, ++clock_});
+  entries_.push_back({std::move(state), std::move(logits), std::move(snaps), b, ++clock_, ""});
   bytes_ += b;
+  if (!dir_.empty()) persist(entries_.back());
   evict();
 }
 
-void PrefixCache::insert_copy(const cache::SeqState& state, std::span<const float> logits) {
+void PrefixCache::insert_copy(const cache::SeqState& state, std::span<const float> logits, const Snaps& snaps) {
   for (auto& e : entries_) {
     if (e.state->tokens() == state.tokens()) {  // already held: just touch it
       e.last_used = ++clock_;
       return;
     }
   }
-  insert(state.clone(), std::vector<float>(logits.begin(), logits.end()));
+  insert(state.clone(), std::vector<float>(logits.begin(), logits.end()), snaps);
 }
 
 void PrefixCache::evict() {
@@ -65,8 +87,115 @@ void PrefixCache::evict() {
     auto it = std::min_element(entries_.begin(), entries_.end(),
                                [](const Entry& a, const Entry& b) { return a.last_used < b.last_used; });
     bytes_ -= it->bytes;
+    unpersist(*it);
     entries_.erase(it);
   }
 }
 
+// ---- --cache-dir ----------------------------------------------------------------------------
+// <key>.state: SeqState::save. <key>.meta: "DSV4PCM1", u64 n_logits, f32[n], u64 n_snaps,
+// i64[n], u64 FNV-1a 64 of everything before it. key = FNV-1a 64 of the token ids (hex).
+
+namespace {
+constexpr char kMetaMagic[8] = {'D', 'S', 'V', '4', 'P', 'C', 'M', '1'};
+
+uint64_t fnv1a64(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+template <class T>
+void put(std::string& buf, const T& v) {
+  buf.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+}  // namespace
+
+void PrefixCache::persist(Entry& e) {
+  const auto& toks = e.state->tokens();
+  char key[32];
+  std::snprintf(key, sizeof key, "%016llx", (unsigned long long)fnv1a64(toks.data(), toks.size() * sizeof(int32_t)));
+  const std::string base = dir_ + "/" + key;
+  try {
+    e.state->save(base + ".state");
+    std::string buf(kMetaMagic, 8);
+    put(buf, uint64_t(e.logits.size()));
+    buf.append(reinterpret_cast<const char*>(e.logits.data()), e.logits.size() * sizeof(float));
+    put(buf, uint64_t(e.snaps.size()));
+    for (int64_t p : e.snaps) put(buf, p);
+    put(buf, fnv1a64(buf.data(), buf.size()));
+    const std::string tmp = base + ".meta.tmp";
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      f.write(buf.data(), std::streamsize(buf.size()));
+      if (!f) throw Error(tmp + ": write failed");
+    }
+    std::filesystem::rename(tmp, base + ".meta");
+    e.file = base;
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "dsv4 serve: warning: prefix cache: cannot persist %s: %s\n", base.c_str(), ex.what());
+  }
+}
+
+void PrefixCache::unpersist(const Entry& e) {
+  if (e.file.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove(e.file + ".state", ec);
+  std::filesystem::remove(e.file + ".meta", ec);
+}
+
+size_t PrefixCache::open_dir(const std::string& dir, const cache::StateShape& shape) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  dir_ = dir;
+  std::vector<std::pair<fs::file_time_type, std::string>> found;
+  for (const auto& de : fs::directory_iterator(dir)) {
+    if (de.path().extension() != ".meta") continue;
+    std::string base = de.path().string();
+    base.resize(base.size() - 5);
+    found.emplace_back(de.last_write_time(), base);
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  size_t loaded = 0;
+  for (const auto& [when, base] : found) {
+    try {
+      std::ifstream f(base + ".meta", std::ios::binary);
+      std::string buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      if (buf.size() < 8 + 8 + 8 + 8 || std::memcmp(buf.data(), kMetaMagic, 8) != 0) throw Error("bad header");
+      uint64_t stored;
+      std::memcpy(&stored, buf.data() + buf.size() - 8, 8);
+      if (fnv1a64(buf.data(), buf.size() - 8) != stored) throw Error("checksum mismatch");
+      size_t off = 8;
+      auto get_u64 = [&] {
+        if (off + 8 > buf.size() - 8) throw Error("truncated");
+        uint64_t v;
+        std::memcpy(&v, buf.data() + off, 8);
+        off += 8;
+        return v;
+      };
+      const uint64_t nl = get_u64();
+      if (nl > (buf.size() - off) / sizeof(float)) throw Error("truncated logits");
+      std::vector<float> logits(nl);
+      std::memcpy(logits.data(), buf.data() + off, nl * sizeof(float));
+      off += nl * sizeof(float);
+      const uint64_t ns = get_u64();
+      Snaps snaps;
+      for (uint64_t i = 0; i < ns; ++i) snaps.push_back(int64_t(get_u64()));
+      auto st = cache::SeqState::load(base + ".state", shape);
+      const size_t b = st->bytes() + logits.size() * sizeof(float) + st->tokens().size() * sizeof(int32_t);
+      if (bytes_ + b > budget_) break;
+      entries_.push_back({std::move(st), std::move(logits), std::move(snaps), b, ++clock_, base});
+      bytes_ += b;
+      ++loaded;
+    } catch (const std::exception& ex) {
+      std::fprintf(stderr, "dsv4 serve: warning: prefix cache: skipping %s: %s\n", base.c_str(), ex.what());
+    }
+  }
+  return loaded;
+}
+
 }  // namespace dsv4::engine
+

@@ -31,6 +31,7 @@ struct Scheduler::Sequence {
   int32_t pending = -1;          // sampled but not yet run through the model
   std::unique_ptr<ToolCallConstraint> constraint;
   std::vector<float> hit_logits; // the whole prompt came from the cache: sample from these
+  PrefixCache::Snaps snaps;      // positions of the state's snapshots
   bool sample_now = false;
   bool done = false;
   size_t reserved = 0;           // KV bytes reserved at admission
@@ -54,6 +55,11 @@ Scheduler::Scheduler(model::ForwardPass& fp, const text::Tokenizer& tok, Schedul
     if (r <= 0) continue;
     bytes_per_token_ += double(shape.head_dim) * sizeof(float) / r;
     if (r == 4) bytes_per_token_ += double(shape.index_head_dim) * sizeof(float) / r;
+  }
+  if (!cfg_.cache_dir.empty()) {
+    const size_t n = prefix_cache_.open_dir(cfg_.cache_dir, shape);
+    std::fprintf(stderr, "dsv4 serve: prefix cache: %zu entries (%zu MiB) loaded from %s\n", n,
+                 prefix_cache_.bytes() >> 20, cfg_.cache_dir.c_str());
   }
 }
 
@@ -174,13 +180,16 @@ bool Scheduler::start_sequence(std::shared_ptr<Job> job) {
   const std::span<const int32_t> prompt(req.prompt);
   PrefixCache::Match m = prefix_cache_.find(prompt);
   if (m.entry >= 0) {
-    s->state = prefix_cache_.fork(m, &s->hit_logits);
+    s->state = prefix_cache_.fork(m, &s->hit_logits, &s->snaps);
     int64_t keep = m.common;
     if (m.exact && keep == int64_t(prompt.size())) {
       s->sample_now = true;
     } else {
       if (keep == int64_t(prompt.size())) --keep;  // need the last prompt token's logits
-      if (keep < s->state->n_past()) model::truncate_state(fp_, *s->state, keep);
+      if (keep < s->state->n_past()) {
+        model::truncate_state(fp_, *s->state, keep);
+        std::erase_if(s->snaps, [&](int64_t p) { return p > keep; });
+      }
     }
     s->prefilled = s->sample_now ? int64_t(prompt.size()) : keep;
   } else {
@@ -245,8 +254,8 @@ void Scheduler::finish(Sequence& s, FinishReason r, std::span<const float> last_
   stats_.finished++;
   // The final state (prompt + generated but the last token) joins the prefix cache, with the
   // logits that predicted that last token.
-  if (s.state && !s.job->is_cancelled())
-    prefix_cache_.insert(std::move(s.state), std::vector<float>(last_row.begin(), last_row.end()));
+  if (s.state)
+    prefix_cache_.insert(std::move(s.state), std::vector<float>(last_row.begin(), last_row.end()), std::move(s.snaps));
 }
 
 bool Scheduler::step_once(std::chrono::milliseconds wait) {
@@ -281,7 +290,12 @@ bool Scheduler::step_once(std::chrono::milliseconds wait) {
   for (auto& s : running_) {
     if (s->done || !s->prefilling() || budget <= 0) continue;
     const int64_t left = int64_t(s->prompt().size()) - s->prefilled;
-    const int64_t n = std::min<int64_t>(left, budget);
+    int64_t n = std::min<int64_t>(left, budget);
+    // Stop one token short of the prompt's end once, to snapshot the state there: the next
+    // turn's rendering of this conversation diverges at the last prompt token (the think
+    // marker), and the prefix cache cuts back to this snapshot without any replay.
+    const int64_t snap_at = int64_t(s->prompt().size()) - 1;
+    if (snap_at > 0 && s->prefilled < snap_at && s->prefilled + n > snap_at) n = snap_at - s->prefilled;
     batch.push_back({s->state.get(), std::span<const int32_t>(s->prompt().data() + s->prefilled, size_t(n)), false});
     owners.push_back(s.get());
     completes.push_back(n == left);
@@ -325,12 +339,17 @@ bool Scheduler::step_once(std::chrono::milliseconds wait) {
         Sequence* s = owners[i];
         if (s->done) continue;
         std::span<const float> row(logits_.data() + i * V, V);
+        if (s->pending < 0 && !completes[i] && s->prefilled == int64_t(s->prompt().size()) - 1) {
+          s->state->snapshot();
+          s->snaps.push_back(s->prefilled);
+          if (s->snaps.size() > cache::SeqState::kMaxSnapshots) s->snaps.erase(s->snaps.begin());
+        }
         if (s->pending >= 0) {
           s->pending = -1;
           if (s->job->is_cancelled()) continue;  // freed before the next step
           sample_and_emit(*s, row);
         } else if (completes[i]) {
-          prefix_cache_.insert_copy(*s->state, row);  // snapshot at the end of the prompt
+          prefix_cache_.insert_copy(*s->state, row, s->snaps);  // the state at the end of the prompt
           if (s->job->is_cancelled()) continue;
           sample_and_emit(*s, row);
         }

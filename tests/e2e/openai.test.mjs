@@ -171,6 +171,25 @@ test('tool result round trip', async () => {
   assert.ok(second.usage.prompt_cache_hit_tokens >= first.usage.prompt_tokens / 2, 'history reused');
 });
 
+test('tool round trip without reasoning_content: the server restores it, cache hits past the first prompt', async () => {
+  const first = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Weather in Lima?' }], max_tokens: 40,
+    tools: [weatherTool], tool_choice: 'required', temperature: 0, thinking: { type: 'enabled' },
+  });
+  const msg = first.choices[0].message;
+  assert.ok(msg.reasoning_content, 'thinking mode produced reasoning');
+  const second = await client.chat.completions.create({
+    model: MODEL, max_tokens: 4, tools: [weatherTool], temperature: 0, thinking: { type: 'enabled' },
+    messages: [
+      { role: 'user', content: 'Weather in Lima?' },
+      { role: 'assistant', content: msg.content, tool_calls: msg.tool_calls },  // reasoning dropped
+      { role: 'tool', tool_call_id: msg.tool_calls[0].id, content: 'warm' },
+    ],
+  });
+  assert.ok(second.usage.prompt_cache_hit_tokens > first.usage.prompt_tokens,
+    `hit ${second.usage.prompt_cache_hit_tokens} <= first prompt ${first.usage.prompt_tokens}`);
+});
+
 test('stop strings end the answer and finish_reason is stop', async () => {
   const base = { model: MODEL, messages: [{ role: 'user', content: 'abc' }], max_tokens: 12, temperature: 0,
     thinking: { type: 'disabled' } };
@@ -183,12 +202,12 @@ test('stop strings end the answer and finish_reason is stop', async () => {
   assert.ok(!b.choices[0].message.content.includes(stop));
 });
 
-test('3-turn conversation at temperature 0 reuses the prefix cache', async () => {
-  const messages = [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Turn one question.' }];
+for (const thinking of ['disabled', 'enabled']) test(`3-turn conversation at temperature 0 reuses the prefix cache (thinking ${thinking})`, async () => {
+  const messages = [{ role: 'system', content: `You are terse (${thinking}).` }, { role: 'user', content: 'Turn one question.' }];
   let prev = null;
   for (let turn = 1; turn <= 3; turn++) {
     const r = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 16, temperature: 0,
-      thinking: { type: 'disabled' } });
+      thinking: { type: thinking } });
     checkUsage(r.usage);
     if (prev) assert.ok(r.usage.prompt_cache_hit_tokens >= prev / 2,
       `turn ${turn}: hit ${r.usage.prompt_cache_hit_tokens} < half of ${prev}`);

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -127,6 +129,55 @@ TEST(Scheduler, PrefixReuseGivesColdTokens) {
   const Result again = run_jobs(warm, {warm.submit(make_request(second, 10))})[0];
   EXPECT_EQ(again.cached, int(make_request(second, 10).prompt.size()));
   EXPECT_EQ(again.tokens, want.tokens);
+}
+
+// The shape of a thinking-mode follow-up turn: the new prompt shares all but the last token of
+// the previous one (the generation prompt's think marker is re-rendered differently), then goes
+// on. The cache cuts the previous final state back to its snapshot without replay.
+TEST(Scheduler, PrefixReuseCutsAtTheSnapshot) {
+  GenRequest a = make_request(kPrompts[3], 6);
+  GenRequest b = a;
+  b.prompt.back() = 42;  // diverges at the last token of a
+  for (int t : {100, 200, 300, 400}) b.prompt.push_back(t);
+  Scheduler cold(*tiny().fp, *tiny().tok, config(1));
+  const Result want = run_jobs(cold, {cold.submit(b)})[0];
+  Scheduler warm(*tiny().fp, *tiny().tok, config(1));
+  run_jobs(warm, {warm.submit(a)});
+  const Result got = run_jobs(warm, {warm.submit(b)})[0];
+  EXPECT_EQ(got.cached, int(a.prompt.size()) - 1);
+  EXPECT_EQ(got.tokens, want.tokens);
+}
+
+// --cache-dir: a second scheduler (a restarted server) finds the first one's states on disk.
+TEST(Scheduler, CacheDirSurvivesARestart) {
+  const std::string dir = ::testing::TempDir() + "/dsv4_prefix_cache_test";
+  std::filesystem::remove_all(dir);
+  SchedulerConfig c = config(1);
+  c.cache_dir = dir;
+  const GenRequest r = make_request(kPrompts[1], 6);
+  Result first;
+  {
+    Scheduler s(*tiny().fp, *tiny().tok, c);
+    first = run_jobs(s, {s.submit(r)})[0];
+    EXPECT_EQ(first.cached, 0);
+  }
+  Scheduler s(*tiny().fp, *tiny().tok, c);
+  const Result again = run_jobs(s, {s.submit(r)})[0];
+  EXPECT_EQ(again.cached, int(r.prompt.size()));
+  EXPECT_EQ(again.tokens, first.tokens);
+  // A corrupted file is skipped, not trusted.
+  for (const auto& de : std::filesystem::directory_iterator(dir)) {
+    std::FILE* f = std::fopen(de.path().c_str(), "r+b");
+    ASSERT_TRUE(f);
+    std::fseek(f, 20, SEEK_SET);
+    std::fputc(0x5a, f);
+    std::fclose(f);
+  }
+  Scheduler broken(*tiny().fp, *tiny().tok, c);
+  const Result cold = run_jobs(broken, {broken.submit(r)})[0];
+  EXPECT_EQ(cold.cached, 0);
+  EXPECT_EQ(cold.tokens, first.tokens);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Scheduler, CancelFreesTheSequence) {
