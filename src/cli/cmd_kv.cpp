@@ -19,15 +19,7 @@ struct KvArgs {
 };
 
 cache::StateShape shape_from_config(const model::Config& c, bool native) {
-  cache::StateShape s;
-  s.n_layers = c.n_layers;
-  s.window = c.window_size;
-  s.head_dim = c.head_dim;
-  s.rope_dim = c.rope_head_dim;
-  s.index_head_dim = c.index_head_dim;
-  s.native = native;
-  s.ratios.assign(c.compress_ratios.begin(), c.compress_ratios.begin() + c.n_layers);
-  return s;
+  return model::state_shape_for(c, native ? model::Numerics::reference : model::Numerics::f32);
 }
 
 std::string human(double b) {

@@ -197,6 +197,8 @@ void validate_config(const Config& c) {
   pos("index_topk", c.index_topk);
   pos("hc_mult", c.hc_mult);
   pos("hc_sinkhorn_iters", c.hc_sinkhorn_iters);
+  if (c.hc_mult > 16) bad("hc_mult", "at most 16 streams are supported, got " + std::to_string(c.hc_mult));
+  if (c.rope_head_dim > 512) bad("qk_rope_head_dim", "at most 512 is supported, got " + std::to_string(c.rope_head_dim));
   if (c.n_shared_experts < 0 || c.n_shared_experts > 1)
     bad("n_shared_experts", "expected 0 or 1, got " + std::to_string(c.n_shared_experts));
   if (c.rope_head_dim % 2 || c.rope_head_dim >= c.head_dim)

@@ -40,18 +40,19 @@ ForwardPass::ForwardPass(const Model& model, Numerics numerics) : model_(model),
 #endif
 }
 
-cache::StateShape ForwardPass::state_shape() const {
-  const Config& c = model_.config();
+cache::StateShape state_shape_for(const Config& c, Numerics n) {
   cache::StateShape s;
   s.n_layers = c.n_layers;
   s.window = c.window_size;
   s.head_dim = c.head_dim;
   s.index_head_dim = c.index_head_dim;
   s.rope_dim = c.rope_head_dim;
-  s.native = numerics_ == Numerics::reference;
+  s.native = n == Numerics::reference;
   s.ratios.assign(c.compress_ratios.begin(), c.compress_ratios.begin() + c.n_layers);
   return s;
 }
+
+cache::StateShape ForwardPass::state_shape() const { return state_shape_for(model_.config(), numerics_); }
 
 std::unique_ptr<cache::SeqState> ForwardPass::new_state() const {
   return std::make_unique<cache::SeqState>(state_shape());

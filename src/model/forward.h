@@ -16,6 +16,9 @@ enum class Numerics { reference, f32 };
 const char* numerics_name(Numerics n);
 bool numerics_from_string(const std::string& s, Numerics* out);
 
+// The per-sequence state layout a config implies under the given numerics.
+cache::StateShape state_shape_for(const Config& c, Numerics n);
+
 struct SeqChunk {
   cache::SeqState* state = nullptr;
   std::span<const int32_t> tokens;  // appended at positions state->n_past() ...

@@ -76,6 +76,15 @@ void check_logits(const std::vector<float>& L, const model::SafetensorsFile& of,
     for (int64_t t = 0; t < n; ++t)
       for (int k = 0; k < 32; ++k) mx = std::max(mx, double(std::fabs(L[size_t(t * V + ti[t * 32 + k])] - tl[t * 32 + k])));
   }
+  // Log-sum-exp of every full row: the whole distribution, not only the top entries.
+  const float* lse = tensor(of, "logsumexp").as<float>();
+  for (int64_t t = 0; t < n; ++t) {
+    const float* row = &L[size_t(t * V)];
+    const float m = *std::max_element(row, row + V);
+    double s = 0;
+    for (int64_t v = 0; v < V; ++v) s += std::exp(double(row[v] - m));
+    mx = std::max(mx, std::fabs(double(m) + std::log(s) - double(lse[t])));
+  }
   const TensorView& rows = tensor(of, "logits_rows");
   const TensorView& rpos = tensor(of, "logits_row_positions");
   for (int64_t i = 0; i < rows.dim(0); ++i) {
@@ -102,6 +111,23 @@ TEST(Oracle, PrefillF32MatchesLlamaCpp) {
   double mx = 0;
   check_logits(read_floats(tmp + "/l.bin"), *o->prefill, *o, 1e-3, &mx);
   std::printf("[oracle] prefill f32 max |dlogit| = %.3g\n", mx);
+  fs::remove_all(tmp);
+}
+
+TEST(Oracle, DecodeF32MatchesLlamaCppDecode) {
+  // Tokens fed one at a time through the sequence state (window ring, streaming compressors).
+  Oracle* o = oracle();
+  if (!o) GTEST_SKIP() << "oracle data missing under " << test::testdata_path();
+  std::string tmp = test::make_temp_dir();
+  std::ofstream(tmp + "/ids.json") << nlohmann::json(o->ids).dump();
+  std::string out;
+  int rc = test::run_command(test::dsv4_binary() + " logits --model " + o->dir + "/ckpt --tokens " + tmp +
+                                 "/ids.json --out " + tmp + "/l.bin --numerics f32 --mode decode",
+                             &out);
+  ASSERT_EQ(rc, 0) << out;
+  double mx = 0;
+  check_logits(read_floats(tmp + "/l.bin"), *o->decode, *o, 1e-3, &mx);
+  std::printf("[oracle] decode f32 max |dlogit| = %.3g\n", mx);
   fs::remove_all(tmp);
 }
 
