@@ -13,9 +13,13 @@ PKGS=(
   libhwy-dev              # Highway portable SIMD with runtime dispatch
   libssl-dev zlib1g-dev   # cpp-httplib's pkg-config pulls these in
   clang libclang-rt-14-dev  # libFuzzer targets and sanitizer runtimes
-  nodejs npm              # only for the SDK end-to-end clients (openai, @anthropic-ai/sdk)
   python3 curl procps
 )
+# Node.js + npm run only the SDK end-to-end clients (openai, @anthropic-ai/sdk). A machine that
+# already has them (e.g. from NodeSource, whose nodejs conflicts with Debian's npm) keeps its own.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PKGS+=(nodejs npm)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
