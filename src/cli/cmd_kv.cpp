@@ -74,7 +74,11 @@ void register_kv(CLI::App& app) {
                 (long long)grand, L ? double(grand) / double(L) : 0.0);
     std::printf("V3.2-equivalent stack (%d MLA layers x 788 B/token: 656 B FP8 latent + 132 B FP8 index key): %s\n",
                 c.n_layers, human(v32).c_str());
-    if (L > 0) std::printf("ratio V4 / V3.2: %.2f %%\n", 100.0 * double(grand) / v32);
+    if (L > 0) std::printf("ratio V4 / V3.2-equivalent: %.2f %%\n", 100.0 * double(grand) / v32);
+    const double v32_real = 61.0 * 788.0 * double(L);  // DeepSeek-V3.2 itself: 61 layers, 48,068 B/token
+    std::printf("DeepSeek-V3.2 (61 layers, 48068 B/token): %s", human(v32_real).c_str());
+    if (L > 0) std::printf(", ratio %.2f %%", 100.0 * double(grand) / v32_real);
+    std::printf("\n");
   });
 }
 
