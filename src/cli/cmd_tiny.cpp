@@ -64,7 +64,7 @@ void register_tiny(CLI::App& app) {
   auto args = std::make_shared<TinyArgs>();
   auto* cmd = app.add_subcommand("tiny", "Write a random-weight checkpoint in the official DeepSeek-V4 layout");
   cmd->add_option("--out", args->out, "output directory")->required();
-  cmd->add_option("--preset", args->preset, "tiny (unit tests, default model) | small (~230 M params, benchmarks)")
+  cmd->add_option("--preset", args->preset, "tiny (unit tests, default model) | small (~230 M params, benchmarks) | long (bench --long)")
       ->capture_default_str()
       ->check(CLI::IsMember({"tiny", "small"}));
   cmd->add_option("--seed", args->seed, "random seed (same seed, same bytes)")->capture_default_str();

@@ -96,8 +96,31 @@ Config preset_config(const std::string& preset) {
     c.index_n_heads = 16;
     c.index_topk = 64;
     c.n_hash_layers = 2;
+  } else if (preset == "long") {
+    // Narrow long-context preset for `dsv4 bench --long`: the two compressed layer kinds only
+    // ([csa, hca] + MTP) with thin heads, so prefilling 1,048,576 tokens takes minutes, not days.
+    // The O(L^2) terms are the indexer scan (L/4 keys per CSA token, Hi*Di each) and HCA
+    // attention (L/128 entries per token, H*Dh each); Hi = 1, Di = R = 32 and H = 2, Dh = 64
+    // keep both small. The state layout (window ring, compressor states, FP8/FP4 rows) is the
+    // real one, only narrower.
+    c.dim = 64;
+    c.n_layers = 2;
+    c.compress_ratios = {4, 128, /*MTP*/ 0};
+    c.n_heads = 2;
+    c.head_dim = 64;
+    c.rope_head_dim = 32;
+    c.q_lora_rank = 32;
+    c.o_groups = 1;
+    c.o_lora_rank = 32;
+    c.n_routed_experts = 4;
+    c.n_activated_experts = 2;
+    c.moe_inter_dim = 32;
+    c.index_n_heads = 1;
+    c.index_head_dim = 32;
+    c.index_topk = 64;
+    c.n_hash_layers = 1;
   } else {
-    throw Error("unknown preset '" + preset + "' (expected tiny or small)");
+    throw Error("unknown preset '" + preset + "' (expected tiny, small or long)");
   }
   validate_config(c);
   return c;
@@ -605,16 +628,27 @@ std::string ensure_preset_checkpoint(const std::string& dir, const std::string& 
   return final_dir.string();
 }
 
-std::string default_model_dir() {
-  fs::path base;
-  if (const char* h = std::getenv("DSV4_HOME"); h && *h) base = h;
-  else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) base = fs::path(x) / "dsv4";
-  else if (const char* home = std::getenv("HOME"); home && *home) base = fs::path(home) / ".cache" / "dsv4";
-  else throw Error("default model: none of DSV4_HOME, XDG_CACHE_HOME, HOME is set; pass --model DIR");
-  const fs::path dir = base / "default-tiny-v1";
+namespace {
+fs::path model_cache_base() {
+  if (const char* h = std::getenv("DSV4_HOME"); h && *h) return h;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "dsv4";
+  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "dsv4";
+  throw Error("default model: none of DSV4_HOME, XDG_CACHE_HOME, HOME is set; pass --model DIR");
+}
+
+std::string cached_preset_dir(const std::string& name, const std::string& preset, const char* what) {
+  const fs::path dir = model_cache_base() / name;
   if (!fs::is_regular_file(dir / "model.safetensors.index.json"))
-    std::fprintf(stderr, "dsv4: writing the default model (tiny preset, seed 0) to %s\n", dir.c_str());
-  return ensure_preset_checkpoint(dir.string(), "tiny", 0);
+    std::fprintf(stderr, "dsv4: writing %s (%s preset, seed 0) to %s\n", what, preset.c_str(), dir.c_str());
+  return ensure_preset_checkpoint(dir.string(), preset, 0);
+}
+}  // namespace
+
+std::string default_model_dir() { return cached_preset_dir("default-tiny-v1", "tiny", "the default model"); }
+
+std::string preset_model_dir(const std::string& preset) {
+  preset_config(preset);  // throws for an unknown name before anything is written
+  return cached_preset_dir(preset + "-v1", preset, "the model");
 }
 
 }  // namespace dsv4::model

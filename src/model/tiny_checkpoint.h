@@ -23,6 +23,8 @@ namespace dsv4::model {
 // "tiny": D=64, 5 layers [swa, csa, hca, csa, swa] + MTP, index_topk 8, 1 hash layer, 8 experts
 //   (~35 MB, nearly all of it the 129280-row embed and head) - unit tests, the default model.
 // "small": D=512, 8 layers, 16 experts, ~230 M parameters - benchmarks.
+// "long": D=64, 2 layers [csa, hca] + MTP, H=2, Dh=64, R=32, Hi=1, Di=32 - the 1M-token
+//   long-context benchmark (`dsv4 bench --long`), where the O(L^2) indexer scan dominates.
 // Throws dsv4::Error for another name.
 Config preset_config(const std::string& preset);
 
@@ -67,5 +69,9 @@ std::string ensure_preset_checkpoint(const std::string& dir, const std::string& 
 // appears atomically (a temporary directory renamed into place), so concurrent first uses are
 // safe: the loser of the rename discards its copy. Returns the directory path.
 std::string default_model_dir();
+
+// The checkpoint of `preset` (seed 0) in the same cache directory, as <preset>-v1/, generated on
+// first use the same way. Throws dsv4::Error for an unknown preset.
+std::string preset_model_dir(const std::string& preset);
 
 }  // namespace dsv4::model
