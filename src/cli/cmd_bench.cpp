@@ -1,0 +1,133 @@
+// `dsv4 bench`: end-to-end prefill and decode speed at context frontiers
+// (engine/frontier_bench.h), as an aligned table on stdout and optionally CSV.
+//   dsv4 bench [--model DIR] [--contexts 128,512,2048] [--gen 32] [--csv FILE]
+//   dsv4 bench --long [--model DIR] [--max-context 1048576]   (issue 3; not run in CI)
+// --long defaults to the narrow `long` preset (model/tiny_checkpoint.h) and the frontiers 1K,
+// 32K, 256K and 1M. Rows are printed (and the CSV flushed) as each frontier completes, so a long
+// run that is stopped early keeps what it measured.
+#include <omp.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "core/error.h"
+#include "engine/frontier_bench.h"
+#include "model/tiny_checkpoint.h"
+
+namespace dsv4::cli {
+
+namespace {
+
+struct BenchArgs {
+  std::string model, contexts, csv, numerics = "reference";
+  int gen = 0;  // 0: 32, or 8 with --long
+  bool long_context = false;
+  int64_t max_context = 1048576;
+  int64_t chunk = engine::kDefaultPrefillChunk;
+  uint64_t seed = 0;
+};
+
+std::string proc_field(const char* file, const char* key) {
+  std::ifstream f(file);
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) {
+      size_t c = line.find(':');
+      if (c == std::string::npos) continue;
+      size_t b = line.find_first_not_of(" \t", c + 1);
+      return b == std::string::npos ? "" : line.substr(b);
+    }
+  return "?";
+}
+
+std::vector<int64_t> frontiers(const BenchArgs& a) {
+  if (!a.contexts.empty()) return engine::parse_context_list(a.contexts);
+  if (!a.long_context) return {128, 512, 2048};
+  if (a.max_context < 1) throw Error("--max-context must be positive");
+  std::vector<int64_t> out;
+  for (int64_t f : {int64_t(1024), int64_t(32768), int64_t(262144), int64_t(1048576)})
+    if (f <= a.max_context) out.push_back(f);
+  if (out.empty() || out.back() != a.max_context) out.push_back(a.max_context);
+  return out;
+}
+
+void run_bench(const BenchArgs& a) {
+  model::Numerics num;
+  if (!model::numerics_from_string(a.numerics, &num))
+    throw Error("--numerics must be reference or f32, got '" + a.numerics + "'");
+  engine::FrontierBenchOptions opt;
+  opt.contexts = frontiers(a);
+  opt.gen = a.gen > 0 ? a.gen : (a.long_context ? 8 : 32);
+  opt.chunk = a.chunk;
+  opt.seed = a.seed;
+  const std::string dir =
+      !a.model.empty() ? a.model : (a.long_context ? model::preset_model_dir("long") : model::default_model_dir());
+  auto m = model::Model::load(dir);
+  model::ForwardPass fp(*m, num);
+  const model::Config& c = m->config();
+  // Decoding at the last frontier needs `gen` more positions: a frontier at the model's maximum
+  // context (1M for --long) moves back by `gen` tokens so that every decoded position is valid.
+  const int64_t limit = engine::context_limit(c, 0);
+  if (!opt.contexts.empty() && opt.contexts.back() + opt.gen > limit && opt.contexts.back() <= limit) {
+    const int64_t moved = limit - opt.gen;
+    std::fprintf(stderr, "bench: last frontier %lld -> %lld (the %d decoded tokens must fit the context of %lld)\n",
+                 (long long)opt.contexts.back(), (long long)moved, opt.gen, (long long)limit);
+    opt.contexts.back() = moved;
+  }
+
+  std::string sched;
+  for (int l = 0; l < c.n_layers; ++l) sched += std::string(l ? "," : "") + model::attn_kind_name(c.attn_kind(l));
+  std::printf("bench: model %s: D=%d, %d layers [%s] + MTP, H=%d, Dh=%d, R=%d, Hi=%d, Di=%d, topk=%d\n", dir.c_str(),
+              c.dim, c.n_layers, sched.c_str(), c.n_heads, c.head_dim, c.rope_head_dim, c.index_n_heads,
+              c.index_head_dim, c.index_topk);
+  std::printf("bench: machine: %s, %u hardware threads, %d OpenMP threads, MemTotal %s\n",
+              proc_field("/proc/cpuinfo", "model name").c_str(), std::thread::hardware_concurrency(),
+              omp_get_max_threads(), proc_field("/proc/meminfo", "MemTotal").c_str());
+  std::printf("bench: numerics %s, prefill chunk %lld, %d decode tokens per frontier, synthetic prompt seed %llu\n",
+              model::numerics_name(num), (long long)opt.chunk, opt.gen, (unsigned long long)opt.seed);
+  std::printf("%s", engine::frontier_table_header().c_str());
+  std::fflush(stdout);
+
+  std::ofstream csv;
+  if (!a.csv.empty()) {
+    csv.open(a.csv, std::ios::trunc);
+    if (!csv) throw Error(a.csv + ": cannot write");
+    csv << engine::frontier_csv_header() << std::flush;
+  }
+  PrefillProgressPrinter progress("bench", a.long_context ? 10.0 : 2.0);
+  engine::run_frontier_bench(
+      fp, opt,
+      [&](const engine::FrontierRow& r) {
+        std::printf("%s", engine::frontier_table_line(r).c_str());
+        std::fflush(stdout);
+        if (csv.is_open()) {
+          csv << engine::frontier_csv_line(r) << std::flush;
+          if (!csv) throw Error(a.csv + ": write failed");
+        }
+      },
+      [&](const engine::PrefillProgress& p) { progress(p); });
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand("bench", "End-to-end prefill/decode speed and state bytes at context frontiers");
+  cmd->add_option("--model", a->model, "checkpoint directory (default: the embedded model; --long: the long preset)");
+  cmd->add_option("--contexts", a->contexts, "frontiers, ascending (default 128,512,2048; --long: 1K,32K,256K,1M)");
+  cmd->add_option("--gen", a->gen, "decoded tokens per frontier (default 32; --long: 8)");
+  cmd->add_option("--csv", a->csv, "also write the rows as CSV to FILE");
+  cmd->add_flag("--long", a->long_context, "long-context benchmark (issue 3): up to --max-context tokens");
+  cmd->add_option("--max-context", a->max_context, "--long: last frontier")->capture_default_str();
+  cmd->add_option("--chunk", a->chunk, "prefill chunk (tokens per forward pass)")->capture_default_str();
+  cmd->add_option("--numerics", a->numerics, "reference | f32")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "seed of the synthetic prompt tokens")->capture_default_str();
+  cmd->callback([a] { run_bench(*a); });
+}
+
+}  // namespace dsv4::cli

@@ -1,0 +1,166 @@
+// `dsv4 run`: generate from a prompt and stream the text to stdout (engine/generate.h).
+//   dsv4 run [--model DIR] --prompt TEXT [--chat] [--thinking] [-n N] [sampling flags] [--stop S]...
+// Plain mode feeds BOS + the prompt as plain text; --chat renders a one-user-message chat through
+// the V4 template (thinking off unless --thinking) and the output parser splits reasoning (shown
+// between "[thinking]" and "[/thinking]", dimmed on a terminal) from the answer. Statistics go to
+// stderr at the end; stdout holds only the generated text.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "core/error.h"
+#include "engine/generate.h"
+#include "model/tiny_checkpoint.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
+
+namespace dsv4::cli {
+
+namespace {
+
+struct RunArgs {
+  std::string model, prompt, numerics = "reference";
+  bool chat = false, thinking = false;
+  int n = 256;
+  int64_t ctx = 0;
+  int64_t chunk = engine::kDefaultPrefillChunk;
+  engine::SamplingParams sampling;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+};
+
+// Writes the streamed text to stdout, marking reasoning and tool calls, flushing every piece.
+class StdoutSink {
+ public:
+  StdoutSink() : tty_(::isatty(STDOUT_FILENO) == 1) {}
+
+  void operator()(engine::TextKind kind, std::string_view text) {
+    if (text.empty()) return;
+    if (kind != kind_) {
+      close_block();
+      kind_ = kind;
+      if (kind == engine::TextKind::reasoning) std::fputs(tty_ ? "\x1b[2m[thinking]\n" : "[thinking]\n", stdout);
+      else if (kind == engine::TextKind::tool_call) std::fputs("\n[tool call] ", stdout);
+    }
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    wrote_ = true;
+    last_ = text.back();
+  }
+
+  void end() {
+    close_block();
+    if (wrote_ && last_ != '\n') std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+
+ private:
+  void close_block() {
+    if (kind_ == engine::TextKind::content) return;
+    std::fputs(kind_ == engine::TextKind::reasoning ? (tty_ ? "\n[/thinking]\x1b[0m\n" : "\n[/thinking]\n") : "\n",
+               stdout);
+    last_ = '\n';
+    kind_ = engine::TextKind::content;
+  }
+
+  bool tty_;
+  bool wrote_ = false;
+  char last_ = '\n';
+  engine::TextKind kind_ = engine::TextKind::content;
+};
+
+std::vector<int32_t> prompt_ids(const RunArgs& a, const text::Tokenizer& tok) {
+  if (!a.chat) {
+    std::vector<int32_t> ids{tok.bos_id()};
+    tok.encode_plain(a.prompt, &ids);
+    return ids;
+  }
+  text::ChatRequest req;
+  text::Message user;
+  user.role = text::Role::user;
+  user.content = a.prompt;
+  req.messages.push_back(std::move(user));
+  req.options.thinking_mode = a.thinking ? text::ThinkingMode::thinking : text::ThinkingMode::chat;
+  const auto segs = text::render_prompt_segments(req);
+  return text::segments_to_ids(segs, [&tok](std::string_view s) { return tok.encode_plain(s); });
+}
+
+void run_generate(const RunArgs& a) {
+  model::Numerics num;
+  if (!model::numerics_from_string(a.numerics, &num))
+    throw Error("--numerics must be reference or f32, got '" + a.numerics + "'");
+  if (a.thinking && !a.chat) throw Error("--thinking needs --chat");
+  const std::string dir = a.model.empty() ? model::default_model_dir() : a.model;
+  auto m = model::Model::load(dir);
+  const auto tok = text::Tokenizer::load(dir);
+  model::ForwardPass fp(*m, num);
+
+  engine::GenerateOptions opt;
+  opt.sampling = a.sampling;
+  opt.stop = a.stop;
+  opt.max_tokens = a.n;
+  opt.ctx = a.ctx;
+  opt.prefill_chunk = a.chunk;
+  opt.mode = !a.chat ? engine::OutputMode::plain
+                     : (a.thinking ? engine::OutputMode::chat_thinking : engine::OutputMode::chat);
+  const std::vector<int32_t> ids = prompt_ids(a, tok);
+
+  StdoutSink out;
+  PrefillProgressPrinter progress("run");
+  engine::PrefillProgressFn on_progress;
+  if (int64_t(ids.size()) > a.chunk) on_progress = [&](const engine::PrefillProgress& p) { progress(p); };
+  const engine::GenerateStats s = engine::generate(
+      fp, tok, ids, opt, [&](engine::TextKind k, std::string_view t) { out(k, t); }, on_progress);
+  out.end();
+
+  auto rate = [](double n, double secs) { return secs > 0 ? n / secs : 0.0; };
+  std::fprintf(stderr, "run: prompt %lld tokens, prefill %.3f s (%.1f tok/s)\n", (long long)s.prompt_tokens,
+               s.prefill_seconds, rate(double(s.prompt_tokens), s.prefill_seconds));
+  std::fprintf(stderr, "run: generated %lld tokens, decode %.3f s (%.1f tok/s), finish %s\n",
+               (long long)s.generated_tokens, s.decode_seconds, rate(double(s.generated_tokens), s.decode_seconds),
+               engine::generate_finish_name(s.finish));
+  std::fprintf(stderr, "run: context %lld / %lld tokens, state %zu bytes (%.3f MiB, numerics %s)\n",
+               (long long)s.context, (long long)s.ctx_limit, s.state_bytes, double(s.state_bytes) / 1048576.0,
+               model::numerics_name(num));
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  auto* cmd = app.add_subcommand("run", "Generate text from a prompt, streamed to stdout");
+  cmd->add_option("--model", a->model, "checkpoint directory (default: the embedded tiny model)");
+  cmd->add_option("--prompt,-p", a->prompt, "prompt text")->required();
+  cmd->add_flag("--chat", a->chat, "render the prompt as one user message of a V4 chat");
+  cmd->add_flag("--thinking", a->thinking, "--chat in thinking mode (reasoning shown marked)");
+  cmd->add_option("-n,--max-tokens", a->n, "tokens to generate at most (<= 0: until EOS or --ctx)")
+      ->capture_default_str();
+  auto& sp = a->sampling;
+  cmd->add_option("--temperature", sp.temperature, "0 = greedy")->capture_default_str();
+  cmd->add_option("--top-k", sp.top_k, "0 = off")->capture_default_str();
+  cmd->add_option("--top-p", sp.top_p, "1 = off")->capture_default_str();
+  cmd->add_option("--min-p", sp.min_p, "0 = off")->capture_default_str();
+  cmd->add_option("--repeat-penalty", sp.repetition_penalty, "1 = off")->capture_default_str();
+  cmd->add_option("--presence-penalty", sp.presence_penalty, "[-2, 2]")->capture_default_str();
+  cmd->add_option("--frequency-penalty", sp.frequency_penalty, "[-2, 2]")->capture_default_str();
+  auto* seed = cmd->add_option("--seed", a->seed, "sampling seed (same seed, same output)");
+  cmd->add_option("--stop", a->stop, "stop string (repeatable); not printed");
+  cmd->add_option("--numerics", a->numerics, "reference | f32")->capture_default_str();
+  cmd->add_option("--ctx", a->ctx, "context limit in tokens, prompt + generated (0 = the model's)")
+      ->capture_default_str();
+  cmd->add_option("--chunk", a->chunk, "prefill chunk (tokens per forward pass)")->capture_default_str();
+  cmd->callback([a, seed] {
+    if (seed->count() > 0) {
+      a->sampling.seed = a->seed;
+      a->sampling.has_seed = true;
+    }
+    run_generate(*a);
+  });
+}
+
+}  // namespace dsv4::cli
