@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/progress.h"
 #include "core/error.h"
 #include "engine/frontier_bench.h"
@@ -57,9 +58,7 @@ std::vector<int64_t> frontiers(const BenchArgs& a) {
 }
 
 void run_bench(const BenchArgs& a) {
-  model::Numerics num;
-  if (!model::numerics_from_string(a.numerics, &num))
-    throw Error("--numerics must be reference or f32, got '" + a.numerics + "'");
+  const model::Numerics num = parse_numerics(a.numerics);
   engine::FrontierBenchOptions opt;
   opt.contexts = frontiers(a);
   opt.gen = a.gen > 0 ? a.gen : (a.long_context ? 8 : 32);

@@ -6,6 +6,7 @@
 
 #include "cache/seq_state.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "model/config.h"
 #include "model/forward.h"
@@ -42,9 +43,7 @@ void register_kv(CLI::App& app) {
   cmd->callback([a] {
     if (a->model.empty() == a->config.empty()) throw Error("kv: give exactly one of --model or --config");
     if (a->context < 0) throw Error("kv: --context must be >= 0");
-    model::Numerics num;
-    if (!model::numerics_from_string(a->numerics, &num))
-      throw Error("--numerics must be reference or f32, got '" + a->numerics + "'");
+    const model::Numerics num = parse_numerics(a->numerics);
     model::Config c = a->model.empty() ? model::config_from_file(a->config) : model::config_from_model_dir(a->model);
     const int64_t L = a->context;
     std::printf("context %lld tokens, numerics %s (KV row %zu B, index key %zu B)\n", (long long)L, a->numerics.c_str(),

@@ -76,9 +76,7 @@ void register_logits(CLI::App& app) {
   cmd->add_option("--numerics", args->numerics, "reference | f32")->capture_default_str();
   cmd->add_option("--mode", args->mode, "prefill | decode | chunked:N")->capture_default_str();
   cmd->callback([args] {
-    model::Numerics num;
-    if (!model::numerics_from_string(args->numerics, &num))
-      throw Error("--numerics must be reference or f32, got '" + args->numerics + "'");
+    const model::Numerics num = parse_numerics(args->numerics);
     auto ids = read_token_ids(args->tokens);
     if (ids.empty()) throw Error(args->tokens + ": no token ids");
     auto model = model::Model::load(args->model);

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -29,22 +30,8 @@ struct RenderArgs {
   bool ids = false;
 };
 
-std::string read_input(const std::string& path) {
-  if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open file");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_stdout(const std::string& s) {
-  if (!s.empty() && std::fwrite(s.data(), 1, s.size(), stdout) != s.size())
-    throw Error("cannot write to stdout");
-}
-
 void run_render(const RenderArgs& a) {
-  std::string body = read_input(a.request);
+  std::string body = read_whole_file(a.request);
   if (body.size() >= 3 && body.compare(0, 3, "\xEF\xBB\xBF") == 0) body.erase(0, 3);  // UTF-8 BOM
   text::Json req_json = text::parse_py_json(body, a.request);
   text::ChatRequest req = text::chat_request_from_openai(req_json);

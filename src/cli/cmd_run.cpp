@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/progress.h"
 #include "core/error.h"
 #include "engine/generate.h"
@@ -91,9 +92,7 @@ std::vector<int32_t> prompt_ids(const RunArgs& a, const text::Tokenizer& tok) {
 }
 
 void run_generate(const RunArgs& a) {
-  model::Numerics num;
-  if (!model::numerics_from_string(a.numerics, &num))
-    throw Error("--numerics must be reference or f32, got '" + a.numerics + "'");
+  const model::Numerics num = parse_numerics(a.numerics);
   if (a.thinking && !a.chat) throw Error("--thinking needs --chat");
   const std::string dir = a.model.empty() ? model::default_model_dir() : a.model;
   auto m = model::Model::load(dir);

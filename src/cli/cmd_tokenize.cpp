@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "text/tokenizer.h"
 
@@ -33,19 +34,6 @@ struct TokenizeArgs {
 struct DetokenizeArgs {
   std::string model, ids;
 };
-
-std::string read_whole_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open file");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_stdout(const std::string& s) {
-  if (!s.empty() && std::fwrite(s.data(), 1, s.size(), stdout) != s.size())
-    throw Error("cannot write to stdout");
-}
 
 void append_ids_line(const std::vector<int32_t>& ids, std::string* out) {
   out->push_back('[');
