@@ -98,38 +98,28 @@ void check_logits(const std::vector<float>& L, const model::SafetensorsFile& of,
 
 }  // namespace
 
-TEST(Oracle, PrefillF32MatchesLlamaCpp) {
+// Runs `dsv4 logits --numerics f32 --mode MODE` on the oracle tokens and checks the result
+// against the oracle file produced the same way.
+void check_cli_logits(const std::string& mode) {
   Oracle* o = oracle();
   if (!o) GTEST_SKIP() << "oracle data missing under " << test::testdata_path();
   std::string tmp = test::make_temp_dir();
   std::ofstream(tmp + "/ids.json") << nlohmann::json(o->ids).dump();
   std::string out;
   int rc = test::run_command(test::dsv4_binary() + " logits --model " + o->dir + "/ckpt --tokens " + tmp +
-                                 "/ids.json --out " + tmp + "/l.bin --numerics f32",
+                                 "/ids.json --out " + tmp + "/l.bin --numerics f32 --mode " + mode,
                              &out);
   ASSERT_EQ(rc, 0) << out;
   double mx = 0;
-  check_logits(read_floats(tmp + "/l.bin"), *o->prefill, *o, 1e-3, &mx);
-  std::printf("[oracle] prefill f32 max |dlogit| = %.3g\n", mx);
+  check_logits(read_floats(tmp + "/l.bin"), mode == "decode" ? *o->decode : *o->prefill, *o, 1e-3, &mx);
+  std::printf("[oracle] %s f32 max |dlogit| = %.3g\n", mode.c_str(), mx);
   fs::remove_all(tmp);
 }
 
-TEST(Oracle, DecodeF32MatchesLlamaCppDecode) {
-  // Tokens fed one at a time through the sequence state (window ring, streaming compressors).
-  Oracle* o = oracle();
-  if (!o) GTEST_SKIP() << "oracle data missing under " << test::testdata_path();
-  std::string tmp = test::make_temp_dir();
-  std::ofstream(tmp + "/ids.json") << nlohmann::json(o->ids).dump();
-  std::string out;
-  int rc = test::run_command(test::dsv4_binary() + " logits --model " + o->dir + "/ckpt --tokens " + tmp +
-                                 "/ids.json --out " + tmp + "/l.bin --numerics f32 --mode decode",
-                             &out);
-  ASSERT_EQ(rc, 0) << out;
-  double mx = 0;
-  check_logits(read_floats(tmp + "/l.bin"), *o->decode, *o, 1e-3, &mx);
-  std::printf("[oracle] decode f32 max |dlogit| = %.3g\n", mx);
-  fs::remove_all(tmp);
-}
+TEST(Oracle, PrefillF32MatchesLlamaCpp) { check_cli_logits("prefill"); }
+
+// Tokens fed one at a time through the sequence state (window ring, streaming compressors).
+TEST(Oracle, DecodeF32MatchesLlamaCppDecode) { check_cli_logits("decode"); }
 
 TEST(Oracle, InternalsMatchLlamaCpp) {
   Oracle* o = oracle();
