@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/dtype.h"
 
@@ -82,6 +83,32 @@ void RowCodec::decode(const uint8_t* in, float* x) const {
         const uint8_t b = in[i >> 1];
         const uint8_t code = (i & 1) ? uint8_t(b >> 4) : uint8_t(b & 0xf);
         x[i] = e2m1_to_f32(code) * e8m0_to_f32(in[packed + size_t(i / 32)]);
+      }
+      return;
+    }
+  }
+}
+
+void RowCodec::decode_strided(const uint8_t* in, float* x, int64_t stride) const {
+  switch (kind) {
+    case RowKind::f32:
+      for (int i = 0; i < width; ++i) std::memcpy(&x[i * stride], in + size_t(i) * 4, 4);
+      return;
+    case RowKind::kv_native: {  // not a hot path: KV rows are read whole by attention
+      std::vector<float> tmp(static_cast<size_t>(width));
+      decode(in, tmp.data());
+      for (int i = 0; i < width; ++i) x[i * stride] = tmp[size_t(i)];
+      return;
+    }
+    case RowKind::index_native: {
+      const size_t packed = size_t(width + 1) / 2;
+      for (int b0 = 0; b0 < width; b0 += 32) {
+        const float s = e8m0_to_f32(in[packed + size_t(b0 / 32)]);
+        const int b1 = std::min(width, b0 + 32);
+        for (int i = b0; i < b1; ++i) {
+          const uint8_t b = in[i >> 1];
+          x[i * stride] = e2m1_to_f32((i & 1) ? uint8_t(b >> 4) : uint8_t(b & 0xf)) * s;
+        }
       }
       return;
     }

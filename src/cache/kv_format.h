@@ -26,6 +26,8 @@ struct RowCodec {
   size_t bytes() const;
   void encode(const float* x, uint8_t* out) const;
   void decode(const uint8_t* in, float* x) const;
+  // decode() writing value i to x[i * stride] (a key into a transposed tile; same values).
+  void decode_strided(const uint8_t* in, float* x, int64_t stride) const;
 };
 
 }  // namespace dsv4::cache

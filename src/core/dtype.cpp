@@ -86,19 +86,26 @@ float f16_to_f32(uint16_t h) {
 // step; nearbyint uses the default (to-nearest-even) rounding mode.
 static inline int rne(float v) { return int(std::nearbyint(v)); }
 
+// 2^e as an fp32 value for e in [-127, 127] (2^-127 is subnormal, still exact). Multiplying by it
+// is exactly ldexp(x, e) (both are correctly rounded) without the libm call.
+static inline float pow2f(int e) {
+  return e >= -126 ? f32_from_bits(uint32_t(e + 127) << 23) : f32_from_bits(0x00400000u);
+}
+
 uint8_t f32_to_e4m3(float x) {
   if (std::isnan(x)) return 0x7f;
   uint8_t sign = std::signbit(x) ? 0x80 : 0;
   float a = std::fabs(x);
   if (a >= 448.f) return sign | 0x7e;
   if (a < 0.015625f) {  // below 2^-6: subnormal grid 2^-9 (q = 8 rolls into code 0x08 = 2^-6)
-    return sign | uint8_t(rne(std::ldexp(a, 9)));
+    return sign | uint8_t(rne(a * 512.f));
   }
-  int e;
-  std::frexp(a, &e);  // a = f * 2^e, f in [0.5,1) -> floor(log2 a) = e-1
-  int el = e - 1;
-  int q = rne(std::ldexp(a, 3 - el));  // in [8,16]
-  int code = ((el + 7) << 3) + (q - 8);
+  // a normal: round the fp32 mantissa to 3 bits, ties to even, on the bit pattern; a carry out of
+  // the mantissa moves into the exponent, which is the next binade's code.
+  uint32_t u = f32_bits(a);
+  u += 0x7ffffu + ((u >> 20) & 1u);
+  const int el = int(u >> 23) - 127;  // in [-6, 8]
+  int code = ((el + 7) << 3) | int((u >> 20) & 7u);
   if (code > 0x7e) code = 0x7e;
   return sign | uint8_t(code);
 }
@@ -109,11 +116,10 @@ uint8_t f32_to_e2m1(float x) {
   float a = std::fabs(x);
   if (a >= 6.f) return sign | 0x7;
   if (a < 1.f) return sign | uint8_t(rne(a * 2.f));  // 0, 0.5, 1.0 (code 2)
-  int e;
-  std::frexp(a, &e);
-  int el = e - 1;                       // 0,1,2
-  int q = rne(std::ldexp(a, 1 - el));   // in [2,4]
-  int code = ((el + 1) << 1) + (q - 2);
+  uint32_t u = f32_bits(a);  // a in [1, 6): round the mantissa to 1 bit, ties to even
+  u += 0x1fffffu + ((u >> 22) & 1u);
+  const int el = int(u >> 23) - 127;  // 0, 1, 2 (3 only as the saturated carry from 6)
+  int code = ((el + 1) << 1) | int((u >> 22) & 1u);
   if (code > 7) code = 7;
   return sign | uint8_t(code);
 }
@@ -143,13 +149,14 @@ static void sim_block(float* x, size_t n, float qmax, float floor_, uint8_t (*en
   float amax = 0.f;
   for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
   uint8_t se = e8m0_scale_for_amax(amax, qmax, floor_);
-  int e = int(se) - 127;
+  const int e = int(se) - 127;  // in [-127, 127]
+  const float down = pow2f(-e), up = pow2f(e);
   for (size_t i = 0; i < n; ++i) {
-    float v = std::ldexp(x[i], -e);
+    float v = x[i] * down;
     v = std::fmin(std::fmax(v, -qmax), qmax);
     uint8_t c = enc(v);
     if (codes) codes[i] = c;
-    x[i] = std::ldexp(dec(c), e);
+    x[i] = dec(c) * up;
   }
   if (scale_out) *scale_out = se;
 }

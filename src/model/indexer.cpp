@@ -4,7 +4,11 @@
 #include <cmath>
 #include <functional>
 #include <numeric>
+#include <utility>
 
+#include "core/dtype.h"
+#include "core/error.h"
+#include "kernels/index_score.h"
 #include "kernels/linear.h"
 #include "kernels/ops.h"
 #include "model/attention.h"
@@ -13,9 +17,80 @@
 namespace dsv4::model {
 
 // The top k under (score desc, index asc) are every score above the k-th largest value plus its
-// ties, lowest index first. Selecting that value over a copy of the scores, then one ascending
-// pass, avoids selecting indices through an indirect comparator and the final sort: at 1M tokens
-// of context this runs over 262K entries per query and was a third of the indexer's time.
+// ties, lowest index first. The k-th largest value is found by a radix select on the scores'
+// order-preserving integer keys, 11 + 11 + 10 bits: a histogram of the top bits finds the bucket
+// that holds it, only that bucket's keys go on to the next digit, and one ascending pass collects
+// the result. No comparator sort or nth_element: at 1M tokens of context this runs over 262K
+// entries per query, and bf16-rounded or ReLU-zeroed scores tie in large groups.
+namespace {
+inline uint32_t order_key(float f) {  // a < b  <=>  order_key(a) < order_key(b); -0 == +0
+  uint32_t u = f32_bits(f);
+  if (u == 0x80000000u) u = 0;
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Walks buckets from the top; returns the bucket holding the need-th largest key and lowers
+// `need` by the count of keys in the buckets above it.
+uint32_t pick_bucket(const std::vector<uint32_t>& hist, int64_t& need) {
+  uint32_t bucket = uint32_t(hist.size() - 1);
+  while (int64_t(hist[bucket]) < need) need -= hist[bucket--];
+  return bucket;
+}
+}  // namespace
+
+// Fast path for k much smaller than n: a threshold t just below the k-th value, estimated from a
+// strided sample, leaves few scores above it, so one pass collects those (and the first k equal
+// to t) and only they are ordered. Returns false when the estimate missed (then the exact radix
+// select runs); the result never depends on the sample.
+static bool topk_by_sampled_threshold(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
+  constexpr int64_t m = 1024;
+  thread_local std::vector<float> sample;
+  thread_local std::vector<int32_t> gt, eq;
+  sample.resize(size_t(m));
+  for (int64_t i = 0; i < m; ++i) sample[size_t(i)] = scores[i * n / m];
+  const int64_t rank = std::min(m - 1, 2 * k * m / n + 8);  // about 2k of n expected above t
+  std::nth_element(sample.begin(), sample.begin() + rank, sample.end(), std::greater<float>());
+  const float t = sample[size_t(rank)];
+  if (std::isnan(t)) return false;
+  const int64_t max_gt = 8 * k + 4096;
+  gt.resize(size_t(max_gt + 16));
+  eq.resize(size_t(k + 1));
+  int32_t* g = gt.data();
+  int32_t* e = eq.data();
+  int64_t n_gt = 0, n_eq = 0;
+  for (int64_t j0 = 0; j0 < n; j0 += 16) {
+    const int64_t j1 = std::min(n, j0 + 16);
+    int hits = 0;  // vectorised test of a block; blocks without a candidate are the common case
+    for (int64_t j = j0; j < j1; ++j) hits += scores[j] >= t;
+    if (hits == 0) continue;
+    // branch-free: ties with t can be half the block (ReLU zeros), so no data-dependent jumps
+    for (int64_t j = j0; j < j1; ++j) {
+      const float v = scores[j];
+      g[n_gt] = int32_t(j);
+      n_gt += v > t;
+      e[std::min(n_eq, k)] = int32_t(j);
+      n_eq += v == t;
+    }
+    if (n_gt > max_gt) return false;
+  }
+  gt.resize(size_t(n_gt));
+  eq.resize(size_t(std::min(n_eq, k)));
+  if (n_gt >= k) {  // the k-th value is above t: order the few above it
+    std::nth_element(gt.begin(), gt.begin() + (k - 1), gt.end(), [&](int32_t a, int32_t b) {
+      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+    });
+    gt.resize(size_t(k));
+    std::sort(gt.begin(), gt.end());
+    out.assign(gt.begin(), gt.end());
+    return true;
+  }
+  if (n_gt + n_eq < k) return false;  // t was above the k-th value
+  // the k-th value is t: everything above it plus the lowest-index ties
+  out.resize(size_t(k));
+  std::merge(gt.begin(), gt.end(), eq.begin(), eq.begin() + (k - n_gt), out.begin());
+  return true;
+}
+
 void topk_indices(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
   out.clear();
   if (k >= n) {
@@ -24,17 +99,36 @@ void topk_indices(const float* scores, int64_t n, int64_t k, std::vector<int32_t
     return;
   }
   if (k <= 0) return;
-  thread_local std::vector<float> vals;  // reused: no allocation per query once grown
-  vals.assign(scores, scores + n);
-  std::nth_element(vals.begin(), vals.begin() + (k - 1), vals.end(), std::greater<float>());
-  const float kth = vals[size_t(k - 1)];
-  int64_t ties = 1;  // vals[k-1] itself; vals[0..k-1) are >= kth
-  for (int64_t j = 0; j < k - 1; ++j) ties += vals[size_t(j)] == kth;
+  if (n >= 4096 && k <= n / 16 && topk_by_sampled_threshold(scores, n, k, out)) return;
+  thread_local std::vector<uint32_t> hist, cand;  // reused: no allocation per query once grown
+  int64_t need = k;  // rank of the k-th value among the keys still in play
+  // digit 1: bits 31..21 over all scores
+  hist.assign(2048, 0);
+  for (int64_t j = 0; j < n; ++j) ++hist[order_key(scores[j]) >> 21];
+  const uint32_t b1 = pick_bucket(hist, need);
+  cand.clear();
+  for (int64_t j = 0; j < n; ++j) {
+    const uint32_t key = order_key(scores[j]);
+    if ((key >> 21) == b1) cand.push_back(key);
+  }
+  // digits 2 and 3: bits 20..10, then 9..0, over the surviving keys
+  for (const auto& [shift, mask] : {std::pair<int, uint32_t>{10, 0x7ffu}, std::pair<int, uint32_t>{0, 0x3ffu}}) {
+    hist.assign(size_t(mask) + 1, 0);
+    for (uint32_t key : cand) ++hist[(key >> shift) & mask];
+    const uint32_t bd = pick_bucket(hist, need);
+    size_t m = 0;
+    for (uint32_t key : cand)
+      if (((key >> shift) & mask) == bd) cand[m++] = key;
+    cand.resize(m);
+  }
+  // cand now holds only copies of the k-th key; `need` of them (lowest indices first) are taken.
+  const uint32_t kth = cand.front();
+  int64_t ties = need;
   out.reserve(size_t(k));
   for (int64_t j = 0; j < n; ++j) {
-    const float s = scores[j];
-    if (s > kth) out.push_back(int32_t(j));
-    else if (s == kth && ties > 0) out.push_back(int32_t(j)), --ties;
+    const uint32_t key = order_key(scores[j]);
+    if (key > kth) out.push_back(int32_t(j));
+    else if (key == kth && ties > 0) out.push_back(int32_t(j)), --ties;
   }
 }
 
@@ -95,46 +189,68 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
   kernels::matmul(w.weights_proj, xn, N, D, wi.data(), Hi, wo);
   const float wscale = 1.f / std::sqrt(float(Hi * Di));
 
-  // Index keys decoded once per sequence (FP4 rows -> fp32), shared by all its rows.
-  std::vector<std::vector<float>> keys(b.items.size());
-  for (size_t ii = 0; ii < b.items.size(); ++ii) {
-    const BatchItem& it = b.items[ii];
-    const int64_t n_need = (it.start + it.n) / 4;
-    if (n_need <= topk) continue;
-    const cache::LayerState& S = it.state->layer(il);
-    keys[ii].resize(size_t(n_need * Di));
-#pragma omp parallel for schedule(static) if (n_need > 1024)
-    for (int64_t j = 0; j < n_need; ++j) S.index_keys.decode(j, &keys[ii][size_t(j * Di)]);
+  // Index queries: RoPE, then (reference) bf16, Hadamard and FP4 simulation; head weights scaled.
+#pragma omp parallel for schedule(static)
+  for (size_t ni = 0; ni < need.size(); ++ni) {
+    const int64_t r = need[ni];
+    float* qrow = &qi[size_t(r * Hi * Di)];
+    for (int64_t h = 0; h < Hi; ++h) {
+      float* qh = qrow + h * Di;
+      rope.apply(qh, int(Di), b.rows[size_t(r)].pos);
+      round_if(ref, qh, Di);
+      if (ref) index_vec_quant(qh, int(Di));
+      wi[size_t(r * Hi + h)] *= wscale;
+    }
   }
 
+  // Scoring, per sequence: the rows that need it are a suffix of the item's rows, with ascending
+  // eligible counts. Rows go in blocks whose score buffers fit kScoreBudget floats; within a
+  // block the keys go in tiles of kIndexTile, split over threads, each tile decoded once (FP4 ->
+  // fp32, transposed) and scored against every row of the block that can see it.
+  constexpr int64_t T = kernels::kIndexTile;
+  constexpr int64_t kScoreBudget = int64_t(1) << 24;
+  // Kept between calls (up to kScoreBudget floats): a fresh buffer per layer and chunk would be
+  // mapped and page-faulted in again every time.
+  thread_local std::vector<float> score_buf;  // this thread's; the team below uses it via `sc`
+  for (const BatchItem& it : b.items) {
+    const cache::PagedRows& keys = it.state->layer(il).index_keys;
+    int64_t i0 = 0;  // first row of the item with more eligible entries than top-k
+    while (i0 < it.n && (it.start + i0 + 1) / 4 <= topk) ++i0;
+    int64_t i = i0;
+    while (i < it.n) {
+      const int64_t max_elig = (it.start + it.n) / 4;
+      const int64_t pad = (max_elig + T - 1) / T * T;
+      const int64_t nb = std::min(it.n - i, std::max<int64_t>(1, kScoreBudget / pad));
+      const int64_t r0 = it.row0 + i;
+      const int64_t n_tiles = ((it.start + i + nb) / 4 + T - 1) / T;  // tiles seen by the last row
+      DSV4_CHECK(keys.size() >= (it.start + i + nb) / 4, "indexer: index keys missing for the rows");
+      score_buf.resize(size_t(nb * pad));
+      float* const sc = score_buf.data();
 #pragma omp parallel
-  {
-    std::vector<float> scores;
-#pragma omp for schedule(dynamic, 1)
-    for (size_t ni = 0; ni < need.size(); ++ni) {
-      const int64_t r = need[ni];
-      const BatchRow& row = b.rows[size_t(r)];
-      const float* kall = keys[size_t(row.item)].data();
-      float* qrow = &qi[size_t(r * Hi * Di)];
-      for (int64_t h = 0; h < Hi; ++h) {
-        float* qh = qrow + h * Di;
-        rope.apply(qh, int(Di), row.pos);
-        round_if(ref, qh, Di);
-        if (ref) index_vec_quant(qh, int(Di));
-      }
-      const int64_t n_elig = (row.pos + 1) / 4;
-      scores.resize(size_t(n_elig));
-      const float* wr = &wi[size_t(r * Hi)];
-      for (int64_t j = 0; j < n_elig; ++j) {
-        const float* kj = kall + j * Di;
-        float s = 0;
-        for (int64_t h = 0; h < Hi; ++h) {
-          float d = kernels::dot_f32(qrow + h * Di, kj, Di);
-          s += wr[h] * wscale * std::max(d, 0.f);  // ReLU per head, then weighted sum
+      {
+        thread_local std::vector<float> kt;
+        kt.resize(size_t(Di * T));
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < n_tiles; ++t) {
+          const int64_t j0 = t * T, nk = std::min<int64_t>(T, int64_t(keys.size()) - j0);
+          for (int64_t l = 0; l < nk; ++l) keys.codec().decode_strided(keys.raw(j0 + l), kt.data() + l, T);
+          for (int64_t l = nk; l < T; ++l)
+            for (int64_t d = 0; d < Di; ++d) kt[size_t(d * T + l)] = 0.f;
+          // rows of the block that see key j0: (pos + 1) / 4 > j0
+          int64_t k = 0;
+          while (k < nb && (it.start + i + k + 1) / 4 <= j0) ++k;
+          if (k == nb) continue;
+          kernels::index_scores_tile(kt.data(), Di, Hi, &qi[size_t((r0 + k) * Hi * Di)], Hi * Di,
+                                     &wi[size_t((r0 + k) * Hi)], Hi, nb - k, sc + k * pad + j0, pad,
+                                     ref);
         }
-        scores[size_t(j)] = ref ? round_bf16(s) : s;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t k = 0; k < nb; ++k) {
+          const int64_t r = r0 + k;
+          topk_indices(sc + k * pad, (b.rows[size_t(r)].pos + 1) / 4, topk, selected[size_t(r)]);
+        }
       }
-      topk_indices(scores.data(), n_elig, topk, selected[size_t(r)]);
+      i += nb;
     }
   }
 }

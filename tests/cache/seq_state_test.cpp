@@ -94,6 +94,23 @@ TEST(KvFormat, NativeRowsAreLosslessForReferenceValues) {
     ik.encode(x.data(), buf.data());
     ik.decode(buf.data(), y.data());
     ASSERT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * 4)) << "trial " << trial;
+    // the indexer reads keys into transposed tiles: same values at stride 16
+    std::vector<float> t(128 * 16, -1.f);
+    ik.decode_strided(buf.data(), t.data() + 3, 16);
+    for (int i = 0; i < 128; ++i) ASSERT_EQ(f32_bits(t[size_t(i * 16 + 3)]), f32_bits(x[size_t(i)])) << i;
+    EXPECT_EQ(t[4], -1.f);
+  }
+  // f32 rows and KV rows decode_strided the same way
+  for (const cache::RowCodec& c : {cache::RowCodec::f32_rows(40), cache::RowCodec::kv(512, 64)}) {
+    std::vector<float> x(size_t(c.width)), y(size_t(c.width)), t(size_t(c.width) * 2);
+    for (auto& v : x) v = round_bf16(nd(rng));
+    if (c.kind == cache::RowKind::kv_native)
+      for (int b = 0; b < 448; b += 64) fp8_sim_block(x.data() + b, 64);
+    std::vector<uint8_t> buf(c.bytes());
+    c.encode(x.data(), buf.data());
+    c.decode(buf.data(), y.data());
+    c.decode_strided(buf.data(), t.data(), 2);
+    for (int i = 0; i < c.width; ++i) ASSERT_EQ(f32_bits(t[size_t(2 * i)]), f32_bits(y[size_t(i)])) << i;
   }
 }
 

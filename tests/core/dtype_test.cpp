@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 using namespace dsv4;
@@ -59,6 +60,35 @@ TEST(Dtype, E2m1ExhaustiveTable) {
   EXPECT_EQ(f32_to_e2m1(2.5f), 4);    // tie between 2 (4) and 3 (5) -> 4
   EXPECT_EQ(f32_to_e2m1(5.f), 6);     // tie between 4 (6) and 6 (7) -> 6
   EXPECT_EQ(f32_to_e2m1(100.f), 7);
+}
+
+// Independent reference for the encoders: the nearest representable value by binary search over
+// the decode table, ties to the even code, saturation at the largest finite value.
+static uint8_t nearest_code(float a, const float* pos_values, int n_pos) {
+  const float* hi = std::lower_bound(pos_values, pos_values + n_pos, a);
+  if (hi == pos_values + n_pos) return uint8_t(n_pos - 1);
+  if (hi == pos_values || *hi == a) return uint8_t(hi - pos_values);
+  const float* lo = hi - 1;
+  const float dl = a - *lo, dh = *hi - a;
+  if (dl < dh) return uint8_t(lo - pos_values);
+  if (dh < dl) return uint8_t(hi - pos_values);
+  return uint8_t(((lo - pos_values) & 1) == 0 ? lo - pos_values : hi - pos_values);
+}
+
+TEST(Dtype, EncodersMatchNearestValueSearchOnManyFloats) {
+  float e4m3_pos[0x7f], e2m1_pos[8];
+  for (int c = 0; c < 0x7f; ++c) e4m3_pos[c] = e4m3_to_f32(uint8_t(c));
+  for (int c = 0; c < 8; ++c) e2m1_pos[c] = e2m1_to_f32(uint8_t(c));
+  // every 61st fp32 pattern from 0 up to 1000.0 (subnormals, every binade, the saturation range)
+  int64_t checked = 0;
+  for (uint32_t u = 0; u <= f32_bits(1000.f); u += 61, ++checked) {
+    const float a = f32_from_bits(u);
+    ASSERT_EQ(f32_to_e4m3(a), nearest_code(a, e4m3_pos, 0x7f)) << a;
+    ASSERT_EQ(f32_to_e4m3(-a), uint8_t(0x80 | nearest_code(a, e4m3_pos, 0x7f))) << -a;
+    ASSERT_EQ(f32_to_e2m1(a), nearest_code(a, e2m1_pos, 8)) << a;
+    ASSERT_EQ(f32_to_e2m1(-a), uint8_t(0x8 | nearest_code(a, e2m1_pos, 8))) << -a;
+  }
+  EXPECT_GT(checked, 15000000);
 }
 
 TEST(Dtype, E8m0AllExponents) {

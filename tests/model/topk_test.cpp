@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 #include <vector>
 
+#include "core/dtype.h"
 #include "model/indexer.h"
 
 namespace dsv4::model {
@@ -34,6 +36,25 @@ TEST(TopkIndices, MatchesFullSortWithTies) {
         topk_indices(s.data(), n, k, got);
         EXPECT_EQ(got, naive_topk(s, k)) << "n=" << n << " levels=" << levels << " k=" << k;
       }
+    }
+  }
+}
+
+TEST(TopkIndices, MatchesFullSortOnIndexerLikeScores) {
+  // Continuous scores over many binades (ReLU zeros, bf16 rounding, negatives from negative head
+  // weights) at the sizes the indexer sees at long context.
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int n : {5000, 70000, 262144}) {
+    std::vector<float> s(static_cast<size_t>(n));
+    for (auto& x : s) {
+      const float v = nd(rng) * std::exp(nd(rng) * 3.f);
+      x = round_bf16(rng() % 3 == 0 ? 0.f : v);
+    }
+    for (int64_t k : {int64_t(1), int64_t(512), int64_t(2048), int64_t(n / 2), int64_t(n - 3)}) {
+      std::vector<int32_t> got;
+      topk_indices(s.data(), n, k, got);
+      EXPECT_EQ(got, naive_topk(s, k)) << "n=" << n << " k=" << k;
     }
   }
 }
