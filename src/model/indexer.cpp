@@ -1,8 +1,11 @@
 #include "model/indexer.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <utility>
 
@@ -204,55 +207,108 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
   }
 
   // Scoring, per sequence: the rows that need it are a suffix of the item's rows, with ascending
-  // eligible counts. Rows go in blocks whose score buffers fit kScoreBudget floats; within a
-  // block the keys go in tiles of kIndexTile, split over threads, each tile decoded once (FP4 ->
-  // fp32, transposed) and scored against every row of the block that can see it.
-  constexpr int64_t T = kernels::kIndexTile;
-  constexpr int64_t kScoreBudget = int64_t(1) << 24;
-  // Kept between calls (up to kScoreBudget floats): a fresh buffer per layer and chunk would be
-  // mapped and page-faulted in again every time.
-  thread_local std::vector<float> score_buf;  // this thread's; the team below uses it via `sc`
+  // eligible counts. The keys go in groups of kGroup tiles of kIndexTile entries, split over the
+  // threads in contiguous ranges; each group is decoded once (FP4 -> fp32, transposed tiles, in
+  // L2) and scored against the rows that can see it, kRows rows at a time (their queries stay in
+  // cache across the group's tiles). Each (thread, row) keeps a RunningTopk, so no buffer grows
+  // with the context; the candidates of all threads are merged per row at the end.
+  constexpr int64_t T = kernels::kIndexTile, kGroup = 16, kRows = 8;
+  const int n_threads = omp_get_max_threads();
+  // Per thread and row of a block; rows in a block are capped so this stays under ~8 MiB/thread.
+  thread_local std::vector<std::vector<RunningTopk>> running;  // [thread][row]; reused between calls
+  const int64_t max_rows = std::max<int64_t>(1, (int64_t(1) << 20) / (4 * topk));
+  if (int(running.size()) < n_threads) running.resize(size_t(n_threads));
+  auto* const run = running.data();
   for (const BatchItem& it : b.items) {
     const cache::PagedRows& keys = it.state->layer(il).index_keys;
     int64_t i0 = 0;  // first row of the item with more eligible entries than top-k
     while (i0 < it.n && (it.start + i0 + 1) / 4 <= topk) ++i0;
-    int64_t i = i0;
-    while (i < it.n) {
-      const int64_t max_elig = (it.start + it.n) / 4;
-      const int64_t pad = (max_elig + T - 1) / T * T;
-      const int64_t nb = std::min(it.n - i, std::max<int64_t>(1, kScoreBudget / pad));
-      const int64_t r0 = it.row0 + i;
-      const int64_t n_tiles = ((it.start + i + nb) / 4 + T - 1) / T;  // tiles seen by the last row
-      DSV4_CHECK(keys.size() >= (it.start + i + nb) / 4, "indexer: index keys missing for the rows");
-      score_buf.resize(size_t(nb * pad));
-      float* const sc = score_buf.data();
-#pragma omp parallel
+    for (int64_t i = i0; i < it.n;) {
+      const int64_t nb = std::min(it.n - i, max_rows), r0 = it.row0 + i;
+      const int64_t last_elig = (it.start + i + nb) / 4;  // keys seen by the block's last row
+      DSV4_CHECK(keys.size() >= last_elig, "indexer: index keys missing for the rows");
+      const int64_t n_groups = (last_elig + kGroup * T - 1) / (kGroup * T);
+#pragma omp parallel num_threads(n_threads)
       {
-        thread_local std::vector<float> kt;
-        kt.resize(size_t(Di * T));
+        std::vector<RunningTopk>& mine = run[omp_get_thread_num()];
+        if (int64_t(mine.size()) < nb) mine.resize(size_t(nb));
+        for (int64_t k = 0; k < nb; ++k) mine[size_t(k)].reset(topk);
+        thread_local std::vector<float> kt, tile_scores;
+        kt.resize(size_t(kGroup * Di * T));
+        tile_scores.resize(size_t(kRows * T));
 #pragma omp for schedule(static)
-        for (int64_t t = 0; t < n_tiles; ++t) {
-          const int64_t j0 = t * T, nk = std::min<int64_t>(T, int64_t(keys.size()) - j0);
-          for (int64_t l = 0; l < nk; ++l) keys.codec().decode_strided(keys.raw(j0 + l), kt.data() + l, T);
-          for (int64_t l = nk; l < T; ++l)
-            for (int64_t d = 0; d < Di; ++d) kt[size_t(d * T + l)] = 0.f;
-          // rows of the block that see key j0: (pos + 1) / 4 > j0
-          int64_t k = 0;
-          while (k < nb && (it.start + i + k + 1) / 4 <= j0) ++k;
-          if (k == nb) continue;
-          kernels::index_scores_tile(kt.data(), Di, Hi, &qi[size_t((r0 + k) * Hi * Di)], Hi * Di,
-                                     &wi[size_t((r0 + k) * Hi)], Hi, nb - k, sc + k * pad + j0, pad,
-                                     ref);
+        for (int64_t g = 0; g < n_groups; ++g) {
+          const int64_t g0 = g * kGroup * T;
+          const int64_t g1 = std::min(last_elig, g0 + kGroup * T);
+          const int64_t n_tiles = (g1 - g0 + T - 1) / T;
+          for (int64_t j = g0; j < g1; ++j) {
+            const int64_t t = (j - g0) / T, l = (j - g0) % T;
+            keys.codec().decode_strided(keys.raw(j), &kt[size_t((t * Di) * T + l)], T);
+          }
+          for (int64_t j = g1; j < g0 + n_tiles * T; ++j) {  // pad the last tile with zeros
+            const int64_t t = (j - g0) / T, l = (j - g0) % T;
+            for (int64_t d = 0; d < Di; ++d) kt[size_t((t * Di + d) * T + l)] = 0.f;
+          }
+          // rows that see key g0: (pos + 1) / 4 > g0, a suffix of the block
+          int64_t k0 = 0;
+          while (k0 < nb && (it.start + i + k0 + 1) / 4 <= g0) ++k0;
+          for (int64_t ka = k0; ka < nb; ka += kRows) {
+            const int64_t nr = std::min(kRows, nb - ka);
+            for (int64_t t = 0; t < n_tiles; ++t) {
+              const int64_t j0 = g0 + t * T;
+              kernels::index_scores_tile(&kt[size_t(t * Di * T)], Di, Hi, &qi[size_t((r0 + ka) * Hi * Di)], Hi * Di,
+                                         &wi[size_t((r0 + ka) * Hi)], Hi, nr, tile_scores.data(), T, ref);
+              for (int64_t q = 0; q < nr; ++q) {
+                const int64_t valid = std::min<int64_t>(T, (it.start + i + ka + q + 1) / 4 - j0);
+                RunningTopk& top = mine[size_t(ka + q)];
+                for (int64_t l = 0; l < valid; ++l) top.push(tile_scores[size_t(q * T + l)], int32_t(j0 + l));
+              }
+            }
+          }
         }
+        // implicit barrier: every thread's candidates are complete
 #pragma omp for schedule(dynamic, 1)
         for (int64_t k = 0; k < nb; ++k) {
-          const int64_t r = r0 + k;
-          topk_indices(sc + k * pad, (b.rows[size_t(r)].pos + 1) / 4, topk, selected[size_t(r)]);
+          thread_local std::vector<RunningTopk::Entry> merged;
+          thread_local std::vector<float> merged_scores;
+          thread_local std::vector<int32_t> pos;
+          merged.clear();
+          for (int t = 0; t < n_threads; ++t) {
+            const RunningTopk& top = run[t][size_t(k)];
+            merged.insert(merged.end(), top.begin(), top.end());
+          }
+          std::sort(merged.begin(), merged.end(), [](const auto& x, const auto& y) { return x.index < y.index; });
+          merged_scores.resize(merged.size());
+          for (size_t m = 0; m < merged.size(); ++m) merged_scores[m] = merged[m].score;
+          topk_indices(merged_scores.data(), int64_t(merged.size()), topk, pos);
+          std::vector<int32_t>& out = selected[size_t(r0 + k)];
+          out.resize(pos.size());
+          for (size_t m = 0; m < pos.size(); ++m) out[m] = merged[size_t(pos[m])].index;
         }
       }
       i += nb;
     }
   }
+}
+
+void RunningTopk::reset(int64_t k) {
+  k_ = k;
+  n_ = 0;
+  threshold_ = -std::numeric_limits<float>::infinity();
+  entries_.resize(size_t(std::max<int64_t>(4 * k, 1)));
+}
+
+void RunningTopk::prune() {
+  if (k_ <= 0) {  // nothing can be selected
+    n_ = 0;
+    threshold_ = std::numeric_limits<float>::infinity();
+    return;
+  }
+  if (n_ <= k_) return;
+  std::nth_element(entries_.begin(), entries_.begin() + (k_ - 1), entries_.begin() + n_,
+                   [](const Entry& x, const Entry& y) { return x.score > y.score || (x.score == y.score && x.index < y.index); });
+  threshold_ = entries_[size_t(k_ - 1)].score;
+  n_ = k_;
 }
 
 }  // namespace dsv4::model

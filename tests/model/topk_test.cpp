@@ -59,5 +59,38 @@ TEST(TopkIndices, MatchesFullSortOnIndexerLikeScores) {
   }
 }
 
+TEST(RunningTopk, EqualsTopkIndicesWhenMergedAcrossRanges) {
+  // The indexer splits the keys into contiguous ranges (one per thread), pushes each range in
+  // ascending order into its own RunningTopk, then takes the top k of the union.
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int n : {70, 1000, 20000}) {
+    for (int levels : {3, 50, 0}) {  // 0: continuous
+      std::vector<float> s(static_cast<size_t>(n));
+      for (auto& x : s) x = levels ? float(int(rng() % unsigned(levels))) - 1.f : round_bf16(nd(rng));
+      for (int64_t k : {int64_t(1), int64_t(8), int64_t(64)}) {
+        for (int parts : {1, 2, 3}) {
+          std::vector<RunningTopk> tops(static_cast<size_t>(parts));
+          std::vector<RunningTopk::Entry> merged;
+          for (int p = 0; p < parts; ++p) {
+            tops[size_t(p)].reset(k);
+            const int64_t j0 = int64_t(n) * p / parts, j1 = int64_t(n) * (p + 1) / parts;
+            for (int64_t j = j0; j < j1; ++j) tops[size_t(p)].push(s[size_t(j)], int32_t(j));
+            EXPECT_LE(tops[size_t(p)].end() - tops[size_t(p)].begin(), 4 * k);
+            merged.insert(merged.end(), tops[size_t(p)].begin(), tops[size_t(p)].end());
+          }
+          std::sort(merged.begin(), merged.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
+          std::vector<float> ms;
+          for (const auto& e : merged) ms.push_back(e.score);
+          std::vector<int32_t> pos, got;
+          topk_indices(ms.data(), int64_t(ms.size()), k, pos);
+          for (int32_t p : pos) got.push_back(merged[size_t(p)].index);
+          EXPECT_EQ(got, naive_topk(s, k)) << "n=" << n << " levels=" << levels << " k=" << k << " parts=" << parts;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dsv4::model
