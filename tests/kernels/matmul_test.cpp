@@ -1,0 +1,176 @@
+// kernels::matmul on weights in every stored format (f32, bf16, FP8 128x128 blocks, FP4 1x32
+// blocks): against a double-precision evaluation of the decoded weights, and bit-identical for a
+// token whatever the batch size, row sub-block or column sub-block it comes with (chunked ==
+// one-shot prefill rests on this).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "kernels/linear.h"
+
+namespace dsv4::kernels {
+namespace {
+
+// Random weights of one format with their scales; owns the bytes the Linear points at.
+struct OwnedLinear {
+  std::vector<uint8_t> w, s;
+  Linear lin;
+};
+
+OwnedLinear make_linear(WeightFormat fmt, int64_t out, int64_t in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  OwnedLinear o;
+  Linear& l = o.lin;
+  l.fmt = fmt;
+  l.out = out;
+  l.in = in;
+  l.ld = in;
+  switch (fmt) {
+    case WeightFormat::f32: {
+      o.w.resize(size_t(out * in * 4));
+      std::normal_distribution<float> nd(0.f, 0.05f);
+      for (int64_t i = 0; i < out * in; ++i) {
+        const float v = nd(rng);
+        std::memcpy(&o.w[size_t(i * 4)], &v, 4);
+      }
+      l.w = TensorView{o.w.data(), Dtype::f32, 2, {out, in}};
+      break;
+    }
+    case WeightFormat::bf16: {
+      o.w.resize(size_t(out * in * 2));
+      std::normal_distribution<float> nd(0.f, 0.05f);
+      for (int64_t i = 0; i < out * in; ++i) {
+        const uint16_t h = f32_to_bf16(nd(rng));
+        std::memcpy(&o.w[size_t(i * 2)], &h, 2);
+      }
+      l.w = TensorView{o.w.data(), Dtype::bf16, 2, {out, in}};
+      break;
+    }
+    case WeightFormat::fp8_block128: {
+      o.w.resize(size_t(out * in));
+      for (auto& b : o.w) {
+        b = uint8_t(rng());
+        if ((b & 0x7f) == 0x7f) b = 0x7e;  // no NaN codes
+      }
+      const int64_t so = (out + 127) / 128, si = (in + 127) / 128;
+      o.s.resize(size_t(so * si));
+      for (auto& b : o.s) b = uint8_t(118 + rng() % 4);  // 2^-9 .. 2^-6
+      l.w = TensorView{o.w.data(), Dtype::e4m3, 2, {out, in}};
+      l.scale = TensorView{o.s.data(), Dtype::e8m0, 2, {so, si}};
+      break;
+    }
+    case WeightFormat::fp4_block32: {
+      o.w.resize(size_t(out * in / 2));
+      for (auto& b : o.w) b = uint8_t(rng());
+      o.s.resize(size_t(out * in / 32));
+      for (auto& b : o.s) b = uint8_t(121 + rng() % 4);
+      l.w = TensorView{o.w.data(), Dtype::u8, 2, {out, in / 2}};
+      l.scale = TensorView{o.s.data(), Dtype::e8m0, 2, {out, in / 32}};
+      break;
+    }
+  }
+  return o;
+}
+
+class MatmulFormats : public ::testing::TestWithParam<WeightFormat> {};
+
+TEST_P(MatmulFormats, MatchesDoubleAndIsIndependentOfBatchAndBlocks) {
+  const int64_t out = 300, in = 384, n = 21;  // out not a multiple of the row block or of 128
+  OwnedLinear o = make_linear(GetParam(), out, in, 17);
+  const Linear& W = o.lin;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> x(static_cast<size_t>(n * in));
+  for (auto& v : x) v = nd(rng);
+
+  std::vector<float> y(static_cast<size_t>(n * out));
+  matmul(W, x.data(), n, in, y.data(), out);
+
+  std::vector<float> wrow(static_cast<size_t>(in));
+  for (int64_t r = 0; r < out; ++r) {
+    W.decode_row(r, wrow.data());
+    for (int64_t t = 0; t < n; ++t) {
+      double want = 0, mag = 0;
+      for (int64_t k = 0; k < in; ++k) {
+        want += double(wrow[size_t(k)]) * x[size_t(t * in + k)];
+        mag += std::fabs(double(wrow[size_t(k)]) * x[size_t(t * in + k)]);
+      }
+      ASSERT_NEAR(y[size_t(t * out + r)], want, 1e-6 * mag + 1e-12) << "row " << r << " token " << t;
+    }
+  }
+  // one token at a time: the same bits
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<float> y1(static_cast<size_t>(out));
+    matmul(W, &x[size_t(t * in)], 1, in, y1.data(), out);
+    for (int64_t r = 0; r < out; ++r)
+      ASSERT_EQ(f32_bits(y1[size_t(r)]), f32_bits(y[size_t(t * out + r)])) << "row " << r << " token " << t;
+  }
+  // a sub-block of rows (grouped projections) gives the same bits as the full product
+  const Linear sub = W.rows(37, 150);
+  std::vector<float> ys(static_cast<size_t>(n * 150));
+  matmul(sub, x.data(), n, in, ys.data(), 150);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < 150; ++r)
+      ASSERT_EQ(f32_bits(ys[size_t(t * 150 + r)]), f32_bits(y[size_t(t * out + 37 + r)])) << r;
+  // out_bf16 rounds exactly the fp32 result
+  MatmulOpts ob;
+  ob.out_bf16 = true;
+  std::vector<float> yb(static_cast<size_t>(n * out));
+  matmul(W, x.data(), n, in, yb.data(), out, ob);
+  for (size_t i = 0; i < yb.size(); ++i) ASSERT_EQ(f32_bits(yb[i]), f32_bits(round_bf16(y[i]))) << i;
+}
+
+TEST(LinearDecode, EveryFp8AndFp4CodeEqualsTheTables) {
+  // one row holding each e4m3 code twice (two 128-column blocks with scales 2^0 and 2^-3)
+  std::vector<uint8_t> w8(256), s8 = {127, 124};
+  for (int c = 0; c < 256; ++c) w8[size_t(c)] = uint8_t(c);
+  Linear l8;
+  l8.fmt = WeightFormat::fp8_block128;
+  l8.out = 1, l8.in = 256, l8.ld = 256;
+  l8.w = TensorView{w8.data(), Dtype::e4m3, 2, {1, 256}};
+  l8.scale = TensorView{s8.data(), Dtype::e8m0, 2, {1, 2}};
+  std::vector<float> row(256);
+  l8.decode_row(0, row.data());
+  for (int c = 0; c < 256; ++c) {
+    const float want = kE4m3Table[c] * (c < 128 ? 1.f : 0.125f);
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(row[size_t(c)])) << c;
+    } else {
+      EXPECT_EQ(f32_bits(row[size_t(c)]), f32_bits(want)) << "code " << c;
+    }
+  }
+  // FP4: the 256 byte values are every (low, high) nibble pair
+  std::vector<uint8_t> w4(256), s4(16, 126);
+  for (int c = 0; c < 256; ++c) w4[size_t(c)] = uint8_t(c);
+  Linear l4;
+  l4.fmt = WeightFormat::fp4_block32;
+  l4.out = 1, l4.in = 512, l4.ld = 512;
+  l4.w = TensorView{w4.data(), Dtype::u8, 2, {1, 256}};
+  l4.scale = TensorView{s4.data(), Dtype::e8m0, 2, {1, 16}};
+  std::vector<float> row4(512);
+  l4.decode_row(0, row4.data());
+  for (int c = 0; c < 256; ++c) {
+    EXPECT_EQ(f32_bits(row4[size_t(2 * c)]), f32_bits(kE2m1Table[c & 15] * 0.5f)) << c;
+    EXPECT_EQ(f32_bits(row4[size_t(2 * c + 1)]), f32_bits(kE2m1Table[c >> 4] * 0.5f)) << c;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Stored, MatmulFormats,
+                         ::testing::Values(WeightFormat::f32, WeightFormat::bf16, WeightFormat::fp8_block128,
+                                           WeightFormat::fp4_block32),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case WeightFormat::f32: return std::string("f32");
+                             case WeightFormat::bf16: return std::string("bf16");
+                             case WeightFormat::fp8_block128: return std::string("fp8");
+                             default: return std::string("fp4");
+                           }
+                         });
+
+}  // namespace
+}  // namespace dsv4::kernels
