@@ -5,7 +5,8 @@
 //  - BM_Matmul/<fmt>/<n>: y = W x for n tokens; bytes/s counts the stored weight bytes (FP8: 1 B
 //    per weight + scales, FP4: 0.5 B + scales, bf16: 2 B), items/s counts multiply-adds.
 //    Decode (n = 1) is memory-bound: compare its bytes/s with BM_ReadBandwidth's. Prefill
-//    (n = 256) reuses each decoded row for all tokens: compare its items/s across formats.
+//    (n = 256) reuses each decoded row for all tokens: compare its items/s with BM_FmaPeak's
+//    (multiply-adds per second with every register busy: the compute roofline).
 //
 // Shapes (V4-ARCH §2): wq_b-like FP8 [4096 x 1024], an FP4 routed expert's w1 [2048 x 4096]
 // (moe_inter_dim x dim of V4-Flash), a bf16 [4096 x 1024]. The weights are random bytes; speed does
@@ -83,6 +84,38 @@ void BM_ReadBandwidth(benchmark::State& state) {
   state.counters["threads"] = omp_get_max_threads();
 }
 BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Multiply-add peak: 12 independent 16-lane accumulator chains per thread, compiled for the same
+// ISA levels as the kernels (the compute roofline for prefill).
+#if defined(__x86_64__) && !defined(__clang__)
+#define BENCH_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BENCH_CLONES
+#endif
+typedef float v16 __attribute__((vector_size(64)));
+#pragma GCC diagnostic ignored "-Wpsabi"
+BENCH_CLONES float fma_chains(int64_t iters, float seed) {
+  v16 acc[12];
+  for (int k = 0; k < 12; ++k) acc[k] = v16{} + seed * float(k + 1);
+  const v16 a = v16{} + 0.999999f, b = v16{} + 1e-7f;
+  for (int64_t i = 0; i < iters; ++i)
+    for (int k = 0; k < 12; ++k) acc[k] = acc[k] * a + b;
+  float s = 0;
+  for (int k = 0; k < 12; ++k) s += acc[k][0];
+  return s;
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  const int64_t iters = 1 << 22;
+  for (auto _ : state) {
+    float total = 0;
+#pragma omp parallel reduction(+ : total)
+    total += fma_chains(iters, 1.f);
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()) * omp_get_max_threads() * iters * 12 * 16);
+}
+BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void run(benchmark::State& state, WeightFormat fmt, int64_t out, int64_t in) {
   const int64_t n = state.range(0);

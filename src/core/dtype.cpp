@@ -147,7 +147,10 @@ uint8_t e8m0_scale_for_amax(float amax, float qmax, float amax_floor) {
 static void sim_block(float* x, size_t n, float qmax, float floor_, uint8_t (*enc)(float),
                       float (*dec)(uint8_t), uint8_t* codes, uint8_t* scale_out) {
   float amax = 0.f;
-  for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+  for (size_t i = 0; i < n; ++i) {  // == fmax(amax, |x|): a NaN never wins, as in fmax
+    const float a = std::fabs(x[i]);
+    amax = a > amax ? a : amax;
+  }
   uint8_t se = e8m0_scale_for_amax(amax, qmax, floor_);
   const int e = int(se) - 127;  // in [-127, 127]
   const float down = pow2f(-e), up = pow2f(e);
