@@ -1,64 +1,61 @@
-// CPU lightning-indexer scoring. GCC vector extensions of 16 floats: one zmm with AVX-512, two
-// ymm with AVX2, four xmm (or NEON q registers) otherwise; the function is compiled for each ISA
-// and picked at run time like the matmul kernels.
+// CPU lightning-indexer scoring with GCC vector extensions: 16-, 8- or 4-float vectors as the
+// running ISA holds them in registers (dispatch.h); compiled for each ISA and picked at run time
+// like the matmul kernels.
 #include <cstring>
 
 #include "core/dtype.h"
+#include "kernels/cpu/dispatch.h"
 #include "kernels/index_score.h"
 
 // The 64-byte helpers below are inlined into each clone; their by-value ABI never crosses a call.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-#if defined(__x86_64__) && !defined(__clang__)
-#define DSV4_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DSV4_CLONES
-#endif
 
 namespace dsv4::kernels {
 
 namespace {
-typedef float v16 __attribute__((vector_size(64)));
-static_assert(sizeof(v16) == sizeof(float) * kIndexTile);
-
-inline v16 load16(const float* p) {
-  v16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
+// Lane-wise max(x, 0) as std::max(x, 0.f) computes it (keeps -0 and NaN).
+template <class V>
+inline V relu(V x) {
+  const V zero = {};
+  return x < zero ? zero : x;
 }
-inline v16 relu(v16 x) {
-  const v16 zero = {};
-  return x < zero ? zero : x;  // == std::max(x, 0.f) lane by lane (keeps -0 and NaN)
+
+// R query rows at once (independent accumulator chains, one key load per R rows); the 16 keys of
+// the tile are 16 / W vectors of W lanes. Same arithmetic per (row, key) for every R and W.
+template <int R, int W>
+DSV4_CLONES void scores_rows(const float* kt, int64_t Di, int64_t Hi, const float* q, int64_t q_stride,
+                             const float* w, int64_t w_stride, int64_t n_rows, float* out, int64_t out_stride) {
+  using V = typename Vec<W>::type;
+  constexpr int P = kIndexTile / W;
+  int64_t r = 0;
+  for (; r + R <= n_rows; r += R) {
+    V tot[R][P] = {};
+    for (int64_t h = 0; h < Hi; ++h) {
+      V acc[R][P] = {};
+      const float* qh = q + r * q_stride + h * Di;
+      for (int64_t d = 0; d < Di; ++d) {
+        V k[P];  // one load per vector (a single 64-byte copy into two 32-byte halves stalls)
+        for (int p = 0; p < P; ++p) std::memcpy(&k[p], kt + d * kIndexTile + p * W, sizeof(V));
+        for (int i = 0; i < R; ++i)
+          for (int p = 0; p < P; ++p) acc[i][p] += qh[i * q_stride + d] * k[p];
+      }
+      for (int i = 0; i < R; ++i)
+        for (int p = 0; p < P; ++p) tot[i][p] += w[(r + i) * w_stride + h] * relu(acc[i][p]);
+    }
+    for (int i = 0; i < R; ++i) std::memcpy(out + (r + i) * out_stride, tot[i], sizeof tot[i]);
+  }
+  if (r < n_rows) scores_rows<1, W>(kt, Di, Hi, q + r * q_stride, q_stride, w + r * w_stride, w_stride, n_rows - r,
+                                    out + r * out_stride, out_stride);
 }
 }  // namespace
 
-DSV4_CLONES void index_scores_tile(const float* kt, int64_t Di, int64_t Hi, const float* q, int64_t q_stride,
-                                   const float* w, int64_t w_stride, int64_t n_rows, float* out,
-                                   int64_t out_stride, bool round_bf16) {
-  constexpr int R = 4;  // rows at once: independent accumulator chains, one key load per R rows
-  int64_t r = 0;
-  for (; r + R <= n_rows; r += R) {
-    v16 tot[R] = {};
-    for (int64_t h = 0; h < Hi; ++h) {
-      v16 acc[R] = {};
-      const float* qh = q + r * q_stride + h * Di;
-      for (int64_t d = 0; d < Di; ++d) {
-        const v16 k = load16(kt + d * kIndexTile);
-        for (int i = 0; i < R; ++i) acc[i] += qh[i * q_stride + d] * k;
-      }
-      for (int i = 0; i < R; ++i) tot[i] += w[(r + i) * w_stride + h] * relu(acc[i]);
-    }
-    for (int i = 0; i < R; ++i) std::memcpy(out + (r + i) * out_stride, &tot[i], sizeof(v16));
-  }
-  for (; r < n_rows; ++r) {
-    v16 tot = {};
-    for (int64_t h = 0; h < Hi; ++h) {
-      v16 acc = {};
-      const float* qh = q + r * q_stride + h * Di;
-      for (int64_t d = 0; d < Di; ++d) acc += qh[d] * load16(kt + d * kIndexTile);
-      tot += w[r * w_stride + h] * relu(acc);
-    }
-    std::memcpy(out + r * out_stride, &tot, sizeof(v16));
+void index_scores_tile(const float* kt, int64_t Di, int64_t Hi, const float* q, int64_t q_stride, const float* w,
+                       int64_t w_stride, int64_t n_rows, float* out, int64_t out_stride, bool round_bf16) {
+  switch (vector_floats()) {
+    case 16: scores_rows<4, 16>(kt, Di, Hi, q, q_stride, w, w_stride, n_rows, out, out_stride); break;
+    case 8: scores_rows<2, 8>(kt, Di, Hi, q, q_stride, w, w_stride, n_rows, out, out_stride); break;
+    default: scores_rows<1, 4>(kt, Di, Hi, q, q_stride, w, w_stride, n_rows, out, out_stride); break;
   }
   if (round_bf16)
     for (int64_t i = 0; i < n_rows; ++i)

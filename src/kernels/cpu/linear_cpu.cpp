@@ -11,16 +11,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/dispatch.h"
 #include "kernels/linear.h"
 
 // 64-byte vector helpers are inlined into each clone; their by-value ABI never crosses a call.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-#if defined(__x86_64__) && !defined(__clang__)
-#define DSV4_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DSV4_CLONES
-#endif
 
 namespace dsv4::kernels {
 
@@ -134,12 +130,6 @@ DSV4_CLONES float dot_f32(const float* a, const float* b, int64_t n) {
 }
 
 namespace {
-typedef float v16 __attribute__((vector_size(64)));
-inline v16 load16(const float* p) {
-  v16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 // dot_f32's final reduction of its 16 partial sums, in its order.
 inline float reduce16(const float* acc) {
   float s8[8];
@@ -153,26 +143,66 @@ inline float reduce16(const float* acc) {
 // R weight rows x T tokens of dot products at once (register blocking: each loaded vector is used
 // T or R times), each computed exactly as dot_f32 computes it: lane j of 16 partial sums takes
 // elements i with i % 16 == j in ascending order, the tail goes to lanes 0.., then the same
-// reduction tree. So a (row, token) value does not depend on the batch it is computed in.
-template <int R, int T>
+// reduction tree. So a (row, token) value does not depend on the batch it is computed in. The 16
+// lanes are 16 / W vectors of W floats, W and the block from dispatch.h's vector_floats():
+// AVX-512 4 x 4 blocks of one 64-byte vector, AVX2 2 x 2 of two 32-byte ones, otherwise 2 x 1 of
+// four 16-byte ones.
+template <int R, int T, int W>
 DSV4_CLONES static void dot_block(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t n, float* out,
                                   int64_t ldo) {
-  v16 acc[R][T] = {};
+  using V = typename Vec<W>::type;
+  constexpr int P = 16 / W;
+  V acc[R][T][P] = {};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    v16 wv[R], xv[T];
-    for (int r = 0; r < R; ++r) wv[r] = load16(w + r * ldw + i);
-    for (int t = 0; t < T; ++t) xv[t] = load16(x + t * ldx + i);
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) acc[r][t] += wv[r] * xv[t];
+    for (int p = 0; p < P; ++p) {
+      V wv[R], xv[T];
+      for (int r = 0; r < R; ++r) std::memcpy(&wv[r], w + r * ldw + i + p * W, sizeof(V));
+      for (int t = 0; t < T; ++t) std::memcpy(&xv[t], x + t * ldx + i + p * W, sizeof(V));
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t) acc[r][t][p] += wv[r] * xv[t];
+    }
   }
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
       float a[16];
-      std::memcpy(a, &acc[r][t], sizeof a);
+      std::memcpy(a, acc[r][t], sizeof a);
       for (int64_t k = i; k < n; ++k) a[k & 15] += w[r * ldw + k] * x[t * ldx + k];
       out[t * ldo + r] = reduce16(a);
     }
+}
+
+// The body of matmul for R x T blocks: weight rows decoded R at a time and reused for every
+// token of the batch; leftover tokens and rows go through dot_f32 (same arithmetic).
+template <int R, int T, int W>
+static void matmul_blocked(const Linear& Wt, const float* xin, int64_t lx, int64_t n, float* y, int64_t ldy,
+                           const MatmulOpts& opts, bool par) {
+  const int64_t in = Wt.in, out = Wt.out;
+  const int64_t rows_per_block = n == 1 ? 1 : R;
+  const int64_t n_blocks = (out + rows_per_block - 1) / rows_per_block;
+#pragma omp parallel if (par)
+  {
+    std::vector<float> wblk(static_cast<size_t>(R * in));
+    float tile[R * T];
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t r0 = b * rows_per_block, nr = std::min(rows_per_block, out - r0);
+      for (int64_t i = 0; i < nr; ++i) Wt.decode_row(r0 + i, &wblk[size_t(i * in)]);
+      if (opts.weight_bf16)
+        for (int64_t i = 0; i < nr * in; ++i) wblk[size_t(i)] = round_bf16(wblk[size_t(i)]);
+      auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r0 + r] = opts.out_bf16 ? round_bf16(v) : v; };
+      int64_t t = 0;
+      if (nr == R) {
+        for (; t + T <= n; t += T) {
+          dot_block<R, T, W>(wblk.data(), in, xin + t * lx, lx, in, tile, R);
+          for (int64_t k = 0; k < T; ++k)
+            for (int64_t i = 0; i < R; ++i) put(t + k, i, tile[k * R + i]);
+        }
+      }
+      for (; t < n; ++t)
+        for (int64_t i = 0; i < nr; ++i) put(t, i, dot_f32(&wblk[size_t(i * in)], xin + t * lx, in));
+    }
+  }
 }
 
 DSV4_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
@@ -200,36 +230,12 @@ void matmul(const Linear& W, const float* x, int64_t n, int64_t ldx, float* y, i
     xin = xq.data();
   }
   const int64_t lx = opts.act_fp8 ? in : ldx;
-  // Weight rows are decoded once, 4 at a time, and reused for every token of the batch; the dot
-  // products go 4 rows x 2 tokens at a time (dot_block), leftovers through dot_f32, all with the
-  // same arithmetic per (row, token). Small products stay on one thread: a parallel region costs
-  // more than they do.
+  // Small products stay on one thread: a parallel region costs more than they do.
   const bool par = out * in * n >= (int64_t(1) << 16);
-  constexpr int64_t R = 4, T = 4;
-  const int64_t n_blocks = n == 1 ? out : (out + R - 1) / R;
-  const int64_t rows_per_block = n == 1 ? 1 : R;
-#pragma omp parallel if (par)
-  {
-    std::vector<float> wblk(static_cast<size_t>(R * in));
-    float tile[R * T];
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < n_blocks; ++b) {
-      const int64_t r0 = b * rows_per_block, nr = std::min(rows_per_block, out - r0);
-      for (int64_t i = 0; i < nr; ++i) W.decode_row(r0 + i, &wblk[size_t(i * in)]);
-      if (opts.weight_bf16)
-        for (int64_t i = 0; i < nr * in; ++i) wblk[size_t(i)] = round_bf16(wblk[size_t(i)]);
-      auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r0 + r] = opts.out_bf16 ? round_bf16(v) : v; };
-      int64_t t = 0;
-      if (nr == R) {
-        for (; t + T <= n; t += T) {
-          dot_block<R, T>(wblk.data(), in, xin + t * lx, lx, in, tile, R);
-          for (int64_t k = 0; k < T; ++k)
-            for (int64_t i = 0; i < R; ++i) put(t + k, i, tile[k * R + i]);
-        }
-      }
-      for (; t < n; ++t)
-        for (int64_t i = 0; i < nr; ++i) put(t, i, dot_f32(&wblk[size_t(i * in)], xin + t * lx, in));
-    }
+  switch (vector_floats()) {  // register blocks that fit each ISA's register file
+    case 16: matmul_blocked<4, 4, 16>(W, xin, lx, n, y, ldy, opts, par); break;
+    case 8: matmul_blocked<2, 2, 8>(W, xin, lx, n, y, ldy, opts, par); break;
+    default: matmul_blocked<2, 1, 4>(W, xin, lx, n, y, ldy, opts, par); break;
   }
 }
 

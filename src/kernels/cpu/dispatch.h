@@ -1,0 +1,45 @@
+// dsv4 CPU kernels: how hot functions are compiled. Release builds compile each one for AVX-512,
+// AVX2 and baseline x86-64 (GCC target_clones; the loader picks one at run time via ifunc), so
+// one binary runs on any x86-64 and uses what the CPU has. Other architectures (ARM64) and
+// clang builds get the portable code, vectorised for the build's baseline.
+//
+// DSV4_KERNEL_ISA (CMake option) pins one level instead, so the AVX2 and baseline paths can be
+// built and tested on a machine that would otherwise always pick AVX-512:
+//   -DDSV4_KERNEL_ISA=avx2      every kernel compiled for AVX2 only
+//   -DDSV4_KERNEL_ISA=baseline  no SIMD beyond the build's baseline (what ARM64 builds get)
+#pragma once
+
+#if defined(DSV4_KERNEL_ISA_AVX2)
+#define DSV4_CLONES __attribute__((target("avx2")))
+#elif defined(DSV4_KERNEL_ISA_BASELINE)
+#define DSV4_CLONES
+#elif defined(__x86_64__) && !defined(__clang__)
+#define DSV4_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DSV4_CLONES
+#endif
+
+namespace dsv4::kernels {
+// GCC vector of W floats (W = 16: 64 bytes, 8: 32 bytes, 4: 16 bytes).
+template <int W>
+struct Vec {
+  typedef float type __attribute__((vector_size(4 * W)));
+};
+
+// The vector width, in floats, that the running clones handle in registers: 16 when the AVX-512
+// clones run, 8 for AVX2, 4 otherwise (SSE2 baseline, ARM64 NEON). GCC keeps vector values wider
+// than the ISA's registers in memory, so kernels pick their vector type and register blocking
+// from this (same arithmetic per lane whatever they pick).
+inline int vector_floats() {
+#if defined(DSV4_KERNEL_ISA_AVX2)
+  return 8;
+#elif defined(DSV4_KERNEL_ISA_BASELINE)
+  return 4;
+#elif defined(__x86_64__) && !defined(__clang__)
+  static const int w = __builtin_cpu_supports("avx512f") ? 16 : __builtin_cpu_supports("avx2") ? 8 : 4;
+  return w;
+#else
+  return 4;
+#endif
+}
+}  // namespace dsv4::kernels
