@@ -88,7 +88,7 @@ BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
 // Multiply-add peak: 12 independent 16-lane accumulator chains per thread, compiled for the same
 // ISA levels as the kernels (the compute roofline for prefill).
 #if defined(__x86_64__) && !defined(__clang__)
-#define BENCH_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define BENCH_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
 #define BENCH_CLONES
 #endif

@@ -9,12 +9,14 @@
 //   -DDSV4_KERNEL_ISA=baseline  no SIMD beyond the build's baseline (what ARM64 builds get)
 #pragma once
 
+// The AVX2 level is x86-64-v3 (AVX2 with FMA, F16C, BMI: every AVX2 CPU from Intel Haswell and
+// AMD Zen on); GCC's plain "avx2" target leaves out FMA.
 #if defined(DSV4_KERNEL_ISA_AVX2)
-#define DSV4_CLONES __attribute__((target("avx2")))
+#define DSV4_CLONES __attribute__((target("arch=x86-64-v3")))
 #elif defined(DSV4_KERNEL_ISA_BASELINE)
 #define DSV4_CLONES
 #elif defined(__x86_64__) && !defined(__clang__)
-#define DSV4_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define DSV4_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
 #define DSV4_CLONES
 #endif
@@ -36,7 +38,7 @@ inline int vector_floats() {
 #elif defined(DSV4_KERNEL_ISA_BASELINE)
   return 4;
 #elif defined(__x86_64__) && !defined(__clang__)
-  static const int w = __builtin_cpu_supports("avx512f") ? 16 : __builtin_cpu_supports("avx2") ? 8 : 4;
+  static const int w = __builtin_cpu_supports("avx512f") ? 16 : __builtin_cpu_supports("x86-64-v3") ? 8 : 4;
   return w;
 #else
   return 4;
