@@ -140,18 +140,22 @@ TEST_P(StateProps, DecodeAndChunkedEqualPrefill) {
   const model::Model* m = oracle_model();
   if (!m) GTEST_SKIP() << "oracle checkpoint missing";
   model::ForwardPass fp(*m, GetParam());
-  // 300 tokens: crosses two HCA windows (entries at 127, 255), and the CSA indexer selects from
-  // t = 67 on (index_topk 16 < (t+1)/4).
-  auto ids = oracle_ids(300);
-  auto st0 = fp.new_state();
-  auto ref = run_chunks(fp, *st0, ids, ids.size());
+  // Chunk sizes as issue 3 lists them: 1, 3, 4, 5, 127, 128, 129 on 300 tokens (two HCA windows,
+  // entries at 127 and 255; the CSA indexer selects from t = 67 on, index_topk 16 < (t+1)/4), and
+  // 1000 on 1,100 tokens (eight HCA windows, a partial second chunk).
   const bool exact = GetParam() == model::Numerics::reference;
-  for (size_t chunk : {size_t(1), size_t(3), size_t(5), size_t(128), size_t(129)}) {
-    auto st = fp.new_state();
-    auto got = run_chunks(fp, *st, ids, chunk);
-    double d = max_abs_diff(ref, got);
-    EXPECT_LE(d, exact ? 0.0 : 1e-4) << "chunk " << chunk;
-    EXPECT_EQ(st->n_past(), int64_t(ids.size()));
+  for (size_t len : {300, 1100}) {
+    auto ids = oracle_ids(len);
+    auto st0 = fp.new_state();
+    auto ref = run_chunks(fp, *st0, ids, ids.size());
+    const auto chunks = len == 300 ? std::vector<size_t>{1, 3, 4, 5, 127, 128, 129} : std::vector<size_t>{1000};
+    for (size_t chunk : chunks) {
+      auto st = fp.new_state();
+      auto got = run_chunks(fp, *st, ids, chunk);
+      double d = max_abs_diff(ref, got);
+      EXPECT_LE(d, exact ? 0.0 : 1e-4) << "chunk " << chunk << " of " << len;
+      EXPECT_EQ(st->n_past(), int64_t(ids.size()));
+    }
   }
 }
 
