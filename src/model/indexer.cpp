@@ -4,10 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <numeric>
-#include <utility>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -19,120 +17,19 @@
 
 namespace dsv4::model {
 
-// The top k under (score desc, index asc) are every score above the k-th largest value plus its
-// ties, lowest index first. The k-th largest value is found by a radix select on the scores'
-// order-preserving integer keys, 11 + 11 + 10 bits: a histogram of the top bits finds the bucket
-// that holds it, only that bucket's keys go on to the next digit, and one ascending pass collects
-// the result. No comparator sort or nth_element: at 1M tokens of context this runs over 262K
-// entries per query, and bf16-rounded or ReLU-zeroed scores tie in large groups.
-namespace {
-inline uint32_t order_key(float f) {  // a < b  <=>  order_key(a) < order_key(b); -0 == +0
-  uint32_t u = f32_bits(f);
-  if (u == 0x80000000u) u = 0;
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-// Walks buckets from the top; returns the bucket holding the need-th largest key and lowers
-// `need` by the count of keys in the buckets above it.
-uint32_t pick_bucket(const std::vector<uint32_t>& hist, int64_t& need) {
-  uint32_t bucket = uint32_t(hist.size() - 1);
-  while (int64_t(hist[bucket]) < need) need -= hist[bucket--];
-  return bucket;
-}
-}  // namespace
-
-// Fast path for k much smaller than n: a threshold t just below the k-th value, estimated from a
-// strided sample, leaves few scores above it, so one pass collects those (and the first k equal
-// to t) and only they are ordered. Returns false when the estimate missed (then the exact radix
-// select runs); the result never depends on the sample.
-static bool topk_by_sampled_threshold(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
-  constexpr int64_t m = 1024;
-  thread_local std::vector<float> sample;
-  thread_local std::vector<int32_t> gt, eq;
-  sample.resize(size_t(m));
-  for (int64_t i = 0; i < m; ++i) sample[size_t(i)] = scores[i * n / m];
-  const int64_t rank = std::min(m - 1, 2 * k * m / n + 8);  // about 2k of n expected above t
-  std::nth_element(sample.begin(), sample.begin() + rank, sample.end(), std::greater<float>());
-  const float t = sample[size_t(rank)];
-  if (std::isnan(t)) return false;
-  const int64_t max_gt = 8 * k + 4096;
-  gt.resize(size_t(max_gt + 16));
-  eq.resize(size_t(k + 1));
-  int32_t* g = gt.data();
-  int32_t* e = eq.data();
-  int64_t n_gt = 0, n_eq = 0;
-  for (int64_t j0 = 0; j0 < n; j0 += 16) {
-    const int64_t j1 = std::min(n, j0 + 16);
-    int hits = 0;  // vectorised test of a block; blocks without a candidate are the common case
-    for (int64_t j = j0; j < j1; ++j) hits += scores[j] >= t;
-    if (hits == 0) continue;
-    // branch-free: ties with t can be half the block (ReLU zeros), so no data-dependent jumps
-    for (int64_t j = j0; j < j1; ++j) {
-      const float v = scores[j];
-      g[n_gt] = int32_t(j);
-      n_gt += v > t;
-      e[std::min(n_eq, k)] = int32_t(j);
-      n_eq += v == t;
-    }
-    if (n_gt > max_gt) return false;
-  }
-  gt.resize(size_t(n_gt));
-  eq.resize(size_t(std::min(n_eq, k)));
-  if (n_gt >= k) {  // the k-th value is above t: order the few above it
-    std::nth_element(gt.begin(), gt.begin() + (k - 1), gt.end(), [&](int32_t a, int32_t b) {
+// The top k under (score desc, index asc), in ascending index order. The indexer calls it only
+// on the few candidates its RunningTopks keep (at most 4k per thread), never on all L/4 scores.
+void topk_indices(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
+  out.resize(size_t(n));
+  std::iota(out.begin(), out.end(), 0);
+  if (k < n) {
+    const int64_t kk = std::max<int64_t>(k, 0);
+    std::nth_element(out.begin(), out.begin() + kk, out.end(), [&](int32_t a, int32_t b) {
       return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
     });
-    gt.resize(size_t(k));
-    std::sort(gt.begin(), gt.end());
-    out.assign(gt.begin(), gt.end());
-    return true;
+    out.resize(size_t(kk));
   }
-  if (n_gt + n_eq < k) return false;  // t was above the k-th value
-  // the k-th value is t: everything above it plus the lowest-index ties
-  out.resize(size_t(k));
-  std::merge(gt.begin(), gt.end(), eq.begin(), eq.begin() + (k - n_gt), out.begin());
-  return true;
-}
-
-void topk_indices(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
-  out.clear();
-  if (k >= n) {
-    out.resize(size_t(n));
-    std::iota(out.begin(), out.end(), 0);
-    return;
-  }
-  if (k <= 0) return;
-  if (n >= 4096 && k <= n / 16 && topk_by_sampled_threshold(scores, n, k, out)) return;
-  thread_local std::vector<uint32_t> hist, cand;  // reused: no allocation per query once grown
-  int64_t need = k;  // rank of the k-th value among the keys still in play
-  // digit 1: bits 31..21 over all scores
-  hist.assign(2048, 0);
-  for (int64_t j = 0; j < n; ++j) ++hist[order_key(scores[j]) >> 21];
-  const uint32_t b1 = pick_bucket(hist, need);
-  cand.clear();
-  for (int64_t j = 0; j < n; ++j) {
-    const uint32_t key = order_key(scores[j]);
-    if ((key >> 21) == b1) cand.push_back(key);
-  }
-  // digits 2 and 3: bits 20..10, then 9..0, over the surviving keys
-  for (const auto& [shift, mask] : {std::pair<int, uint32_t>{10, 0x7ffu}, std::pair<int, uint32_t>{0, 0x3ffu}}) {
-    hist.assign(size_t(mask) + 1, 0);
-    for (uint32_t key : cand) ++hist[(key >> shift) & mask];
-    const uint32_t bd = pick_bucket(hist, need);
-    size_t m = 0;
-    for (uint32_t key : cand)
-      if (((key >> shift) & mask) == bd) cand[m++] = key;
-    cand.resize(m);
-  }
-  // cand now holds only copies of the k-th key; `need` of them (lowest indices first) are taken.
-  const uint32_t kth = cand.front();
-  int64_t ties = need;
-  out.reserve(size_t(k));
-  for (int64_t j = 0; j < n; ++j) {
-    const uint32_t key = order_key(scores[j]);
-    if (key > kth) out.push_back(int32_t(j));
-    else if (key == kth && ties > 0) out.push_back(int32_t(j)), --ties;
-  }
+  std::sort(out.begin(), out.end());
 }
 
 // Reference: Hadamard rotation then FP4 (e2m1, 1x32 blocks) simulation of an index q/k vector.

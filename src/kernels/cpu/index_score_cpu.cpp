@@ -7,9 +7,8 @@
 #include "kernels/cpu/dispatch.h"
 #include "kernels/index_score.h"
 
-// The 64-byte helpers below are inlined into each clone; their by-value ABI never crosses a call.
+// The vector helpers below are inlined into each clone; their by-value ABI never crosses a call.
 #pragma GCC diagnostic ignored "-Wpsabi"
-
 
 namespace dsv4::kernels {
 

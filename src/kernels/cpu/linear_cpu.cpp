@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <limits>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -16,7 +15,6 @@
 
 // 64-byte vector helpers are inlined into each clone; their by-value ABI never crosses a call.
 #pragma GCC diagnostic ignored "-Wpsabi"
-
 
 namespace dsv4::kernels {
 
@@ -62,7 +60,7 @@ inline float e4m3_value(uint32_t b) {
 }  // namespace
 
 // Scales are hoisted per block (128 columns for FP8, 32 for FP4) so the inner loops are plain
-// table lookups and multiplies that the compiler vectorises.
+// decodes (e4m3_value, the e2m1 table) and multiplies.
 DSV4_CLONES void Linear::decode_row(int64_t r, float* dst) const {
   const int64_t ar = row0 + r;
   switch (fmt) {
