@@ -13,6 +13,9 @@ PKGS=(
   libhwy-dev              # Highway portable SIMD with runtime dispatch
   libssl-dev zlib1g-dev   # cpp-httplib's pkg-config pulls these in
   clang libclang-rt-14-dev  # libFuzzer targets and sanitizer runtimes
+  g++-aarch64-linux-gnu   # ARM64 cross compiler (+ arm64 libc, libstdc++, libgomp) for scripts/test-arm64.sh
+  qemu-user               # qemu-aarch64: runs those ARM64 test binaries here
+  googletest              # GoogleTest sources, compiled for arm64 in the cross build
   python3 curl procps
 )
 # Node.js + npm run only the SDK end-to-end clients (openai, @anthropic-ai/sdk). A machine that
