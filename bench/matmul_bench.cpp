@@ -1,24 +1,33 @@
-// kernels::matmul on V4-Flash shapes, against a memory roofline measured in the same run.
+// kernels::matmul on V4-Flash shapes, against rooflines measured in the same run.
 //
-//  - BM_ReadBandwidth: sums a 512 MiB buffer with all OpenMP threads: the machine's achievable
-//    read bandwidth (the roofline for decode, which streams every weight byte once per token).
-//  - BM_Matmul/<fmt>/<n>: y = W x for n tokens; bytes/s counts the stored weight bytes (FP8: 1 B
-//    per weight + scales, FP4: 0.5 B + scales, bf16: 2 B), items/s counts multiply-adds.
-//    Decode (n = 1) is memory-bound: compare its bytes/s with BM_ReadBandwidth's. Prefill
-//    (n = 256) reuses each decoded row for all tokens: compare its items/s with BM_FmaPeak's
-//    (multiply-adds per second with every register busy: the compute roofline).
+//  - BM_ReadBandwidth/<threads>: a 1 GiB buffer summed by 1 thread and by all OpenMP threads, each
+//    thread its own contiguous part, 5 passes, best pass reported: the achievable read bandwidth
+//    (the roofline for decode, which streams every weight byte once per token).
+//  - BM_FmaPeak: multiply-adds/s with 12 independent vector chains per thread on every thread, in
+//    the vector width the kernels use (the compute roofline for prefill).
+//  - BM_Matmul_<fmt>/<n>: y = W x for n tokens; bytes/s counts the stored weight bytes (FP8: 1 B
+//    per weight + scales, FP4: 0.5 B + scales, bf16: 2 B), items/s multiply-adds. of_roofline is
+//    weight bytes/s over the all-thread read bandwidth, of_fma_peak multiply-adds/s over the peak.
+//    Decode (n <= 8) cycles through distinct copies of the weights totalling at least 8x the L3
+//    (and 256 MiB), so every weight byte comes from DRAM; prefill (n = 256) uses one copy.
 //
 // Shapes (V4-ARCH §2): wq_b-like FP8 [4096 x 1024], an FP4 routed expert's w1 [2048 x 4096]
 // (moe_inter_dim x dim of V4-Flash), a bf16 [4096 x 1024]. The weights are random bytes; speed does
 // not depend on their values.
 #include <benchmark/benchmark.h>
 #include <omp.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/cpu/dispatch.h"
 #include "kernels/linear.h"
 
 namespace {
@@ -28,31 +37,166 @@ using dsv4::TensorView;
 using dsv4::kernels::Linear;
 using dsv4::kernels::WeightFormat;
 
+#if defined(__x86_64__) && !defined(__clang__)
+#define BENCH_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#else
+#define BENCH_CLONES
+#endif
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// ---- read bandwidth -------------------------------------------------------------------------
+
+typedef float v8f __attribute__((vector_size(32)));
+// Sums n floats (n a multiple of 32) with four independent 32-byte accumulators.
+BENCH_CLONES float sum_floats(const float* p, size_t n) {
+  v8f a0{}, a1{}, a2{}, a3{};
+  for (size_t i = 0; i + 32 <= n; i += 32) {
+    v8f x0, x1, x2, x3;
+    std::memcpy(&x0, p + i, 32);
+    std::memcpy(&x1, p + i + 8, 32);
+    std::memcpy(&x2, p + i + 16, 32);
+    std::memcpy(&x3, p + i + 24, 32);
+    a0 += x0, a1 += x1, a2 += x2, a3 += x3;
+  }
+  const v8f a = (a0 + a1) + (a2 + a3);
+  return a[0] + a[7];
+}
+
+struct FloatBuf {
+  float* p = nullptr;
+  size_t n = 0;
+  explicit FloatBuf(size_t bytes) : n(bytes / sizeof(float)) {
+    p = static_cast<float*>(std::aligned_alloc(4096, n * sizeof(float)));
+#pragma omp parallel for schedule(static)  // first touch by the thread that reads it
+    for (size_t i = 0; i < n; ++i) p[i] = 1.f;
+  }
+  ~FloatBuf() { std::free(p); }
+};
+
+// Best of `passes` passes over a 1 GiB buffer with `threads` threads, each summing its own
+// contiguous part: bytes/s.
+double read_bandwidth(int threads, int passes) {
+  static FloatBuf buf(size_t(1) << 30);
+  double best = 1e30;
+  for (int pass = 0; pass < passes; ++pass) {
+    float total = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+      const size_t nt = size_t(omp_get_num_threads()), t = size_t(omp_get_thread_num());
+      const size_t chunks = buf.n / 32, a = chunks * t / nt * 32, b = chunks * (t + 1) / nt * 32;
+      total += sum_floats(buf.p + a, b - a);
+    }
+    best = std::min(best, seconds_since(t0));
+    benchmark::DoNotOptimize(total);
+  }
+  return double(buf.n * sizeof(float)) / best;
+}
+
+// The all-thread roofline, measured once per run.
+double roofline_bytes_per_s() {
+  static const double bw = read_bandwidth(omp_get_max_threads(), 5);
+  return bw;
+}
+
+void BM_ReadBandwidth(benchmark::State& state) {
+  const int threads = state.range(0) == 0 ? omp_get_max_threads() : int(state.range(0));
+  double bw = 0;
+  for (auto _ : state) {
+    bw = read_bandwidth(threads, 5);
+    state.SetIterationTime(double(size_t(1) << 30) / bw);
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * (int64_t(1) << 30));
+  state.counters["threads"] = threads;
+}
+// 1 thread, then all threads (0)
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(0)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// ---- multiply-add peak ----------------------------------------------------------------------
+
+// 12 independent accumulator chains of W-float vectors (W the kernels' width: all in registers).
+template <int W>
+BENCH_CLONES float fma_chains(int64_t iters, float seed) {
+  using v = typename dsv4::kernels::Vec<W>::type;
+  v acc[12];
+  for (int k = 0; k < 12; ++k) acc[k] = v{} + seed * float(k + 1);
+  const v a = v{} + 0.999999f, b = v{} + 1e-7f;
+  for (int64_t i = 0; i < iters; ++i)
+    for (int k = 0; k < 12; ++k) acc[k] = acc[k] * a + b;
+  float s = 0;
+  for (int k = 0; k < 12; ++k) s += acc[k][0];
+  return s;
+}
+
+// Multiply-adds per second on all threads.
+double fma_peak() {
+  const int w = dsv4::kernels::vector_floats();
+  const int64_t iters = int64_t(1) << 24 >> (w / 8);
+  double best = 1e30;
+  for (int pass = 0; pass < 3; ++pass) {
+    float total = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel reduction(+ : total)
+    total += w == 16 ? fma_chains<16>(iters, 1.f) : w == 8 ? fma_chains<8>(iters, 1.f) : fma_chains<4>(iters, 1.f);
+    best = std::min(best, seconds_since(t0));
+    benchmark::DoNotOptimize(total);
+  }
+  return double(omp_get_max_threads()) * double(iters) * 12 * w / best;
+}
+
+double fma_peak_per_s() {
+  static const double p = fma_peak();
+  return p;
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  double p = 0;
+  for (auto _ : state) {
+    p = fma_peak();
+    state.SetIterationTime(1.0);
+  }
+  state.counters["G_madd_per_s"] = p * 1e-9;
+  state.counters["vector_floats"] = dsv4::kernels::vector_floats();
+}
+BENCHMARK(BM_FmaPeak)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// ---- matmul ---------------------------------------------------------------------------------
+
 struct Weights {
   std::vector<uint8_t> w, s;
   Linear lin;
   size_t bytes = 0;
 };
 
-Weights make(WeightFormat fmt, int64_t out, int64_t in) {
-  std::mt19937 rng(1);
+Weights make(WeightFormat fmt, int64_t out, int64_t in, uint32_t seed) {
+  std::mt19937 rng(seed);
   Weights o;
   Linear& l = o.lin;
   l.fmt = fmt;
   l.out = out;
   l.in = in;
   l.ld = in;
+  auto fill = [&](std::vector<uint8_t>& v, uint32_t mod) {
+    for (size_t i = 0; i < v.size(); i += 4) {
+      uint32_t r = rng();
+      for (size_t k = i; k < std::min(v.size(), i + 4); ++k, r >>= 8) v[k] = uint8_t(mod ? (r & 0xff) % mod : r);
+    }
+  };
   switch (fmt) {
     case WeightFormat::fp8_block128:
       o.w.resize(size_t(out * in));
-      for (auto& b : o.w) b = uint8_t(rng() % 0x7e);
+      fill(o.w, 0x7e);
       o.s.assign(size_t(((out + 127) / 128) * ((in + 127) / 128)), 120);
       l.w = TensorView{o.w.data(), Dtype::e4m3, 2, {out, in}};
       l.scale = TensorView{o.s.data(), Dtype::e8m0, 2, {(out + 127) / 128, (in + 127) / 128}};
       break;
     case WeightFormat::fp4_block32:
       o.w.resize(size_t(out * in / 2));
-      for (auto& b : o.w) b = uint8_t(rng());
+      fill(o.w, 0);
       o.s.assign(size_t(out * in / 32), 122);
       l.w = TensorView{o.w.data(), Dtype::u8, 2, {out, in / 2}};
       l.scale = TensorView{o.s.data(), Dtype::e8m0, 2, {out, in / 32}};
@@ -71,70 +215,46 @@ Weights make(WeightFormat fmt, int64_t out, int64_t in) {
   return o;
 }
 
-void BM_ReadBandwidth(benchmark::State& state) {
-  const size_t n = (size_t(512) << 20) / sizeof(uint64_t);
-  std::vector<uint64_t> buf(n, 1);
-  for (auto _ : state) {
-    uint64_t sum = 0;
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-    for (size_t i = 0; i < n; ++i) sum += buf[i];
-    benchmark::DoNotOptimize(sum);
-  }
-  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n * sizeof(uint64_t)));
-  state.counters["threads"] = omp_get_max_threads();
+size_t l3_bytes() {
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return l3 > 0 ? size_t(l3) : size_t(32) << 20;
 }
-BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
-
-// Multiply-add peak: 12 independent 16-lane accumulator chains per thread, compiled for the same
-// ISA levels as the kernels (the compute roofline for prefill).
-#if defined(__x86_64__) && !defined(__clang__)
-#define BENCH_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#else
-#define BENCH_CLONES
-#endif
-typedef float v16 __attribute__((vector_size(64)));
-#pragma GCC diagnostic ignored "-Wpsabi"
-BENCH_CLONES float fma_chains(int64_t iters, float seed) {
-  v16 acc[12];
-  for (int k = 0; k < 12; ++k) acc[k] = v16{} + seed * float(k + 1);
-  const v16 a = v16{} + 0.999999f, b = v16{} + 1e-7f;
-  for (int64_t i = 0; i < iters; ++i)
-    for (int k = 0; k < 12; ++k) acc[k] = acc[k] * a + b;
-  float s = 0;
-  for (int k = 0; k < 12; ++k) s += acc[k][0];
-  return s;
-}
-
-void BM_FmaPeak(benchmark::State& state) {
-  const int64_t iters = 1 << 22;
-  for (auto _ : state) {
-    float total = 0;
-#pragma omp parallel reduction(+ : total)
-    total += fma_chains(iters, 1.f);
-    benchmark::DoNotOptimize(total);
-  }
-  state.SetItemsProcessed(int64_t(state.iterations()) * omp_get_max_threads() * iters * 12 * 16);
-}
-BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void run(benchmark::State& state, WeightFormat fmt, int64_t out, int64_t in) {
   const int64_t n = state.range(0);
-  Weights w = make(fmt, out, in);
+  const double roof = roofline_bytes_per_s(), peak = fma_peak_per_s();
+  std::vector<Weights> ws;
+  ws.push_back(make(fmt, out, in, 1));
+  if (n <= 8) {  // decode: enough distinct copies that the working set is far beyond the L3
+    const size_t want = std::max(size_t(256) << 20, 8 * l3_bytes());
+    while (ws.size() * ws[0].bytes < want) {
+      Weights c = ws[0];  // distinct memory, same values (speed does not depend on them)
+      c.lin.w.data = c.w.data();
+      c.lin.scale.data = c.s.empty() ? nullptr : c.s.data();
+      ws.push_back(std::move(c));  // moving keeps the buffers where they are
+    }
+  }
   std::vector<float> x(size_t(n * in), 0.5f), y(size_t(n * out));
+  size_t k = 0;
   for (auto _ : state) {
-    dsv4::kernels::matmul(w.lin, x.data(), n, in, y.data(), out);
+    dsv4::kernels::matmul(ws[k].lin, x.data(), n, in, y.data(), out);
+    k = k + 1 == ws.size() ? 0 : k + 1;
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.bytes));
-  state.SetItemsProcessed(int64_t(state.iterations()) * n * out * in);
+  const double it = double(state.iterations()), bytes = double(ws[0].bytes), madds = double(n * out * in);
+  state.SetBytesProcessed(int64_t(it * bytes));
+  state.SetItemsProcessed(int64_t(it * madds));
+  state.counters["copies"] = double(ws.size());
+  state.counters["of_roofline"] = benchmark::Counter(it * bytes / roof, benchmark::Counter::kIsRate);
+  state.counters["of_fma_peak"] = benchmark::Counter(it * madds / peak, benchmark::Counter::kIsRate);
 }
 
 void BM_Matmul_fp8(benchmark::State& s) { run(s, WeightFormat::fp8_block128, 4096, 1024); }
 void BM_Matmul_fp4(benchmark::State& s) { run(s, WeightFormat::fp4_block32, 2048, 4096); }
 void BM_Matmul_bf16(benchmark::State& s) { run(s, WeightFormat::bf16, 4096, 1024); }
-BENCHMARK(BM_Matmul_fp8)->Arg(1)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Matmul_fp4)->Arg(1)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Matmul_bf16)->Arg(1)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Matmul_fp8)->Arg(1)->Arg(4)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Matmul_fp4)->Arg(1)->Arg(4)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Matmul_bf16)->Arg(1)->Arg(4)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 BENCHMARK_MAIN();
