@@ -7,6 +7,8 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -170,6 +172,18 @@ DSV4_CLONES static void dot_block(const float* w, int64_t ldw, const float* x, i
     }
 }
 
+namespace {
+constexpr float kQuietNan = std::numeric_limits<float>::quiet_NaN();
+
+// One output value: optional bf16 rounding, NaN made the one quiet NaN (so every path stores the
+// same bits for a NaN result).
+inline float finish(float v, bool out_bf16) {
+  if (v != v) return kQuietNan;
+  return out_bf16 ? round_bf16(v) : v;
+}
+
+}  // namespace
+
 // The body of matmul for R x T blocks: weight rows decoded R at a time and reused for every
 // token of the batch; leftover tokens and rows go through dot_f32 (same arithmetic).
 template <int R, int T, int W>
@@ -188,7 +202,7 @@ static void matmul_blocked(const Linear& Wt, const float* xin, int64_t lx, int64
       for (int64_t i = 0; i < nr; ++i) Wt.decode_row(r0 + i, &wblk[size_t(i * in)]);
       if (opts.weight_bf16)
         for (int64_t i = 0; i < nr * in; ++i) wblk[size_t(i)] = round_bf16(wblk[size_t(i)]);
-      auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r0 + r] = opts.out_bf16 ? round_bf16(v) : v; };
+      auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r0 + r] = finish(v, opts.out_bf16); };
       int64_t t = 0;
       if (nr == R) {
         for (; t + T <= n; t += T) {
@@ -202,6 +216,336 @@ static void matmul_blocked(const Linear& Wt, const float* xin, int64_t lx, int64
     }
   }
 }
+
+// ---- fused decode + dot for few tokens --------------------------------------------------------
+//
+// Decode (n = 1) streams every weight byte once, so converting rows into a buffer first (above) is
+// what bounds it. These kernels decode one vector of codes at a time in registers and multiply it
+// straight into the accumulators, with dot_block's arithmetic: lane sum e % 16 takes element e of
+// every 16-column block in ascending order, the tail goes to lanes 0.., then reduce16. Inside a
+// block the decoded vectors hold the elements in the order the bit tricks produce them
+// (lane_elem), so the activations are copied once per call into that order and the accumulators
+// put back in lane order before the reduction: the same sums in the same order. Each product is the
+// product of the exact decoded weight and x (a power-of-two scale folded into the raw decode or
+// into x gives the same real product, so the same float after one rounding). So a (row, token)
+// value is the same bits whichever path computes it.
+namespace {
+
+// Up to this many tokens matmul takes the fused kernels; more go through the decode-to-buffer path.
+constexpr int64_t kFusedTokens = 8;
+
+template <int W>
+struct IVec {
+  typedef int32_t type __attribute__((vector_size(4 * W)));
+};
+
+// Raw decodes, exact: e4m3 -> fp32 bits of value * 2^-120; e2m1 -> value * 2^-126.
+inline float e4m3_raw(uint8_t b) {
+  return std::bit_cast<float>((uint32_t(int32_t(int8_t(b))) << 20) & 0x87f00000u);
+}
+inline float e2m1_raw(uint32_t c) { return std::bit_cast<float>(((c & 8u) << 28) | ((c & 7u) << 22)); }
+
+// Element (0..15 of a 16-column block) that lane j of decoded vector p holds. The block's codes are
+// loaded as 32-bit words repeated across the vector; each lane shifts its code to the top:
+//  FP8 (4 codes a word): lane j reads word j % 4, byte p * W/4 + j / 4;
+//  FP4 (8 codes a word): lane j reads word j % 2, nibble p * W/2 + j / 2;
+//  bf16 (2 a word): lane j reads word (q * W + j) % 8 of the 8, the even element for p = 2q and
+//  the odd one for p = 2q + 1 (W <= 8); for W = 16 lanes 8.. take the odd ones;
+//  f32: in order.
+template <WeightFormat F, int W>
+constexpr int lane_elem(int p, int j) {
+  if constexpr (F == WeightFormat::fp8_block128) {
+    if constexpr (W == 8) return 8 * p + 4 * (j % 2) + j / 2;
+    return 4 * (j % 4) + p * (W / 4) + j / 4;
+  } else if constexpr (F == WeightFormat::fp4_block32) {
+    return 8 * (j % 2) + p * (W / 2) + j / 2;
+  } else if constexpr (F == WeightFormat::bf16) {
+    if constexpr (W == 16) return 2 * (j % 8) + j / 8;
+    return 2 * ((p / 2) * W + j) + p % 2;
+  } else {
+    return p * W + j;
+  }
+}
+
+// Codes at p as 32-bit words repeated over a vector: lane j gets word j % NW (NW = 2: one 8-byte
+// load broadcast; NW = 4: 16 bytes, W = 4 or 16 only).
+template <int W, int NW>
+inline typename IVec<W>::type load_words(const uint8_t* p) {
+  using I = typename IVec<W>::type;
+  if constexpr (NW == 2) {
+    typedef int64_t L __attribute__((vector_size(4 * W)));
+    int64_t u;
+    std::memcpy(&u, p, 8);
+    return std::bit_cast<I>(L{} + u);
+  } else {
+    typedef int32_t Q __attribute__((vector_size(16)));
+    Q q;
+    std::memcpy(&q, p, 16);
+    if constexpr (W == 4) return q;
+    else return __builtin_shufflevector(q, q, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+  }
+}
+
+template <WeightFormat F, int W>
+constexpr typename IVec<W>::type lane_shifts(int p) {
+  typename IVec<W>::type sh = {};
+  for (int j = 0; j < W; ++j) {
+    if constexpr (F == WeightFormat::fp8_block128) sh[j] = 24 - 8 * (W == 8 ? j / 2 : p * (W / 4) + j / 4);
+    else if constexpr (F == WeightFormat::fp4_block32) sh[j] = 28 - 4 * (p * (W / 2) + j / 2);
+    else sh[j] = (W == 16 ? j / 8 : p % 2) ? 0 : 16;  // bf16: even elements shift up, odd are masked
+  }
+  return sh;
+}
+
+// One row's stored bytes for the fused kernels.
+struct RowPtr {
+  const void* w = nullptr;        // first stored element of the (sub)row
+  const uint8_t* s = nullptr;     // FP4: its scale exponents from column block col0 / 32
+};
+
+// R rows x T tokens. x: T token rows (stride ldx) with each 16-column block in lane_elem order (the
+// tail in order), for FP8 already times 2^(e - 7) of its column's scale block (so the raw decode
+// needs no multiply); out[t * R + r].
+template <WeightFormat F, int R, int T, int W>
+DSV4_CLONES void fused_block(const RowPtr* rp, const float* x, int64_t ldx, int64_t n, float* out) {
+  using V = typename Vec<W>::type;
+  using I = typename IVec<W>::type;
+  constexpr int P = 16 / W;
+  V acc[R][T][P] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    V wv[R][P];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      if constexpr (F == WeightFormat::f32) {
+        for (int p = 0; p < P; ++p) std::memcpy(&wv[r][p], static_cast<const float*>(rp[r].w) + i + p * W, sizeof(V));
+      } else if constexpr (F == WeightFormat::bf16) {
+        const uint8_t* b = static_cast<const uint8_t*>(rp[r].w) + 2 * i;
+        for (int p = 0; p < P; ++p) {
+          I v;
+          if constexpr (W == 16) {  // the 8 words twice
+            typedef int32_t E __attribute__((vector_size(32)));
+            E h;
+            std::memcpy(&h, b, sizeof h);
+            v = __builtin_shufflevector(h, h, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+          } else {
+            std::memcpy(&v, b + 4 * W * (p / 2), sizeof v);
+          }
+          if constexpr (W == 16) v = (v << lane_shifts<F, W>(p)) & int32_t(0xffff0000u);
+          else v = p % 2 ? v & int32_t(0xffff0000u) : v << 16;
+          wv[r][p] = std::bit_cast<V>(v);
+        }
+      } else if constexpr (F == WeightFormat::fp8_block128) {
+        const uint8_t* c = static_cast<const uint8_t*>(rp[r].w) + i;
+#pragma GCC unroll 4
+        for (int p = 0; p < P; ++p) {
+          I src;
+          if constexpr (W == 8) src = load_words<W, 2>(c + 8 * p);
+          else src = load_words<W, 4>(c);
+          wv[r][p] = std::bit_cast<V>(((src << lane_shifts<F, W>(p)) >> 4) & int32_t(0x87f00000u));
+        }
+      } else {
+        const I src = load_words<W, 2>(static_cast<const uint8_t*>(rp[r].w) + i / 2);
+        const float f = std::bit_cast<float>(uint32_t(rp[r].s[i / 32] + 126u) << 23);  // 2^126 * scale
+#pragma GCC unroll 4
+        for (int p = 0; p < P; ++p)
+          wv[r][p] = std::bit_cast<V>(((src << lane_shifts<F, W>(p)) >> 6) & int32_t(0x81c00000u)) * f;
+      }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < P; ++p) {
+      V xv[T];
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) std::memcpy(&xv[t], x + t * ldx + i + p * W, sizeof(V));
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) acc[r][t][p] += wv[r][p] * xv[t];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) {
+      float a[16];
+      for (int p = 0; p < P; ++p)
+        for (int j = 0; j < W; ++j) a[lane_elem<F, W>(p, j)] = acc[r][t][p][j];
+      for (int64_t k = i; k < n; ++k) {
+        float wk;
+        if constexpr (F == WeightFormat::f32) {
+          wk = static_cast<const float*>(rp[r].w)[k];
+        } else if constexpr (F == WeightFormat::bf16) {
+          wk = bf16_to_f32(static_cast<const uint16_t*>(rp[r].w)[k]);
+        } else if constexpr (F == WeightFormat::fp8_block128) {
+          wk = e4m3_raw(static_cast<const uint8_t*>(rp[r].w)[k]);
+        } else {
+          const uint8_t b = static_cast<const uint8_t*>(rp[r].w)[k / 2];
+          wk = e2m1_raw((k & 1) ? b >> 4 : b & 15u) * std::bit_cast<float>(uint32_t(rp[r].s[k / 32] + 126u) << 23);
+        }
+        a[k & 15] += wk * x[t * ldx + k];
+      }
+      out[t * R + r] = reduce16(a);
+    }
+}
+
+// x (n columns) into lane_elem order per 16-column block, the tail in order.
+template <WeightFormat F, int W>
+void permute_x(const float* x, int64_t n, float* xp) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int p = 0; p < 16 / W; ++p)
+      for (int j = 0; j < W; ++j) xp[i + p * W + j] = x[i + lane_elem<F, W>(p, j)];
+  for (; i < n; ++i) xp[i] = x[i];
+}
+
+// Largest (code & 0x7f) of n e4m3 codes: 0x7f means a NaN code.
+DSV4_CLONES uint8_t e4m3_max_magnitude(const uint8_t* p, int64_t n) {
+  uint8_t m = 0;
+  for (int64_t k = 0; k < n; ++k) m = std::max<uint8_t>(m, p[k] & 0x7fu);
+  return m;
+}
+
+// x * 2^(e - 7) for FP8 column blocks (scale exponents e from srow, block of column col0 + k):
+// false if a factor or a product is not exact (then the caller takes the decode-to-buffer path).
+DSV4_CLONES bool fp8_scale_x(const float* x, int64_t n, int64_t col0, const uint8_t* srow, float* xs) {
+  bool ok = true;
+  for (int64_t k = 0; k < n;) {
+    const int64_t c = col0 + k, end = std::min(n, k + (128 - c % 128));
+    const uint32_t e = srow[c / 128];
+    if (e > 134) return false;  // 2^(e - 7) not a finite float (e = 255 is NaN)
+    const float f = std::bit_cast<float>((e + 120u) << 23), inv = std::bit_cast<float>((134u - e) << 23);
+    for (int64_t j = k; j < end; ++j) {
+      xs[j] = x[j] * f;
+      ok &= xs[j] * inv == x[j];
+    }
+    k = end;
+  }
+  return ok;
+}
+
+// Every FP4 scale exponent of a row at most 128 (so 2^126 * scale is a finite float).
+inline bool fp4_scales_ok(const uint8_t* s, int64_t nblocks) {
+  uint8_t m = 0;
+  for (int64_t b = 0; b < nblocks; ++b) m = std::max(m, s[b]);
+  return m <= 128;
+}
+
+// y = W x for n <= kFusedTokens tokens with the fused kernels: rows split into one contiguous range
+// per thread, R rows x T tokens at a time.
+template <WeightFormat F, int R, int T, int W>
+void matmul_fused_t(const Linear& L, const float* x, int64_t lx, int64_t n, float* y, int64_t ldy,
+                    const MatmulOpts& opts, bool par) {
+  const int64_t in = L.in, out = L.out;
+  const bool fp8 = F == WeightFormat::fp8_block128, fp4 = F == WeightFormat::fp4_block32;
+  const size_t esize = F == WeightFormat::f32 ? 4 : F == WeightFormat::bf16 ? 2 : 1;
+  // activations in lane order (FP8: per scale group, below)
+  std::vector<float> xp(F == WeightFormat::bf16 || fp4 ? size_t(n * in) : 0);
+  if (!xp.empty())
+    for (int64_t t = 0; t < n; ++t) permute_x<F, W>(x + t * lx, in, xp.data() + t * in);
+#pragma omp parallel if (par)
+  {
+    const int64_t nt = omp_get_num_threads(), th = omp_get_thread_num();
+    const int64_t units = (out + R - 1) / R;  // contiguous row range per thread, R-aligned
+    const int64_t ra = std::min(out, units * th / nt * R), rb = std::min(out, units * (th + 1) / nt * R);
+    std::vector<float> xs(fp8 ? size_t(n * in) : 0), xtmp(fp8 ? size_t(in) : 0), wrow;
+    int64_t group = -1;  // FP8: 128-row scale group xs is scaled for
+    bool xs_ok = false;
+    float tile[R * T];
+    const uint8_t* wbase = L.w.as<uint8_t>();
+    auto row_ptr = [&](int64_t r) {
+      RowPtr p;
+      const int64_t ar = L.row0 + r;
+      if (fp4) {
+        p.w = wbase + ar * (L.ld / 2) + L.col0 / 2;
+        p.s = L.scale.as<uint8_t>() + ar * L.scale.dim(1) + L.col0 / 32;
+      } else {
+        p.w = wbase + size_t(ar * L.ld + L.col0) * esize;
+      }
+      return p;
+    };
+    // The decode-to-buffer path for one row (same arithmetic, see above).
+    auto slow_row = [&](int64_t r) {
+      wrow.resize(size_t(in));
+      L.decode_row(r, wrow.data());
+      for (int64_t t = 0; t < n; ++t) y[t * ldy + r] = finish(dot_f32(wrow.data(), x + t * lx, in), opts.out_bf16);
+    };
+    // Rows [r, r + nr) (nr == R, or 1) for tokens [t0, t0 + TT).
+    auto rows_tokens = [&](int64_t r, auto rr, const float* xt, int64_t ldxt, int64_t t0, auto tt) {
+      constexpr int RR = decltype(rr)::value, TT = decltype(tt)::value;
+      RowPtr rp[RR];
+      for (int k = 0; k < RR; ++k) rp[k] = row_ptr(r + k);
+      fused_block<F, RR, TT, W>(rp, xt + t0 * ldxt, ldxt, in, tile);
+      for (int t = 0; t < TT; ++t)
+        for (int k = 0; k < RR; ++k) y[(t0 + t) * ldy + r + k] = finish(tile[t * RR + k], opts.out_bf16);
+    };
+    auto rows = [&](int64_t r, auto rr) {
+      const float* xt = fp8 ? xs.data() : xp.empty() ? x : xp.data();
+      const int64_t ldxt = fp8 || !xp.empty() ? in : lx;
+      int64_t t0 = 0;
+      for (; t0 + T <= n; t0 += T) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, T>{});
+      for (; t0 < n; ++t0) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 1>{});
+    };
+    for (int64_t r = ra; r < rb;) {
+      int64_t nr = std::min<int64_t>(R, rb - r);
+      if (fp8) {
+        const int64_t g = (L.row0 + r) / 128;
+        nr = std::min(nr, (g + 1) * 128 - (L.row0 + r));  // a block stays in one scale group
+        if (g != group) {
+          group = g;
+          const uint8_t* srow = L.scale.as<uint8_t>() + g * L.scale.dim(1);
+          xs_ok = true;
+          for (int64_t t = 0; t < n && xs_ok; ++t) {
+            xs_ok = fp8_scale_x(x + t * lx, in, L.col0, srow, xtmp.data());
+            permute_x<F, W>(xtmp.data(), in, xs.data() + t * in);
+          }
+        }
+      }
+      bool ok[R], all = nr == R;
+      for (int64_t k = 0; k < nr; ++k) {  // rows the fused kernels must not take
+        ok[k] = true;
+        if (fp8) ok[k] = xs_ok && e4m3_max_magnitude(static_cast<const uint8_t*>(row_ptr(r + k).w), in) != 0x7f;
+        if (fp4) ok[k] = fp4_scales_ok(row_ptr(r + k).s, (in + 31) / 32);
+        all = all && ok[k];
+      }
+      if (all) {
+        rows(r, std::integral_constant<int, R>{});
+      } else {
+        for (int64_t k = 0; k < nr; ++k) {
+          if (ok[k]) {
+            rows(r + k, std::integral_constant<int, 1>{});
+          } else {
+            slow_row(r + k);
+          }
+        }
+      }
+      r += nr;
+    }
+  }
+}
+
+// Rows per block and tokens per pass for the fused kernels (registers: R x T x 16 / W accumulators).
+template <WeightFormat F, int W>
+void matmul_fused_f(const Linear& L, const float* x, int64_t lx, int64_t n, float* y, int64_t ldy,
+                    const MatmulOpts& opts, bool par) {
+  constexpr int R1 = W == 4 ? 1 : 2;
+  switch (n) {
+    case 1: matmul_fused_t<F, R1, 1, W>(L, x, lx, n, y, ldy, opts, par); break;
+    case 2: matmul_fused_t<F, 1, 2, W>(L, x, lx, n, y, ldy, opts, par); break;
+    case 3: matmul_fused_t<F, 1, 3, W>(L, x, lx, n, y, ldy, opts, par); break;
+    default: matmul_fused_t<F, 1, 4, W>(L, x, lx, n, y, ldy, opts, par); break;
+  }
+}
+
+template <int W>
+void matmul_fused(const Linear& L, const float* x, int64_t lx, int64_t n, float* y, int64_t ldy,
+                  const MatmulOpts& opts, bool par) {
+  switch (L.fmt) {
+    case WeightFormat::f32: matmul_fused_f<WeightFormat::f32, W>(L, x, lx, n, y, ldy, opts, par); break;
+    case WeightFormat::bf16: matmul_fused_f<WeightFormat::bf16, W>(L, x, lx, n, y, ldy, opts, par); break;
+    case WeightFormat::fp8_block128: matmul_fused_f<WeightFormat::fp8_block128, W>(L, x, lx, n, y, ldy, opts, par); break;
+    case WeightFormat::fp4_block32: matmul_fused_f<WeightFormat::fp4_block32, W>(L, x, lx, n, y, ldy, opts, par); break;
+  }
+}
+
+}  // namespace
 
 DSV4_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
@@ -230,6 +574,14 @@ void matmul(const Linear& W, const float* x, int64_t n, int64_t ldx, float* y, i
   const int64_t lx = opts.act_fp8 ? in : ldx;
   // Small products stay on one thread: a parallel region costs more than they do.
   const bool par = out * in * n >= (int64_t(1) << 16);
+  if (n <= kFusedTokens && !opts.weight_bf16 && (W.fmt != WeightFormat::fp4_block32 || W.col0 % 32 == 0)) {
+    switch (vector_floats()) {
+      case 16: matmul_fused<16>(W, xin, lx, n, y, ldy, opts, par); break;
+      case 8: matmul_fused<8>(W, xin, lx, n, y, ldy, opts, par); break;
+      default: matmul_fused<4>(W, xin, lx, n, y, ldy, opts, par); break;
+    }
+    return;
+  }
   switch (vector_floats()) {  // register blocks that fit each ISA's register file
     case 16: matmul_blocked<4, 4, 16>(W, xin, lx, n, y, ldy, opts, par); break;
     case 8: matmul_blocked<2, 2, 8>(W, xin, lx, n, y, ldy, opts, par); break;
