@@ -132,13 +132,18 @@ ojson build_report(const model::Config& c, const std::string& source, const mode
   cfg["num_hash_layers"] = c.n_hash_layers;
   cfg["num_nextn_predict_layers"] = c.n_mtp_layers;
   cfg["expert_dtype"] = c.expert_dtype;
+  if (c.dspark.present()) {
+    cfg["dspark_block_size"] = c.dspark.block_size;
+    cfg["dspark_noise_token_id"] = c.dspark.noise_token_id;
+    cfg["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
+    cfg["dspark_markov_rank"] = c.dspark.markov_rank;
+  }
   j["config"] = cfg;
 
   ojson layers = ojson::array();
-  const int n_blocks = c.n_layers + (c.n_mtp_layers > 0 ? 1 : 0);
-  for (int l = 0; l < n_blocks; ++l) {
+  for (int l = 0; l < c.n_blocks(); ++l) {
     ojson e;
-    e["layer"] = l == c.n_layers ? ojson("mtp") : ojson(l);
+    e["layer"] = l >= c.n_layers ? ojson("mtp." + std::to_string(l - c.n_layers)) : ojson(l);
     e["kind"] = model::attn_kind_name(c.attn_kind(l));
     e["ratio"] = c.compress_ratio(l);
     e["hash"] = c.is_hash_layer(l);
@@ -150,17 +155,24 @@ ojson build_report(const model::Config& c, const std::string& source, const mode
                        {"hca", c.count_layers(AttnKind::hca)}};
 
   ojson tensors;
-  tensors["expected"] = totals_json(model::expected_tensor_totals(c, c.n_mtp_layers > 0));
+  tensors["expected"] = totals_json(model::expected_tensor_totals(c, true));
   if (m) {
     tensors["checkpoint"] = totals_json(checkpoint_totals(*m));
-    tensors["mtp_loaded"] = m->weights().has_mtp;
     tensors["unused"] = m->unused_tensors();
   }
   j["tensors"] = tensors;
 
   const model::ParamCounts p = model::count_params(c);
-  j["params"] = {{"total_main", p.total_main()},   {"mtp", p.mtp},
-                 {"total_with_mtp", p.total_with_mtp()}, {"active", p.active},
+  // The drafter: what the config describes, and (with a checkpoint) what was loaded.
+  ojson dr;
+  dr["kind"] = model::drafter_kind_name(c.drafter_kind());
+  dr["blocks"] = c.drafter_kind() == model::DrafterKind::none ? 0 : c.n_drafter_blocks();
+  dr["params"] = p.drafter;
+  if (m) dr["loaded"] = model::drafter_kind_name(m->weights().drafter);
+  if (c.dspark.present()) dr["target_layer_ids"] = c.dspark.target_layer_ids;
+  j["drafter"] = dr;
+  j["params"] = {{"total_main", p.total_main()},   {"drafter", p.drafter},
+                 {"total_with_drafter", p.total_with_drafter()}, {"active", p.active},
                  {"embed", p.embed},               {"head", p.head},
                  {"dense", p.dense},               {"shared_expert", p.shared_expert},
                  {"routed_expert", p.routed_expert}, {"tid2eid_entries", p.tid2eid}};
@@ -210,15 +222,34 @@ void print_text(const model::Config& c, const ojson& r, const model::Model* m) {
        (c.original_seq_len > 0 ? " + YaRN x" + fmt("%g", c.rope_factor) + " from " + std::to_string(c.original_seq_len)
                                : std::string()) +
        " (ratio 4/128)");
-  line("  mtp           " + std::to_string(c.n_mtp_layers) + " block(s)" +
-       (m ? (m->weights().has_mtp ? " (loaded)" : " (absent from checkpoint)") : std::string()));
+  {
+    const auto& d = r["drafter"];
+    std::string s = "  drafter       ";
+    switch (c.drafter_kind()) {
+      case model::DrafterKind::none: s += "none"; break;
+      case model::DrafterKind::mtp: s += "MTP block (April release), " + std::to_string(c.n_drafter_blocks()) + " block"; break;
+      case model::DrafterKind::dspark: {
+        std::string ids;
+        for (int id : c.dspark.target_layer_ids) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+        s += "DSpark (0731/0813), " + std::to_string(c.dspark.n_stages()) + " stages on target layers [" + ids +
+             "], block " + std::to_string(c.dspark.block_size) + ", Markov rank " +
+             std::to_string(c.dspark.markov_rank);
+        break;
+      }
+    }
+    if (c.drafter_kind() != model::DrafterKind::none) {
+      s += ", " + params_str(d["params"].get<int64_t>(), 4) + " params";
+      if (m) s += m->weights().drafter == c.drafter_kind() ? " (loaded)" : " (absent from checkpoint)";
+    }
+    line(s);
+  }
 
   line("");
   line("layer schedule (SWA / CSA / HCA = " + std::to_string(c.count_layers(AttnKind::swa)) + " / " +
        std::to_string(c.count_layers(AttnKind::csa)) + " / " + std::to_string(c.count_layers(AttnKind::hca)) + "):");
   line("  layer  kind  ratio  routing");
   for (const auto& e : r["layers"]) {
-    std::string id = e["layer"].is_string() ? "mtp" : std::to_string(e["layer"].get<int>());
+    std::string id = e["layer"].is_string() ? e["layer"].get<std::string>() : std::to_string(e["layer"].get<int>());
     char b[96];
     std::snprintf(b, sizeof b, "  %5s  %-4s  %5d  %s", id.c_str(), e["kind"].get<std::string>().c_str(),
                   e["ratio"].get<int>(), e["hash"].get<bool>() ? "hash (tid2eid)" : "top-k");
@@ -244,7 +275,7 @@ void print_text(const model::Config& c, const ojson& r, const model::Model* m) {
     const auto& unused = r["tensors"]["unused"];
     if (!unused.empty()) line("  unused by the loader: " + std::to_string(unused.size()) + " tensors");
   } else {
-    print_totals("tensors a checkpoint holds (expected from the config, incl. MTP):", r["tensors"]["expected"]);
+    print_totals("tensors a checkpoint holds (expected from the config, incl. the drafter):", r["tensors"]["expected"]);
   }
 
   const auto& p = r["params"];
@@ -255,13 +286,13 @@ void print_text(const model::Config& c, const ojson& r, const model::Model* m) {
   };
   line("");
   line("parameters (logical weights; FP4 counts 2 per byte, scales and tid2eid excluded):");
-  pl("total, main model (excl. MTP)", p["total_main"].get<int64_t>(), 5);
+  pl("total, main model (excl. drafter)", p["total_main"].get<int64_t>(), 5);
   pl("  embed + head", p["embed"].get<int64_t>() + p["head"].get<int64_t>(), 5);
   pl("  attention, router, norms, mHC", p["dense"].get<int64_t>(), 5);
   pl("  shared experts", p["shared_expert"].get<int64_t>(), 5);
   pl("  routed experts", p["routed_expert"].get<int64_t>(), 5);
-  pl("MTP block", p["mtp"].get<int64_t>(), 5);
-  pl("total incl. MTP", p["total_with_mtp"].get<int64_t>(), 5);
+  pl("drafter", p["drafter"].get<int64_t>(), 5);
+  pl("total incl. drafter", p["total_with_drafter"].get<int64_t>(), 5);
   pl("active per token", p["active"].get<int64_t>(), 3, "≈");
 
   const auto& kv = r["kv"];

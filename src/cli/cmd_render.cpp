@@ -35,13 +35,7 @@ void run_render(const RenderArgs& a) {
   if (body.size() >= 3 && body.compare(0, 3, "\xEF\xBB\xBF") == 0) body.erase(0, 3);  // UTF-8 BOM
   text::Json req_json = text::parse_py_json(body, a.request);
   text::ChatRequest req = text::chat_request_from_openai(req_json);
-  if (a.effort_table == "auto") {
-    req.options.effort_table = &text::EffortTable::for_model_dir(a.model);
-  } else {
-    req.options.effort_table = text::EffortTable::by_name(a.effort_table);
-    if (!req.options.effort_table)
-      throw Error("--effort-table: unknown table '" + a.effort_table + "' (expected auto, v4 or v4-0731)");
-  }
+  req.options.effort_table = &text::EffortTable::from_flag(a.effort_table, a.model);
   std::vector<text::PromptSegment> segs = text::render_prompt_segments(req);
   if (!a.ids) {
     write_stdout(text::segments_to_string(segs));
@@ -67,7 +61,7 @@ void register_render(CLI::App& app) {
   cmd->add_option("--model", args->model, "Model dir (tokenizer for --ids, reasoning-effort table)")->required();
   cmd->add_option("--request", args->request, "Chat-completions request JSON file ('-' = stdin)")->required();
   cmd->add_flag("--ids", args->ids, "Print token ids (JSON array) instead of the prompt text");
-  cmd->add_option("--effort-table", args->effort_table, "Reasoning-effort table: auto, v4 or v4-0731")
+  cmd->add_option("--encoder,--effort-table", args->effort_table, "prompt encoder (reasoning-effort table): auto (from the checkpoint), v4 or v4-0731")
       ->capture_default_str();
   cmd->callback([args] { run_render(*args); });
 }

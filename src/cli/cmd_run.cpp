@@ -25,7 +25,7 @@ namespace dsv4::cli {
 namespace {
 
 struct RunArgs {
-  std::string model, prompt, numerics = "reference";
+  std::string model, prompt, numerics = "reference", encoder = "auto", reasoning_effort;
   bool chat = false, thinking = false;
   int n = 256;
   int64_t ctx = 0;
@@ -75,7 +75,7 @@ class StdoutSink {
   engine::TextKind kind_ = engine::TextKind::content;
 };
 
-std::vector<int32_t> prompt_ids(const RunArgs& a, const text::Tokenizer& tok) {
+std::vector<int32_t> prompt_ids(const RunArgs& a, const text::Tokenizer& tok, const std::string& dir) {
   if (!a.chat) {
     std::vector<int32_t> ids{tok.bos_id()};
     tok.encode_plain(a.prompt, &ids);
@@ -87,6 +87,13 @@ std::vector<int32_t> prompt_ids(const RunArgs& a, const text::Tokenizer& tok) {
   user.content = a.prompt;
   req.messages.push_back(std::move(user));
   req.options.thinking_mode = a.thinking ? text::ThinkingMode::thinking : text::ThinkingMode::chat;
+  std::string why;
+  const text::EffortTable& table = text::EffortTable::from_flag(a.encoder, dir, &why);
+  req.options.effort_table = &table;
+  const std::string effort = a.reasoning_effort.empty() ? table.default_effort : a.reasoning_effort;
+  if (!effort.empty()) req.options.reasoning_effort = text::normalize_reasoning_effort(effort, table);
+  std::fprintf(stderr, "run: encoder %s (%s), effort %s\n", table.name.c_str(), why.c_str(),
+               req.options.reasoning_effort ? req.options.reasoning_effort->c_str() : "none");
   const auto segs = text::render_prompt_segments(req);
   return text::segments_to_ids(segs, [&tok](std::string_view s) { return tok.encode_plain(s); });
 }
@@ -107,7 +114,7 @@ void run_generate(const RunArgs& a) {
   opt.prefill_chunk = a.chunk;
   opt.mode = !a.chat ? engine::OutputMode::plain
                      : (a.thinking ? engine::OutputMode::chat_thinking : engine::OutputMode::chat);
-  const std::vector<int32_t> ids = prompt_ids(a, tok);
+  const std::vector<int32_t> ids = prompt_ids(a, tok, dir);
 
   StdoutSink out;
   PrefillProgressPrinter progress("run");
@@ -137,6 +144,8 @@ void register_run(CLI::App& app) {
   cmd->add_option("--prompt,-p", a->prompt, "prompt text")->required();
   cmd->add_flag("--chat", a->chat, "render the prompt as one user message of a V4 chat");
   cmd->add_flag("--thinking", a->thinking, "--chat in thinking mode (reasoning shown marked)");
+  cmd->add_option("--encoder", a->encoder, "--chat prompt encoder: auto (from the checkpoint), v4 or v4-0731")->capture_default_str();
+  cmd->add_option("--reasoning-effort", a->reasoning_effort, "--thinking effort (none, low, high, max; default: the encoder's)");
   cmd->add_option("-n,--max-tokens", a->n, "tokens to generate at most (<= 0: until EOS or --ctx)")
       ->capture_default_str();
   auto& sp = a->sampling;

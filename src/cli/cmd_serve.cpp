@@ -14,6 +14,7 @@
 #include "model/tiny_checkpoint.h"
 #include "model/weights.h"
 #include "server/http_server.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 
 namespace dsv4::cli {
@@ -22,6 +23,7 @@ namespace {
 
 struct ServeArgs {
   std::string model, host = "127.0.0.1", api_key, cache_dir, served_name = "deepseek-v4-flash", numerics = "reference";
+  std::string encoder = "auto", reasoning_effort = "default";
   int port = 8080, parallel = 4, step_tokens = 256, queue = 64, keepalive_ms = 2000;
   int64_t ctx = 8192;
   size_t kv_mb = 8192, cache_mb = 2048;
@@ -61,6 +63,16 @@ void serve(const ServeArgs& a) {
   so.model.name = a.served_name;
   so.model.aliases = {"deepseek-v4-flash", "deepseek-v4-pro", "deepseek-v4", "deepseek-chat", "deepseek-reasoner", "default"};
   so.model.ctx = a.ctx;
+  std::string encoder_why;
+  const text::EffortTable& effort = text::EffortTable::from_flag(a.encoder, dir, &encoder_why);
+  so.model.effort_table = &effort;
+  so.model.default_effort = a.reasoning_effort == "default" ? effort.default_effort : a.reasoning_effort;
+  if (!so.model.default_effort.empty() && so.model.default_effort != "none") {
+    text::ChatRequest probe;  // checks the value against the table before serving
+    probe.options.reasoning_effort = so.model.default_effort;
+    so.model.apply_effort(probe);
+  }
+  if (so.model.default_effort == "none") so.model.default_effort.clear();
   so.keepalive_ms = a.keepalive_ms;
   so.http_threads = std::max(64, a.parallel * 4 + a.queue);
   so.log_requests = !a.quiet;
@@ -71,10 +83,13 @@ void serve(const ServeArgs& a) {
                "dsv4 serve: configuration\n"
                "  model        = %s%s\n  served name  = %s\n  numerics     = %s\n  ctx          = %lld\n"
                "  parallel     = %d\n  step tokens  = %d\n  queue        = %d\n  kv budget    = %zu MiB\n"
-               "  prefix cache = %zu MiB\n  auth         = %s\n  threads      = %u hw\n",
+               "  prefix cache = %zu MiB\n  auth         = %s\n  threads      = %u hw\n"
+               "  drafter      = %s (not used for decoding)\n  encoder      = %s (%s), default effort %s\n",
                dir.c_str(), a.model.empty() ? " (embedded default model: random weights, for trying the server)" : "",
                a.served_name.c_str(), a.numerics.c_str(), (long long)a.ctx, a.parallel, a.step_tokens, a.queue,
-               a.kv_mb, a.cache_mb, a.api_key.empty() ? "off" : "api key", std::thread::hardware_concurrency());
+               a.kv_mb, a.cache_mb, a.api_key.empty() ? "off" : "api key", std::thread::hardware_concurrency(),
+               model::drafter_kind_name(m->weights().drafter), effort.name.c_str(), encoder_why.c_str(),
+               so.model.default_effort.empty() ? "none" : so.model.default_effort.c_str());
   std::fprintf(stderr, "dsv4 serve: listening on http://%s:%d (OpenAI: /v1, Anthropic: /v1/messages)\n", a.host.c_str(), http.port());
   std::fflush(stderr);
 
@@ -112,6 +127,8 @@ void register_serve(CLI::App& app) {
   c->add_option("--cache-mb", a->cache_mb, "prefix cache RAM budget, MiB")->capture_default_str();
   c->add_option("--cache-dir", a->cache_dir, "persist prefix-cache states here (atomic, checksummed; reloaded at start)");
   c->add_option("--keepalive-ms", a->keepalive_ms, "SSE keep-alive comment interval")->capture_default_str();
+  c->add_option("--encoder", a->encoder, "prompt encoder (reasoning-effort table): auto (from the checkpoint), v4 or v4-0731")->capture_default_str();
+  c->add_option("--reasoning-effort", a->reasoning_effort, "effort for requests that name none: default (the encoder's), none, low, high, max")->capture_default_str();
   c->add_flag("--quiet", a->quiet, "no per-request log lines");
   c->callback([a] { serve(*a); });
 }

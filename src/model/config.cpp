@@ -1,6 +1,7 @@
 // V4-ARCH §1.2 key mapping (HF <-> ModelArgs) and §1.3 layer schedule validation.
 #include "model/config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,21 @@ const char* attn_kind_name(AttnKind k) {
 AttnKind Config::attn_kind(int layer) const {
   int r = compress_ratios.at(size_t(layer));
   return r == 0 ? AttnKind::swa : r == 4 ? AttnKind::csa : AttnKind::hca;
+}
+
+const char* drafter_kind_name(DrafterKind k) {
+  switch (k) {
+    case DrafterKind::none: return "none";
+    case DrafterKind::mtp: return "mtp";
+    case DrafterKind::dspark: return "dspark";
+  }
+  return "?";
+}
+
+DrafterKind Config::drafter_kind() const {
+  if (dspark.present()) return DrafterKind::dspark;
+  if (n_mtp_layers > 0 && n_drafter_blocks() > 0) return DrafterKind::mtp;
+  return DrafterKind::none;
 }
 
 int Config::count_layers(AttnKind k) const {
@@ -168,6 +184,24 @@ Config config_from_json(const json& j, const std::string& source) {
     if (!v.is_number_integer()) r.bad("compress_ratios", "expected integers, got " + v.dump());
     c.compress_ratios.push_back(v.get<int>());
   }
+  // DSpark (V4-Flash-0731, V4-Pro-0813): same keys in config.json and inference/config.json.
+  const char* dspark_keys[] = {"dspark_block_size", "dspark_noise_token_id", "dspark_target_layer_ids",
+                               "dspark_markov_rank"};
+  int n_dspark = 0;
+  for (const char* k : dspark_keys) n_dspark += r.find(k) != nullptr;
+  if (n_dspark > 0) {
+    for (const char* k : dspark_keys)
+      if (!r.find(k)) r.bad(k, "missing (the other dspark_* keys are present)");
+    c.dspark.block_size = as_int32(r, "dspark_block_size", r.get_int("dspark_block_size", true));
+    c.dspark.noise_token_id = as_int32(r, "dspark_noise_token_id", r.get_int("dspark_noise_token_id", true));
+    c.dspark.markov_rank = as_int32(r, "dspark_markov_rank", r.get_int("dspark_markov_rank", true));
+    const json* t = r.find("dspark_target_layer_ids");
+    if (!t->is_array() || t->empty()) r.bad("dspark_target_layer_ids", "expected a non-empty array of layer ids");
+    for (const auto& v : *t) {
+      if (!v.is_number_integer()) r.bad("dspark_target_layer_ids", "expected integers, got " + v.dump());
+      c.dspark.target_layer_ids.push_back(as_int32(r, "dspark_target_layer_ids", v.get<int64_t>()));
+    }
+  }
   validate_config(c);
   return c;
 }
@@ -215,8 +249,8 @@ void validate_config(const Config& c) {
                                    std::to_string(c.n_routed_experts));
   if (c.n_hash_layers < 0 || c.n_hash_layers > c.n_layers)
     bad("num_hash_layers", "must be in [0, num_hidden_layers], got " + std::to_string(c.n_hash_layers));
-  if (c.n_mtp_layers < 0 || c.n_mtp_layers > 1)
-    bad("num_nextn_predict_layers", "expected 0 or 1, got " + std::to_string(c.n_mtp_layers));
+  if (c.n_mtp_layers < 0 || c.n_mtp_layers > 16)
+    bad("num_nextn_predict_layers", "expected 0..16, got " + std::to_string(c.n_mtp_layers));
   if (c.bos_token_id < 0 || c.bos_token_id >= c.vocab_size) bad("bos_token_id", "outside the vocabulary");
   if (c.eos_token_id < 0 || c.eos_token_id >= c.vocab_size) bad("eos_token_id", "outside the vocabulary");
   if (!(c.hc_eps >= 0) || !(c.norm_eps > 0)) bad("rms_norm_eps", "must be positive");
@@ -229,18 +263,36 @@ void validate_config(const Config& c) {
   if (!(c.route_scale > 0)) bad("routed_scaling_factor", "must be positive");
   if (c.expert_dtype != "fp4" && c.expert_dtype != "fp8" && c.expert_dtype != "bf16")
     bad("expert_dtype", "expected \"fp4\", \"fp8\" or \"bf16\", got \"" + c.expert_dtype + "\"");
-  if (c.compress_ratios.size() != size_t(c.n_layers) + 1)
-    bad("compress_ratios", "expected num_hidden_layers+1 = " + std::to_string(c.n_layers + 1) +
-                               " entries (the last is the MTP block), got " +
-                               std::to_string(c.compress_ratios.size()));
+  // compress_ratios: N main entries, then the drafter blocks' (0731 has 46 for 43 + 3 stages).
+  const int64_t n_ratios = int64_t(c.compress_ratios.size());
+  if (c.dspark.present()) {
+    const int S = c.dspark.n_stages();
+    if (n_ratios != int64_t(c.n_layers) + S)
+      bad("compress_ratios", "expected num_hidden_layers + len(dspark_target_layer_ids) = " +
+                                 std::to_string(c.n_layers + S) + " entries (" + std::to_string(S) +
+                                 " DSpark stages after the main layers), got " + std::to_string(n_ratios));
+    if (c.dspark.block_size < 1 || c.dspark.block_size > 64)
+      bad("dspark_block_size", "expected 1..64, got " + std::to_string(c.dspark.block_size));
+    if (c.dspark.noise_token_id < 0 || c.dspark.noise_token_id >= c.vocab_size)
+      bad("dspark_noise_token_id", "outside the vocabulary: " + std::to_string(c.dspark.noise_token_id));
+    if (c.dspark.markov_rank < 1) bad("dspark_markov_rank", "must be positive, got " + std::to_string(c.dspark.markov_rank));
+    for (int id : c.dspark.target_layer_ids)
+      if (id < 0 || id >= c.n_layers)
+        bad("dspark_target_layer_ids", "layer " + std::to_string(id) + " outside [0, num_hidden_layers = " +
+                                           std::to_string(c.n_layers) + ")");
+  } else if (n_ratios < c.n_layers || n_ratios > int64_t(c.n_layers) + std::max(1, c.n_mtp_layers)) {
+    bad("compress_ratios", "expected num_hidden_layers = " + std::to_string(c.n_layers) +
+                               " entries, plus one per MTP block (num_nextn_predict_layers = " +
+                               std::to_string(c.n_mtp_layers) + "), got " + std::to_string(n_ratios));
+  }
   for (size_t i = 0; i < c.compress_ratios.size(); ++i) {
     int r = c.compress_ratios[i];
     if (r != 0 && r != 4 && r != 128)
       bad("compress_ratios", "entry " + std::to_string(i) + " is " + std::to_string(r) + "; allowed: 0, 4, 128");
+    if (int64_t(i) >= c.n_layers && r != 0)
+      bad("compress_ratios", "entry " + std::to_string(i) + " (drafter block " + std::to_string(i - size_t(c.n_layers)) +
+                                 ") must be 0 (sliding window only), got " + std::to_string(r));
   }
-  if (c.compress_ratios.back() != 0)
-    bad("compress_ratios", "the MTP entry (last) must be 0 (sliding window only), got " +
-                               std::to_string(c.compress_ratios.back()));
   if (c.window_size < 1) bad("sliding_window", "must be >= 1");
 }
 

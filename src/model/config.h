@@ -9,6 +9,25 @@
 
 namespace dsv4::model {
 
+// The speculative drafter a checkpoint carries next to its main model (issue 17):
+//   mtp    - April release: one MTP block `mtp.0.*` with e_proj/h_proj/enorm/hnorm/norm/hc_head.
+//   dspark - V4-Flash-0731 / V4-Pro-0813: DSpark stages `mtp.0..S-1.*`, each an ordinary ratio-0
+//            block; stage 0 adds main_proj/main_norm (fusing target layers' outputs), the last
+//            stage norm, markov_head, confidence_head and its own hc_head.
+// The main model's logits never depend on it.
+enum class DrafterKind : uint8_t { none, mtp, dspark };
+const char* drafter_kind_name(DrafterKind k);
+
+// DSpark keys of a 0731/0813 config (all four present, or none).
+struct DSparkConfig {
+  int block_size = 0;                  // dspark_block_size (5): draft tokens per round
+  int noise_token_id = -1;             // dspark_noise_token_id (128799): MASK token of a block
+  std::vector<int> target_layer_ids;   // dspark_target_layer_ids: one target layer per stage
+  int markov_rank = 0;                 // dspark_markov_rank: 256 Flash-0731, 512 Pro-0813
+  bool present() const { return !target_layer_ids.empty(); }
+  int n_stages() const { return int(target_layer_ids.size()); }
+};
+
 // Attention kind of a layer, from compress_ratios (V4-ARCH §1.3).
 enum class AttnKind : uint8_t { swa /*ratio 0*/, csa /*ratio 4*/, hca /*ratio 128*/ };
 const char* attn_kind_name(AttnKind k);
@@ -29,7 +48,9 @@ struct Config {
   int moe_inter_dim = 0;        // I
   int vocab_size = 0;           // V
   int window_size = 0;          // W (128)
-  std::vector<int> compress_ratios;  // N+1 entries, index N = MTP block
+  // One entry per main layer, then one per drafter block: N+1 (April, the MTP block), N+S
+  // (0731/0813, S DSpark stages) or N (no drafter). Drafter entries are 0.
+  std::vector<int> compress_ratios;
   int index_n_heads = 0;        // Hi
   int index_head_dim = 0;       // Di
   int index_topk = 0;           // Ti
@@ -48,7 +69,8 @@ struct Config {
   float swiglu_limit = 0.f;   // 0 = no clamp
   float route_scale = 1.f;
   int n_hash_layers = 0;
-  int n_mtp_layers = 0;
+  int n_mtp_layers = 0;        // num_nextn_predict_layers (0731 still says 1: count stages instead)
+  DSparkConfig dspark;
   int bos_token_id = 0, eos_token_id = 1;
   std::string expert_dtype = "fp4";
   std::string source;  // file the config came from (for error messages)
@@ -56,10 +78,16 @@ struct Config {
   // Derived.
   int nope_head_dim() const { return head_dim - rope_head_dim; }
   int hc_mix_dim() const { return (2 + hc_mult) * hc_mult; }
-  AttnKind attn_kind(int layer) const;   // layer in [0, n_layers] (n_layers = MTP)
+  AttnKind attn_kind(int layer) const;   // layer in [0, n_blocks()): main layers, then drafter blocks
   int compress_ratio(int layer) const { return compress_ratios.at(layer); }
   bool is_hash_layer(int layer) const { return layer < n_hash_layers && layer < n_layers; }
   int count_layers(AttnKind k) const;    // main layers only
+  // Main layers plus the drafter blocks the config describes (= compress_ratios.size()).
+  int n_blocks() const { return int(compress_ratios.size()); }
+  int n_drafter_blocks() const { return n_blocks() - n_layers; }
+  // The drafter the config describes: dspark when the dspark_* keys are present, mtp when
+  // num_nextn_predict_layers > 0 and compress_ratios has the MTP entry, else none.
+  DrafterKind drafter_kind() const;
 };
 
 // Parses and validates. Throws dsv4::Error naming `source` and the offending key.

@@ -10,14 +10,14 @@ namespace dsv4::model {
 
 ParamCounts count_params(const Config& c) {
   ParamCounts p;
-  for (const TensorSpec& t : tensor_table(c, /*with_mtp=*/true)) {
+  for (const TensorSpec& t : tensor_table(c, /*with_drafter=*/true)) {
     if (t.group == ParamGroup::table) {
-      if (!t.is_mtp(c)) p.tid2eid += t.numel();
+      if (!t.is_drafter(c)) p.tid2eid += t.numel();
       continue;
     }
     const int64_t n = t.params();
-    if (t.is_mtp(c)) {
-      p.mtp += n;
+    if (t.is_drafter(c)) {
+      p.drafter += n;
       continue;
     }
     switch (t.group) {
@@ -35,7 +35,7 @@ ParamCounts count_params(const Config& c) {
   return p;
 }
 
-TensorTotals expected_tensor_totals(const Config& c, bool with_mtp) {
+TensorTotals expected_tensor_totals(const Config& c, bool with_drafter) {
   TensorTotals t;
   auto add = [&](Dtype d, int64_t bytes) {
     auto& e = t.by_dtype[dtype_safetensors_name(d)];
@@ -44,7 +44,7 @@ TensorTotals expected_tensor_totals(const Config& c, bool with_mtp) {
     ++t.count;
     t.bytes += bytes;
   };
-  for (const TensorSpec& s : tensor_table(c, with_mtp)) {
+  for (const TensorSpec& s : tensor_table(c, with_drafter)) {
     add(s.dtype, s.numel() * int64_t(dtype_size(s.dtype)));
     if (s.has_scale()) add(Dtype::e8m0, s.bytes() - s.numel() * int64_t(dtype_size(s.dtype)));
   }
@@ -96,10 +96,10 @@ double kv_bytes_per_token(const Config& c, KvFormat f) {
   return s;
 }
 
-KvStateBytes kv_state_bytes(const Config& c, KvFormat f, int64_t n, bool include_mtp) {
+KvStateBytes kv_state_bytes(const Config& c, KvFormat f, int64_t n, bool include_drafter) {
   const KvLayout l = kv_layout(c, f);
   KvStateBytes s;
-  const int n_layers = c.n_layers + (include_mtp && c.n_mtp_layers > 0 ? 1 : 0);
+  const int n_layers = include_drafter ? c.n_blocks() : c.n_layers;
   for (int il = 0; il < n_layers; ++il) {
     s.window += std::min<int64_t>(n, c.window_size) * l.entry_bytes;
     const int m = c.compress_ratio(il);

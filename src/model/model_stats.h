@@ -13,19 +13,19 @@ namespace dsv4::model {
 // ---- parameters -------------------------------------------------------------------------------
 // Logical weights (an FP4 byte holds two; block scales and the tid2eid tables are not counted).
 struct ParamCounts {
-  // Main model (excluding the MTP block).
+  // Main model (excluding the drafter).
   int64_t embed = 0;          // embed.weight
   int64_t head = 0;           // head.weight
   int64_t dense = 0;          // attention, router, norms, mHC, compressors, indexers
   int64_t shared_expert = 0;  // shared experts of all layers
   int64_t routed_expert = 0;  // routed experts of all layers
-  int64_t mtp = 0;            // the MTP block's own tensors (it shares embed and head)
+  int64_t drafter = 0;        // the drafter's own tensors (MTP block or DSpark stages; embed/head shared)
   int64_t tid2eid = 0;        // entries of the hash-routing tables (not parameters)
   // Per token in the main model: dense + shared + K/E of the routed experts + head + one
   // embedding row (the table is only looked up).
   int64_t active = 0;
   int64_t total_main() const { return embed + head + dense + shared_expert + routed_expert; }
-  int64_t total_with_mtp() const { return total_main() + mtp; }
+  int64_t total_with_drafter() const { return total_main() + drafter; }
 };
 ParamCounts count_params(const Config& c);
 
@@ -37,8 +37,8 @@ struct TensorTotals {
   std::map<std::string, Entry> by_dtype;  // keyed by safetensors dtype name ("F8_E4M3", ...)
   int64_t count = 0, bytes = 0;
 };
-// What a checkpoint for `c` holds (tensor_table), incl. the MTP block when with_mtp.
-TensorTotals expected_tensor_totals(const Config& c, bool with_mtp = true);
+// What a checkpoint for `c` holds (tensor_table), incl. the drafter when with_drafter.
+TensorTotals expected_tensor_totals(const Config& c, bool with_drafter = true);
 
 // ---- KV cache (V4-ARCH §3.2, §3.3) ------------------------------------------------------------
 enum class KvFormat : uint8_t {
@@ -57,7 +57,7 @@ KvLayout kv_layout(const Config& c, KvFormat f);
 // Growing KV bytes per token of context for ONE layer of kind k: CSA entry/4 + key/4, HCA
 // entry/128, SWA 0 (its window is fixed).
 double kv_bytes_per_token(const Config& c, AttnKind k, KvFormat f);
-// Summed over the main layers (the MTP block is sliding-window only and does not grow).
+// Summed over the main layers (drafter blocks are sliding-window only and do not grow).
 double kv_bytes_per_token(const Config& c, KvFormat f);
 
 struct KvStateBytes {
@@ -66,8 +66,9 @@ struct KvStateBytes {
   int64_t index_keys = 0;  // floor(n / 4) keys per CSA layer
   int64_t total() const { return window + compressed + index_keys; }
 };
-// KV bytes of one sequence of n_tokens in format f (main layers; + the MTP window if include_mtp).
-KvStateBytes kv_state_bytes(const Config& c, KvFormat f, int64_t n_tokens, bool include_mtp = false);
+// KV bytes of one sequence of n_tokens in format f (main layers; + the drafter blocks' windows if
+// include_drafter).
+KvStateBytes kv_state_bytes(const Config& c, KvFormat f, int64_t n_tokens, bool include_drafter = false);
 
 // Per-sequence compressor states (fp32, fixed size): CSA 2x8x(2*Dh) + indexer 2x8x(2*Di),
 // HCA 2x128xDh floats per layer (V4-ARCH §3.1).

@@ -114,7 +114,7 @@ struct TableBuilder {
     linear(p + ".w3", c.moe_inter_dim, c.dim, q, dt, g);
   }
 
-  // One decoder block: main layer il, or the MTP block (il = n_layers).
+  // One decoder block: main layer il, or a drafter block (il >= n_layers).
   void block(const std::string& p, int il) {
     layer = il;
     const int64_t D = c.dim, H = c.n_heads, Dh = c.head_dim, Q = c.q_lora_rank;
@@ -156,21 +156,40 @@ struct TableBuilder {
 
 }  // namespace
 
-std::vector<TensorSpec> tensor_table(const Config& c, bool with_mtp) {
+std::vector<TensorSpec> tensor_table(const Config& c, bool with_drafter) {
   validate_config(c);
   std::vector<TensorSpec> out;
   TableBuilder b{c, out};
   const int64_t D = c.dim, V = c.vocab_size;
+  const auto fp8 = WeightQuant::fp8_block128;
   b.plain("embed.weight", Dtype::bf16, {V, D}, Fill::embed, ParamGroup::embed);
   for (int il = 0; il < c.n_layers; ++il) b.block("layers." + std::to_string(il), il);
-  if (with_mtp && c.n_mtp_layers > 0) {
+  if (with_drafter && c.drafter_kind() == DrafterKind::mtp) {
     b.block("mtp.0", c.n_layers);
-    b.linear("mtp.0.e_proj", D, D, WeightQuant::fp8_block128);
-    b.linear("mtp.0.h_proj", D, D, WeightQuant::fp8_block128);
+    b.linear("mtp.0.e_proj", D, D, fp8);
+    b.linear("mtp.0.h_proj", D, D, fp8);
     b.plain("mtp.0.enorm.weight", Dtype::bf16, {D}, Fill::norm);
     b.plain("mtp.0.hnorm.weight", Dtype::bf16, {D}, Fill::norm);
     b.plain("mtp.0.norm.weight", Dtype::bf16, {D}, Fill::norm);
     b.hc("mtp.0.hc_head", c.hc_mult, 1);
+  } else if (with_drafter && c.drafter_kind() == DrafterKind::dspark) {
+    const int S = c.dspark.n_stages();
+    const int64_t rank = c.dspark.markov_rank;
+    for (int s = 0; s < S; ++s) {
+      const std::string p = "mtp." + std::to_string(s);
+      b.block(p, c.n_layers + s);
+      if (s == 0) {  // fuses the S target layers' outputs into the drafter's input
+        b.linear(p + ".main_proj", D, int64_t(S) * D, fp8);
+        b.plain(p + ".main_norm.weight", Dtype::bf16, {D}, Fill::norm);
+      }
+      if (s == S - 1) {  // the drafter's own head: norm + mHC collapse, Markov bias, confidence
+        b.plain(p + ".norm.weight", Dtype::bf16, {D}, Fill::norm);
+        b.plain(p + ".markov_head.markov_w1.weight", Dtype::bf16, {V, rank}, Fill::embed);
+        b.linear(p + ".markov_head.markov_w2", V, rank, WeightQuant::none);
+        b.linear(p + ".confidence_head.proj", 1, D + rank, WeightQuant::none);
+        b.hc(p + ".hc_head", c.hc_mult, 1);
+      }
+    }
   }
   b.layer = -1;
   b.plain("norm.weight", Dtype::bf16, {D}, Fill::norm);

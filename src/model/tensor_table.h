@@ -55,7 +55,7 @@ struct TensorSpec {
   WeightQuant quant = WeightQuant::none;
   Fill fill = Fill::linear;
   ParamGroup group = ParamGroup::dense;
-  int layer = -1;               // -1 top level, 0..N-1 decoder layers, N = MTP block
+  int layer = -1;               // -1 top level, 0..N-1 decoder layers, N.. drafter blocks
 
   bool has_scale() const { return quant != WeightQuant::none; }
   std::string scale_name() const;           // "<prefix>.scale" (name ends in ".weight")
@@ -64,12 +64,13 @@ struct TensorSpec {
   int64_t bytes() const;                    // stored bytes incl. the scale tensor
   int n_stored() const { return has_scale() ? 2 : 1; }
   int64_t params() const;                   // logical weights (0 for tables)
-  bool is_mtp(const Config& c) const { return layer == c.n_layers; }
+  bool is_drafter(const Config& c) const { return layer >= c.n_layers; }
 };
 
-// Every tensor of a checkpoint for `c`, in a stable order: embed, decoder layers 0..N-1, the MTP
-// block (when with_mtp and c.n_mtp_layers > 0), then norm, hc_head and head. The expert weight
-// format follows c.expert_dtype ("fp4" | "fp8" | "bf16").
-std::vector<TensorSpec> tensor_table(const Config& c, bool with_mtp = true);
+// Every tensor of a checkpoint for `c`, in a stable order: embed, decoder layers 0..N-1, the
+// drafter c.drafter_kind() describes (when with_drafter: the April MTP block, or the DSpark
+// stages with their extras), then norm, hc_head and head. The expert weight format follows
+// c.expert_dtype ("fp4" | "fp8" | "bf16").
+std::vector<TensorSpec> tensor_table(const Config& c, bool with_drafter = true);
 
 }  // namespace dsv4::model

@@ -61,10 +61,57 @@ Config base_config() {
 
 }  // namespace
 
-Config preset_config(const std::string& preset) {
+namespace {
+
+// The real V4-Flash / V4-Pro configs (V4-ARCH §1.2), April release with the MTP block.
+Config real_config(bool pro) {
+  Config c = base_config();
+  c.dim = pro ? 7168 : 4096;
+  c.n_layers = pro ? 61 : 43;
+  c.n_heads = pro ? 128 : 64;
+  c.head_dim = 512;
+  c.q_lora_rank = pro ? 1536 : 1024;
+  c.o_groups = pro ? 16 : 8;
+  c.o_lora_rank = 1024;
+  c.n_routed_experts = pro ? 384 : 256;
+  c.n_activated_experts = 6;
+  c.moe_inter_dim = pro ? 3072 : 2048;
+  c.index_n_heads = 64;
+  c.index_topk = pro ? 1024 : 512;
+  c.route_scale = pro ? 2.5f : 1.5f;
+  c.n_hash_layers = 3;
+  // Flash: 2 SWA layers, then CSA/HCA alternating, the last layer CSA; Pro: 2 HCA layers first.
+  c.compress_ratios = {pro ? 128 : 0, pro ? 128 : 0};
+  for (int l = 2; l < c.n_layers; ++l) c.compress_ratios.push_back(l % 2 == 0 ? 4 : 128);
+  c.compress_ratios.push_back(0);  // MTP
+  return c;
+}
+
+}  // namespace
+
+Config preset_config(const std::string& preset, int layers) {
   Config c = base_config();
   c.source = "preset '" + preset + "'";
-  if (preset == "tiny") {
+  if (layers != 0 && preset != "flash" && preset != "pro")
+    throw Error("--layers applies to the flash and pro presets only");
+  if (preset == "flash" || preset == "pro") {
+    // Real layer shapes; `layers` (1..N-1) takes a window of the real schedule from the first CSA
+    // layer (real layer 2, the last hash-routed one), so one layer is one CSA layer.
+    const bool pro = preset == "pro";
+    c = real_config(pro);
+    c.source = "preset '" + preset + "'";
+    if (layers < 0 || layers > c.n_layers)
+      throw Error("--layers: expected 1.." + std::to_string(c.n_layers) + " (0 = all), got " + std::to_string(layers));
+    if (layers != 0 && layers != c.n_layers) {
+      std::vector<int> r(c.compress_ratios.begin() + 2, c.compress_ratios.begin() + 2 + layers);
+      r.push_back(0);
+      c.compress_ratios = r;
+      c.n_layers = layers;
+      c.n_hash_layers = 1;
+      c.source = "preset '" + preset + "' (" + std::to_string(layers) + " layers)";
+    }
+    set_drafter(c, DrafterKind::none);
+  } else if (preset == "tiny") {
     // Every layer kind and a hash layer; index_topk 8 so the indexer selects from 36 tokens on.
     c.dim = 64;
     c.n_layers = 5;
@@ -120,10 +167,40 @@ Config preset_config(const std::string& preset) {
     c.index_topk = 64;
     c.n_hash_layers = 1;
   } else {
-    throw Error("unknown preset '" + preset + "' (expected tiny, small or long)");
+    throw Error("unknown preset '" + preset + "' (expected tiny, small, long, flash or pro)");
   }
   validate_config(c);
   return c;
+}
+
+void set_drafter(Config& c, DrafterKind kind, const std::string& release) {
+  if (release != "april" && release != "flash-0731" && release != "pro-0813")
+    throw Error("unknown release '" + release + "' (expected april, flash-0731 or pro-0813)");
+  c.compress_ratios.resize(size_t(c.n_layers));
+  c.dspark = DSparkConfig{};
+  c.n_mtp_layers = 0;
+  switch (kind) {
+    case DrafterKind::none: break;
+    case DrafterKind::mtp:
+      c.n_mtp_layers = 1;
+      c.compress_ratios.push_back(0);
+      break;
+    case DrafterKind::dspark: {
+      c.n_mtp_layers = 1;  // what the 0731/0813 configs still say; the stages are counted instead
+      c.dspark.block_size = 5;
+      c.dspark.noise_token_id = 128799;
+      // Real: the last three main layers ([40, 41, 42] of Flash's 43), rank 256 (Flash-0731) or
+      // 512 (Pro-0813); scaled down with the width for the small presets.
+      for (int s = 0; s < 3; ++s) {
+        c.dspark.target_layer_ids.push_back(std::max(0, c.n_layers - 3 + s));
+        c.compress_ratios.push_back(0);
+      }
+      const int rank = c.dim >= 4096 ? 256 : std::max(8, c.dim / 4);
+      c.dspark.markov_rank = release == "pro-0813" ? 2 * rank : rank;
+      break;
+    }
+  }
+  validate_config(c);
 }
 
 // ---- config files -------------------------------------------------------------------------------
@@ -189,6 +266,12 @@ ojson config_to_hf_json(const Config& c) {
   j["topk_method"] = "noaux_tc";
   j["num_hash_layers"] = c.n_hash_layers;
   j["num_nextn_predict_layers"] = c.n_mtp_layers;
+  if (c.dspark.present()) {
+    j["dspark_block_size"] = c.dspark.block_size;
+    j["dspark_noise_token_id"] = c.dspark.noise_token_id;
+    j["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
+    j["dspark_markov_rank"] = c.dspark.markov_rank;
+  }
   j["bos_token_id"] = c.bos_token_id;
   j["eos_token_id"] = c.eos_token_id;
   j["tie_word_embeddings"] = false;
@@ -246,6 +329,12 @@ ojson config_to_model_args_json(const Config& c) {
   j["hc_mult"] = c.hc_mult;
   j["hc_sinkhorn_iters"] = c.hc_sinkhorn_iters;
   j["hc_eps"] = clean_float(c.hc_eps);
+  if (c.dspark.present()) {
+    j["dspark_block_size"] = c.dspark.block_size;
+    j["dspark_noise_token_id"] = c.dspark.noise_token_id;
+    j["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
+    j["dspark_markov_rank"] = c.dspark.markov_rank;
+  }
   return j;
 }
 
@@ -418,6 +507,12 @@ void rename_into_place(const fs::path& tmp, const fs::path& dst) {
 }
 
 // Writes `text` to path atomically.
+std::string read_text_file(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path.string() + ": cannot open");
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
 void write_text_file(const fs::path& path, const std::string& text) {
   const fs::path tmp = path.string() + tmp_suffix();
   {
@@ -540,7 +635,7 @@ RandomCheckpointInfo write_random_checkpoint(const Config& cfg, const std::strin
                                              const RandomCheckpointOptions& opts) {
   Config c = cfg;
   validate_config(c);
-  const std::vector<TensorSpec> table = tensor_table(c, /*with_mtp=*/true);
+  const std::vector<TensorSpec> table = tensor_table(c, /*with_drafter=*/true);
   const fs::path dir(out_dir);
   std::error_code ec;
   fs::create_directories(dir / "inference", ec);
@@ -564,9 +659,70 @@ RandomCheckpointInfo write_random_checkpoint(const Config& cfg, const std::strin
   index["metadata"] = {{"total_size", info.bytes}};
   index["weight_map"] = weight_map;
   write_text_file(dir / "model.safetensors.index.json", index.dump(2) + "\n");
-  write_text_file(dir / "config.json", config_to_hf_json(c).dump(2) + "\n");
+  ojson hf = config_to_hf_json(c);
+  if (!opts.name_or_path.empty()) hf["_name_or_path"] = opts.name_or_path;
+  write_text_file(dir / "config.json", hf.dump(2) + "\n");
   write_text_file(dir / "inference" / "config.json", config_to_model_args_json(c).dump(2) + "\n");
   if (opts.write_tokenizer) write_embedded_v4_tokenizer(out_dir);
+  return info;
+}
+
+namespace {
+void write_drafter_config_keys(const Config& c, nlohmann::ordered_json& j, bool hf) {
+  j["compress_ratios"] = c.compress_ratios;
+  j[hf ? "num_nextn_predict_layers" : "n_mtp_layers"] = c.n_mtp_layers;
+  for (const char* k : {"dspark_block_size", "dspark_noise_token_id", "dspark_target_layer_ids", "dspark_markov_rank"})
+    j.erase(k);
+  if (c.dspark.present()) {
+    j["dspark_block_size"] = c.dspark.block_size;
+    j["dspark_noise_token_id"] = c.dspark.noise_token_id;
+    j["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
+    j["dspark_markov_rank"] = c.dspark.markov_rank;
+  }
+}
+}  // namespace
+
+RandomCheckpointInfo add_random_drafter(const Config& cfg, const std::string& out_dir, uint64_t seed) {
+  Config c = cfg;
+  validate_config(c);
+  const fs::path dir(out_dir);
+  const fs::path index_path = dir / "model.safetensors.index.json";
+  ojson index;
+  try {
+    index = ojson::parse(read_text_file(index_path));
+  } catch (const ojson::exception& e) {
+    throw Error(index_path.string() + ": " + e.what());
+  }
+  for (const auto& [name, file] : index["weight_map"].items())
+    if (name.rfind("mtp.", 0) == 0) throw Error(index_path.string() + ": already has drafter tensor '" + name + "'");
+  const std::vector<TensorSpec> all = tensor_table(c, /*with_drafter=*/true);
+  std::vector<TensorSpec> table;
+  for (const TensorSpec& t : all)
+    if (t.is_drafter(c)) table.push_back(t);
+  RandomCheckpointInfo info;
+  if (table.empty()) return info;
+  Shard sh;
+  sh.file = "model-drafter.safetensors";
+  for (const TensorSpec& t : table) {
+    sh.tensors.push_back(&t);
+    sh.bytes += t.bytes();
+    index["weight_map"][t.name] = sh.file;
+    if (t.has_scale()) index["weight_map"][t.scale_name()] = sh.file;
+    info.n_tensors += t.n_stored();
+    info.bytes += t.bytes();
+    info.params += t.params();
+  }
+  write_shard(sh, dir / sh.file, c, seed);
+  info.n_shards = 1;
+  index["metadata"]["total_size"] = index["metadata"].value("total_size", int64_t(0)) + info.bytes;
+  write_text_file(index_path, index.dump(2) + "\n");
+  for (bool hf : {true, false}) {
+    const fs::path p = hf ? dir / "config.json" : dir / "inference" / "config.json";
+    if (!fs::exists(p)) continue;
+    ojson j = ojson::parse(read_text_file(p));
+    write_drafter_config_keys(c, j, hf);
+    write_text_file(p, j.dump(2) + "\n");
+  }
   return info;
 }
 

@@ -124,7 +124,7 @@ class WeightBinder {
     return ew;
   }
 
-  // One decoder block (main layer `il`, or the MTP block with il = n_layers).
+  // One decoder block (main layer `il`, or a drafter block with il >= n_layers).
   LayerWeights layer(const std::string& p, int il) {
     LayerWeights L;
     L.index = il;
@@ -202,17 +202,75 @@ class WeightBinder {
     W.norm = plain("norm.weight", Dtype::bf16, {D});
     W.hc_head = hc("hc_head", c_.hc_mult, 1);
     for (int il = 0; il < c_.n_layers; ++il) W.layers.push_back(layer("layers." + std::to_string(il), il));
-    if (c_.n_mtp_layers > 0 && has("mtp.0.e_proj.weight")) {
-      W.has_mtp = true;
+    bind_drafter();
+  }
+
+  // The drafter, when the checkpoint has one: its layout is recognised by its tensors and must
+  // match the config; a checkpoint without `mtp.*` tensors simply has none.
+  void bind_drafter() {
+    auto& W = m_.weights_;
+    std::string first;  // some drafter tensor, for messages
+    for (const auto& [name, e] : m_.ckpt_->entries())
+      if (name.rfind("mtp.", 0) == 0) {
+        first = name;
+        break;
+      }
+    if (first.empty()) return;
+    const TensorEntry& fe = *m_.ckpt_->find(first);
+    const int64_t D = c_.dim, V = c_.vocab_size;
+    const auto fp8 = {WeightFormat::fp8_block128, WeightFormat::bf16, WeightFormat::f32};
+    const auto plain_fmt = {WeightFormat::bf16, WeightFormat::f32};
+    int n_blocks = 0;
+    if (has("mtp.0.e_proj.weight")) {
+      if (c_.drafter_kind() != DrafterKind::mtp)
+        bad(*m_.ckpt_->find("mtp.0.e_proj.weight"), "mtp.0.e_proj.weight",
+            "an April MTP block is present but the config describes " +
+                std::string(c_.drafter_kind() == DrafterKind::dspark ? "a DSpark drafter (dspark_* keys)"
+                                                                     : "no MTP block (num_nextn_predict_layers and "
+                                                                       "an MTP entry in compress_ratios)"));
+      W.drafter = DrafterKind::mtp;
       auto& M = W.mtp;
       M.block = layer("mtp.0", c_.n_layers);
-      const auto fp8 = {WeightFormat::fp8_block128, WeightFormat::bf16, WeightFormat::f32};
       M.e_proj = linear("mtp.0.e_proj", D, D, fp8);
       M.h_proj = linear("mtp.0.h_proj", D, D, fp8);
       M.enorm = plain("mtp.0.enorm.weight", Dtype::bf16, {D});
       M.hnorm = plain("mtp.0.hnorm.weight", Dtype::bf16, {D});
       M.norm = plain("mtp.0.norm.weight", Dtype::bf16, {D});
       M.hc_head = hc("mtp.0.hc_head", c_.hc_mult, 1);
+      n_blocks = 1;
+    } else if (has("mtp.0.main_proj.weight")) {
+      if (c_.drafter_kind() != DrafterKind::dspark)
+        bad(*m_.ckpt_->find("mtp.0.main_proj.weight"), "mtp.0.main_proj.weight",
+            "a DSpark drafter is present but the config has no dspark_* keys "
+            "(dspark_block_size, dspark_noise_token_id, dspark_target_layer_ids, dspark_markov_rank)");
+      W.drafter = DrafterKind::dspark;
+      auto& S = W.dspark;
+      const int n = c_.dspark.n_stages();
+      const int64_t rank = c_.dspark.markov_rank;
+      for (int s = 0; s < n; ++s) S.stages.push_back(layer("mtp." + std::to_string(s), c_.n_layers + s));
+      S.main_proj = linear("mtp.0.main_proj", D, int64_t(n) * D, fp8);
+      S.main_norm = plain("mtp.0.main_norm.weight", Dtype::bf16, {D});
+      const std::string last = "mtp." + std::to_string(n - 1);
+      S.norm = plain(last + ".norm.weight", Dtype::bf16, {D});
+      S.markov_w1 = plain(last + ".markov_head.markov_w1.weight", Dtype::bf16, {V, rank});
+      S.markov_w2 = linear(last + ".markov_head.markov_w2", V, rank, plain_fmt);
+      S.confidence = linear(last + ".confidence_head.proj", 1, D + rank, plain_fmt);
+      S.hc_head = hc(last + ".hc_head", c_.hc_mult, 1);
+      n_blocks = n;
+    } else {
+      bad(fe, first,
+          "drafter tensor of no known layout: neither mtp.0.e_proj.weight (April MTP block) nor "
+          "mtp.0.main_proj.weight (DSpark stages) is present");
+    }
+    // Every mtp.K tensor must belong to a block the config describes.
+    for (const auto& [name, e] : m_.ckpt_->entries()) {
+      if (name.rfind("mtp.", 0) != 0) continue;
+      const size_t dot = name.find('.', 4);
+      const std::string k = name.substr(4, dot == std::string::npos ? std::string::npos : dot - 4);
+      const bool numeric = !k.empty() && k.size() < 6 && std::all_of(k.begin(), k.end(), ::isdigit);
+      if (!numeric || std::stoi(k) >= n_blocks)
+        bad(e, name, "drafter block 'mtp." + k + "' is not in the config (" + std::to_string(n_blocks) + " " +
+                         drafter_kind_name(W.drafter) + " block(s))");
     }
   }
 

@@ -77,11 +77,25 @@ struct LayerWeights {
   MoeWeights ffn;
 };
 
-struct MtpWeights {        // V4-ARCH §2.6 (bound when present; used for drafting)
+// The drafter next to the main model (Config::drafter_kind, issue 17). Bound as views over the
+// mapped shards and shape-checked at load; nothing reads their pages unless drafting runs. The
+// main model's forward pass never uses them.
+struct MtpWeights {        // April release, V4-ARCH §2.6: one MTP block
   LayerWeights block;
   Linear e_proj, h_proj;   // [D, D] fp8
   TensorView enorm, hnorm, norm;
   HcParams hc_head;
+};
+
+struct DSparkWeights {     // V4-Flash-0731 / V4-Pro-0813: S stages `mtp.0..S-1`
+  std::vector<LayerWeights> stages;  // ordinary ratio-0 blocks (attention + MoE + mHC)
+  Linear main_proj;        // stage 0: [D, S*D] fp8, the target layers' outputs -> D
+  TensorView main_norm;    // stage 0: [D] bf16
+  TensorView norm;         // last stage: [D] bf16
+  TensorView markov_w1;    // last stage: [V, rank] bf16, previous token -> Markov embedding
+  Linear markov_w2;        // last stage: [V, rank] bf16, Markov embedding -> logit bias
+  Linear confidence;       // last stage: [1, D + rank] (confidence_head.proj)
+  HcParams hc_head;        // last stage's own mHC collapse
 };
 
 struct ModelWeights {
@@ -90,8 +104,9 @@ struct ModelWeights {
   TensorView norm;         // [D] bf16
   HcParams hc_head;
   std::vector<LayerWeights> layers;
-  bool has_mtp = false;
-  MtpWeights mtp;
+  DrafterKind drafter = DrafterKind::none;  // what the checkpoint carries (none if absent)
+  MtpWeights mtp;          // drafter == mtp
+  DSparkWeights dspark;    // drafter == dspark
 };
 
 // A loaded model: config + mapped checkpoint + bound weights. Move-only.

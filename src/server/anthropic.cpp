@@ -201,8 +201,7 @@ text::ChatRequest chat_request(Json& j, const DialectContext& ctx) {
   }
   try {
     text::ChatRequest cr = text::chat_request_from_anthropic(j);
-    if (cr.options.reasoning_effort)
-      cr.options.reasoning_effort = text::normalize_reasoning_effort(*cr.options.reasoning_effort, text::EffortTable::v4());
+    ctx.model.apply_effort(cr);
     return cr;
   } catch (const Error& e) {
     throw bad_request(e.what());

@@ -12,6 +12,7 @@
 
 #include "engine/queue.h"
 #include "engine/request.h"
+#include "text/chat_template.h"
 #include "text/output_parser.h"
 
 namespace dsv4::text {
@@ -68,6 +69,13 @@ struct ServedModel {
   std::string name;                  // --served-name
   std::vector<std::string> aliases;  // also accepted in `model`
   int64_t ctx = 0;
+  // The checkpoint's prompt encoder (reasoning-effort table; nullptr = the original V4 one) and
+  // the effort used when a request names none ("" = none; --reasoning-effort, else the table's).
+  const text::EffortTable* effort_table = nullptr;
+  std::string default_effort;
+  // Sets cr's effort table and maps its reasoning effort (or the default) onto it; throws
+  // dsv4::Error for values that are not effort levels.
+  void apply_effort(text::ChatRequest& cr) const;
   // The served name for a requested one ("" = served model); nullopt: unknown (404).
   std::optional<std::string> resolve(const std::string& requested) const;
 };

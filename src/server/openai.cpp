@@ -41,6 +41,15 @@ std::optional<std::string> ServedModel::resolve(const std::string& requested) co
   return std::nullopt;
 }
 
+void ServedModel::apply_effort(text::ChatRequest& cr) const {
+  const text::EffortTable& t = effort_table ? *effort_table : text::EffortTable::v4();
+  cr.options.effort_table = &t;
+  if (cr.options.reasoning_effort)
+    cr.options.reasoning_effort = text::normalize_reasoning_effort(*cr.options.reasoning_effort, t);
+  else if (!default_effort.empty())
+    cr.options.reasoning_effort = text::normalize_reasoning_effort(default_effort, t);
+}
+
 Json parse_request_json(const std::string& body) {
   Json j;
   try {
@@ -516,8 +525,7 @@ PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx)
   text::ChatRequest cr;
   try {
     cr = text::chat_request_from_openai(j);
-    if (cr.options.reasoning_effort)
-      cr.options.reasoning_effort = text::normalize_reasoning_effort(*cr.options.reasoning_effort, text::EffortTable::v4());
+    ctx.model.apply_effort(cr);
   } catch (const Error& e) {
     throw bad_request(e.what());
   }

@@ -123,7 +123,7 @@ constexpr std::string_view kEffortBeyondMax =
 }  // namespace
 
 const EffortTable& EffortTable::v4() {
-  static const EffortTable t{"v4", {{"high", ""}, {"max", std::string(kEffortAbsoluteMax)}}};
+  static const EffortTable t{"v4", {{"high", ""}, {"max", std::string(kEffortAbsoluteMax)}}, ""};
   return t;
 }
 
@@ -131,7 +131,8 @@ const EffortTable& EffortTable::v4_0731() {
   static const EffortTable t{"v4-0731",
                              {{"low", ""},
                               {"high", std::string(kEffortAbsoluteMax)},
-                              {"max", std::string(kEffortBeyondMax)}}};
+                              {"max", std::string(kEffortBeyondMax)}},
+                             "low"};
   return t;
 }
 
@@ -141,7 +142,7 @@ const EffortTable* EffortTable::by_name(std::string_view name) {
   return nullptr;
 }
 
-const EffortTable& EffortTable::for_model_dir(const std::string& model_dir) {
+const EffortTable& EffortTable::for_model_dir(const std::string& model_dir, std::string* why) {
   namespace fs = std::filesystem;
   auto read = [](const fs::path& p) {
     std::ifstream f(p, std::ios::binary);
@@ -149,21 +150,42 @@ const EffortTable& EffortTable::for_model_dir(const std::string& model_dir) {
     if (f) ss << f.rdbuf();
     return ss.str();
   };
+  auto because = [&](const EffortTable& t, std::string reason) -> const EffortTable& {
+    if (why) *why = std::move(reason);
+    return t;
+  };
   std::error_code ec;
   fs::path dir(model_dir);
-  if (model_dir.empty() || !fs::is_directory(dir, ec)) return v4();
+  if (model_dir.empty() || !fs::is_directory(dir, ec)) return because(v4(), "no checkpoint directory");
   fs::path enc = dir / "encoding" / "encoding_dsv4.py";
-  if (fs::exists(enc, ec)) return read(enc).find("Beyond maximum") != std::string::npos ? v4_0731() : v4();
+  if (fs::exists(enc, ec))
+    return read(enc).find("Beyond maximum") != std::string::npos
+               ? because(v4_0731(), "the checkpoint's encoding/encoding_dsv4.py has the 0731 effort table")
+               : because(v4(), "the checkpoint's encoding/encoding_dsv4.py has the original effort table");
+  // Later releases (Flash-0731, Pro-0813) by name, by the config's name, or by their DSpark keys.
+  auto later = [](const std::string& n) {
+    return n.find("0731") != std::string::npos || n.find("0813") != std::string::npos;
+  };
   std::string name = fs::weakly_canonical(dir, ec).filename().string();
   if (name.empty()) name = dir.filename().string();
-  if (name.find("0731") != std::string::npos) return v4_0731();
+  if (later(name)) return because(v4_0731(), "the directory name says 0731/0813");
   Json cfg = Json::parse(read(dir / "config.json"), nullptr, /*allow_exceptions=*/false);
+  if (!cfg.is_object()) return because(v4(), "no encoder file, no later-release marker");
   for (const char* key : {"_name_or_path", "name_or_path", "model_name"}) {
-    if (cfg.is_object() && cfg.contains(key) && cfg[key].is_string() &&
-        cfg[key].get<std::string>().find("0731") != std::string::npos)
-      return v4_0731();
+    if (cfg.contains(key) && cfg[key].is_string() && later(cfg[key].get<std::string>()))
+      return because(v4_0731(), std::string("config.json ") + key + " says 0731/0813");
   }
-  return v4();
+  if (cfg.contains("dspark_target_layer_ids"))
+    return because(v4_0731(), "config.json has the DSpark keys of the 0731/0813 releases");
+  return because(v4(), "no encoder file, no later-release marker");
+}
+
+const EffortTable& EffortTable::from_flag(const std::string& flag, const std::string& model_dir, std::string* why) {
+  if (flag == "auto") return for_model_dir(model_dir, why);
+  const EffortTable* t = by_name(flag);
+  if (!t) throw Error("--encoder: unknown encoder '" + flag + "' (expected auto, v4 or v4-0731)");
+  if (why) *why = "--encoder " + flag;
+  return *t;
 }
 
 const std::string& EffortTable::prefix(const std::string& effort) const {

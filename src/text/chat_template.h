@@ -85,6 +85,7 @@ enum class ThinkingMode : uint8_t { chat, thinking };
 struct EffortTable {
   std::string name;
   std::vector<std::pair<std::string, std::string>> prefixes;  // effort -> text after BOS
+  std::string default_effort;  // what the encoder uses when a request names none ("" = none)
 
   static const EffortTable& v4();       // original release: high -> "", max -> "Absolute maximum"
   static const EffortTable& v4_0731();  // V4-Flash-0731: low -> "", high -> "Absolute maximum",
@@ -93,11 +94,15 @@ struct EffortTable {
   static const EffortTable* by_name(std::string_view name);
   // The prefix for `effort`; throws dsv4::Error if the table has no such value.
   const std::string& prefix(const std::string& effort) const;
-  // The table of a checkpoint dir: v4-0731 when the dir ships an `encoding/encoding_dsv4.py`
-  // with the "Beyond maximum" paragraph, or when its name or config.json's _name_or_path says
-  // 0731;
-  // otherwise v4. A missing dir gives v4.
-  static const EffortTable& for_model_dir(const std::string& model_dir);
+  // The table of a checkpoint dir: the dir's own `encoding/encoding_dsv4.py` decides when present
+  // (v4-0731 if it has the "Beyond maximum" paragraph); otherwise v4-0731 when the dir's name or
+  // config.json's _name_or_path says 0731 or 0813, or config.json has the DSpark keys (only the
+  // 0731/0813 releases have them); otherwise v4. A missing dir gives v4.
+  // `why`, when given, gets what decided it (for the start-up line).
+  static const EffortTable& for_model_dir(const std::string& model_dir, std::string* why = nullptr);
+  // The `--encoder` flag: "auto" (for_model_dir) or a table name; throws dsv4::Error otherwise.
+  static const EffortTable& from_flag(const std::string& flag, const std::string& model_dir,
+                                      std::string* why = nullptr);
 };
 
 // An API effort value mapped onto `table` the way DeepSeek's API does (minimal -> low,

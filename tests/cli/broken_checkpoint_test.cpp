@@ -222,9 +222,35 @@ TEST(BrokenCheckpoint, Tid2eidExpertOutOfRange) {
 }
 
 TEST(BrokenCheckpoint, ConfigCompressRatiosWrongLength) {
-  BrokenCopy b;
-  b.edit_config([](ojson& j) { j["compress_ratios"].erase(j["compress_ratios"].size() - 1); });
+  BrokenCopy b;  // one entry short of the main layers
+  b.edit_config([](ojson& j) { j["compress_ratios"].erase(j["compress_ratios"].size() - 1);
+                               j["compress_ratios"].erase(j["compress_ratios"].size() - 1); });
   b.expect_error({b.path("config.json"), "compress_ratios", "entries"});
+}
+
+TEST(BrokenCheckpoint, ConfigWithoutTheMtpEntryButMtpTensors) {
+  BrokenCopy b;  // a drafter-less config next to an April MTP block: the tensor is named
+  b.edit_config([](ojson& j) { j["compress_ratios"].erase(j["compress_ratios"].size() - 1); });
+  b.expect_error({"mtp.0.e_proj.weight", "no MTP block"});
+}
+
+TEST(BrokenCheckpoint, ConfigDSparkKeysNextToAnMtpBlock) {
+  BrokenCopy b;
+  b.edit_config([](ojson& j) {
+    j["dspark_block_size"] = 5;
+    j["dspark_noise_token_id"] = 128799;
+    j["dspark_target_layer_ids"] = {2, 3, 4};
+    j["dspark_markov_rank"] = 16;
+    j["compress_ratios"].push_back(0);
+    j["compress_ratios"].push_back(0);
+  });
+  b.expect_error({"mtp.0.e_proj.weight", "DSpark"});
+}
+
+TEST(BrokenCheckpoint, ConfigDSparkKeysIncomplete) {
+  BrokenCopy b;
+  b.edit_config([](ojson& j) { j["dspark_markov_rank"] = 16; });
+  b.expect_error({b.path("config.json"), "dspark_block_size", "missing"});
 }
 
 TEST(BrokenCheckpoint, ConfigRatioThree) {

@@ -78,7 +78,7 @@ void check_config(const char* file, bool flash) {
   std::string out;
   ASSERT_EQ(test::run_command(test::dsv4_binary() + " inspect --config " + cfg, &out), 0) << out;
   std::printf("%s", out.c_str());
-  EXPECT_EQ(find(out, R"(total, main model \(excl\. MTP\)\s+([0-9.]+) B)"),
+  EXPECT_EQ(find(out, R"(total, main model \(excl\. drafter\)\s+([0-9.]+) B)"),
             number_in(want("parameters, main model")));
   EXPECT_EQ(find(out, R"(active per token\s+≈([0-9.]+) B)"), number_in(want("active parameters per token")));
   EXPECT_EQ(find(out, R"(SWA / CSA / HCA = (\d+ / \d+ / \d+))"), want("layer types (SWA / CSA / HCA)"));
@@ -97,6 +97,9 @@ void check_config(const char* file, bool flash) {
   EXPECT_NEAR(j["kv"]["formats"]["native"]["state_gib"].get<double>(),
               std::stod(number_in(want("KV state at 1,048,576 tokens"))), 0.005);
   EXPECT_EQ(j["layers"].size(), size_t(j["config"]["num_hidden_layers"].get<int>() + 1));  // + MTP
+  EXPECT_EQ(j["drafter"]["kind"], "mtp");  // the April configs
+  EXPECT_EQ(j["drafter"]["blocks"], 1);
+  EXPECT_NEAR(j["drafter"]["params"].get<double>() / 1e9, flash ? 6.6 : 25.8, flash ? 0.05 : 0.1);
 }
 
 }  // namespace
@@ -114,7 +117,9 @@ TEST(InspectCli, TinyCheckpoint) {
   EXPECT_EQ(j["tensors"]["checkpoint"]["count"], j["tensors"]["expected"]["count"]);
   EXPECT_EQ(j["tensors"]["checkpoint"]["bytes"], j["tensors"]["expected"]["bytes"]);
   EXPECT_TRUE(j["tensors"]["unused"].empty());
-  EXPECT_TRUE(j["tensors"]["mtp_loaded"].get<bool>());
+  EXPECT_EQ(j["drafter"]["kind"], "mtp");
+  EXPECT_EQ(j["drafter"]["loaded"], "mtp");
+  EXPECT_EQ(j["layers"][5]["layer"], "mtp.0");
   EXPECT_EQ(j["layers"][1]["kind"], "csa");
   EXPECT_EQ(j["layers"][2]["kind"], "hca");
   EXPECT_EQ(j["layers"][0]["hash"], true);

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "test_util.h"
 
 using namespace dsv4;
@@ -15,7 +17,8 @@ TEST(TinyCli, WritesLoadableCheckpoint) {
   const std::string out_dir = root + "/ck";
   std::string out;
   ASSERT_EQ(test::run_command(test::dsv4_binary() + " tiny --out " + out_dir + " --seed 5", &out), 0) << out;
-  EXPECT_NE(out.find("preset tiny, seed 5"), std::string::npos) << out;
+  EXPECT_NE(out.find("preset tiny, release april, seed 5"), std::string::npos) << out;
+  EXPECT_NE(out.find("+ MTP block"), std::string::npos) << out;
   EXPECT_NE(out.find("2 shards"), std::string::npos) << out;
   int entries = 0;
   for (const auto& e : fs::directory_iterator(root)) ++entries, (void)e;
@@ -43,5 +46,40 @@ TEST(TinyCli, BadArguments) {
   rc = test::run_command(test::dsv4_binary() + " tiny --out " + root + "/file", &out);
   EXPECT_TRUE(rc > 0 && rc < 128) << rc << out;
   EXPECT_NE(out.find(root + "/file"), std::string::npos) << out;
+  rc = test::run_command(test::dsv4_binary() + " tiny --out " + root + "/y --layers 2", &out);
+  EXPECT_TRUE(rc > 0 && rc < 128) << rc << out;
+  EXPECT_NE(out.find("--layers applies to the flash and pro presets"), std::string::npos) << out;
+  rc = test::run_command(test::dsv4_binary() + " tiny --out " + root + "/y --release v5", &out);
+  EXPECT_TRUE(rc > 0 && rc < 128) << rc << out;
+  fs::remove_all(root);
+}
+
+// The release layouts (issue 17): the drafter each writes, as `dsv4 inspect` reports it.
+TEST(TinyCli, ReleaseLayouts) {
+  const std::string root = test::make_temp_dir("dsv4tinycli");
+  struct Case {
+    const char* flags;
+    const char* printed;
+    const char* kind;
+    int blocks;
+  };
+  for (const Case& k : {Case{"--release pro-0813", "3 DSpark stages (Markov rank 32)", "dspark", 3},
+                        Case{"--release flash-0731 --drafter none", "+ no drafter", "none", 0},
+                        Case{"--drafter dspark", "3 DSpark stages (Markov rank 16)", "dspark", 3}}) {
+    SCOPED_TRACE(k.flags);
+    const std::string dir = root + "/ck";
+    std::string out;
+    ASSERT_EQ(test::run_command(test::dsv4_binary() + " tiny --out " + dir + " " + k.flags, &out), 0) << out;
+    EXPECT_NE(out.find(k.printed), std::string::npos) << out;
+    ASSERT_EQ(test::run_command(test::dsv4_binary() + " inspect --json --model " + dir + " 2>/dev/null", &out), 0) << out;
+    const auto j = nlohmann::json::parse(out);
+    EXPECT_EQ(j["drafter"]["kind"], k.kind);
+    EXPECT_EQ(j["drafter"]["blocks"], k.blocks);
+    EXPECT_EQ(j["drafter"]["loaded"], k.kind);
+    EXPECT_EQ(j["tensors"]["checkpoint"]["count"], j["tensors"]["expected"]["count"]);
+    EXPECT_TRUE(j["tensors"]["unused"].empty());
+    if (k.blocks) EXPECT_GT(j["drafter"]["params"].get<int64_t>(), 0);
+    fs::remove_all(dir);
+  }
   fs::remove_all(root);
 }

@@ -28,7 +28,7 @@ TEST(ModelStats, Flash) {
   if (c.dim == 0) GTEST_SKIP() << "testdata/configs missing";
   const model::ParamCounts p = model::count_params(c);
   EXPECT_NEAR(double(p.total_main()) / 1e9, 284.33, 0.005);
-  EXPECT_NEAR(double(p.mtp) / 1e9, 6.6, 0.05);
+  EXPECT_NEAR(double(p.drafter) / 1e9, 6.6, 0.05);
   EXPECT_NEAR(double(p.active) / 1e9, 13.3, 0.05);
   EXPECT_EQ(c.count_layers(model::AttnKind::swa), 2);
   EXPECT_EQ(c.count_layers(model::AttnKind::csa), 21);
@@ -52,7 +52,7 @@ TEST(ModelStats, Pro) {
   if (c.dim == 0) GTEST_SKIP() << "testdata/configs missing";
   const model::ParamCounts p = model::count_params(c);
   EXPECT_NEAR(double(p.total_main()) / 1e9, 1573.0, 0.05);
-  EXPECT_NEAR(double(p.total_with_mtp()) / 1e9, 1598.8, 0.05);
+  EXPECT_NEAR(double(p.total_with_drafter()) / 1e9, 1598.8, 0.05);
   EXPECT_NEAR(double(p.active) / 1e9, 48.9, 0.05);
   EXPECT_EQ(c.count_layers(model::AttnKind::swa), 0);
   EXPECT_EQ(c.count_layers(model::AttnKind::csa), 30);

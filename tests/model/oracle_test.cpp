@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,8 @@
 
 #include "model/forward.h"
 #include "model/safetensors.h"
+#include "model/tiny_checkpoint.h"
+#include "model/weights.h"
 #include "test_util.h"
 
 using namespace dsv4;
@@ -98,15 +101,65 @@ void check_logits(const std::vector<float>& L, const model::SafetensorsFile& of,
 
 }  // namespace
 
+// A V4-Flash-0731-layout copy of the oracle checkpoint (issue 17): the April MTP block removed
+// from the shards and the index, three random DSpark stages added in a shard of their own, and
+// the config extended (compress_ratios N+3, dspark_* keys). Built once per process.
+std::string oracle_0731_dir() {
+  static std::string dir;
+  static struct Cleanup {
+    std::string root;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!root.empty()) fs::remove_all(root, ec);
+    }
+  } cleanup;
+  if (!dir.empty()) return dir;
+  Oracle* o = oracle();
+  if (!o) return "";
+  const std::string src = o->dir + "/ckpt";
+  cleanup.root = test::make_temp_dir("dsv4oracle0731");
+  const std::string d = cleanup.root + "/ckpt";
+  fs::create_directories(d);
+  for (const auto& e : fs::directory_iterator(src)) {
+    const std::string name = e.path().filename().string();
+    if (e.path().extension() == ".safetensors") {
+      // Same data region, header without the mtp.* entries.
+      const std::string b = test::read_file(e.path().string());
+      uint64_t n = 0;
+      std::memcpy(&n, b.data(), 8);
+      nlohmann::ordered_json h = nlohmann::ordered_json::parse(b.substr(8, n));
+      for (auto it = h.begin(); it != h.end();) it = it.key().rfind("mtp.", 0) == 0 ? h.erase(it) : std::next(it);
+      std::string hs = h.dump();
+      while (hs.size() % 8) hs.push_back(' ');
+      const uint64_t m = hs.size();
+      std::ofstream f(d + "/" + name, std::ios::binary);
+      f.write(reinterpret_cast<const char*>(&m), 8);
+      f << hs << b.substr(8 + n);
+    } else if (name == "model.safetensors.index.json") {
+      nlohmann::ordered_json j = nlohmann::ordered_json::parse(test::read_file(e.path().string()));
+      auto& wm = j["weight_map"];
+      for (auto it = wm.begin(); it != wm.end();) it = it.key().rfind("mtp.", 0) == 0 ? wm.erase(it) : std::next(it);
+      std::ofstream(d + "/" + name) << j.dump(2);
+    } else {
+      fs::copy(e.path(), d + "/" + name);
+    }
+  }
+  model::Config c = model::config_from_model_dir(d);
+  model::set_drafter(c, model::DrafterKind::dspark, "flash-0731");
+  model::add_random_drafter(c, d, 11);
+  return dir = d;
+}
+
 // Runs `dsv4 logits --numerics f32 --mode MODE` on the oracle tokens and checks the result
 // against the oracle file produced the same way.
-void check_cli_logits(const std::string& mode) {
+void check_cli_logits(const std::string& mode, std::string ckpt = "") {
   Oracle* o = oracle();
   if (!o) GTEST_SKIP() << "oracle data missing under " << test::testdata_path();
+  if (ckpt.empty()) ckpt = o->dir + "/ckpt";
   std::string tmp = test::make_temp_dir();
   std::ofstream(tmp + "/ids.json") << nlohmann::json(o->ids).dump();
   std::string out;
-  int rc = test::run_command(test::dsv4_binary() + " logits --model " + o->dir + "/ckpt --tokens " + tmp +
+  int rc = test::run_command(test::dsv4_binary() + " logits --model " + ckpt + " --tokens " + tmp +
                                  "/ids.json --out " + tmp + "/l.bin --numerics f32 --mode " + mode,
                              &out);
   ASSERT_EQ(rc, 0) << out;
@@ -120,6 +173,26 @@ TEST(Oracle, PrefillF32MatchesLlamaCpp) { check_cli_logits("prefill"); }
 
 // Tokens fed one at a time through the sequence state (window ring, streaming compressors).
 TEST(Oracle, DecodeF32MatchesLlamaCppDecode) { check_cli_logits("decode"); }
+
+// The same comparison on the 0731-layout copy: the DSpark drafter loads and changes nothing.
+TEST(Oracle, Layout0731PrefillF32MatchesLlamaCpp) {
+  if (!oracle()) GTEST_SKIP();
+  const std::string d = oracle_0731_dir();
+  auto m = model::Model::load(d);
+  EXPECT_EQ(m->weights().drafter, model::DrafterKind::dspark);
+  EXPECT_EQ(m->weights().dspark.stages.size(), 3u);
+  EXPECT_EQ(m->config().n_blocks(), m->config().n_layers + 3);
+  EXPECT_TRUE(m->unused_tensors().empty());
+  std::string out;
+  ASSERT_EQ(test::run_command(test::dsv4_binary() + " inspect --model " + d, &out), 0) << out;
+  EXPECT_NE(out.find("DSpark (0731/0813), 3 stages"), std::string::npos) << out;
+  EXPECT_NE(out.find("(loaded)"), std::string::npos) << out;
+  check_cli_logits("prefill", d);
+}
+TEST(Oracle, Layout0731DecodeF32MatchesLlamaCppDecode) {
+  if (!oracle()) GTEST_SKIP();
+  check_cli_logits("decode", oracle_0731_dir());
+}
 
 TEST(Oracle, InternalsMatchLlamaCpp) {
   Oracle* o = oracle();

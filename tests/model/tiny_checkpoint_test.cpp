@@ -110,7 +110,7 @@ TEST(TinyCheckpoint, OfficialLayout) {
 
   // The loader accepts it, MTP included, and uses every tensor.
   auto m = model::Model::load(dir);
-  EXPECT_TRUE(m->weights().has_mtp);
+  EXPECT_TRUE(m->weights().drafter == model::DrafterKind::mtp);
   EXPECT_TRUE(m->unused_tensors().empty());
   const model::Checkpoint& ck = m->checkpoint();
   EXPECT_EQ(ck.find("layers.1.attn.wq_a.weight")->view.dtype, Dtype::e4m3);
@@ -265,7 +265,7 @@ TEST(TinyCheckpoint, GeneratorFollowsTheConfig) {
   const auto info = model::write_random_checkpoint(c, dir, o);
   EXPECT_GE(info.n_shards, 2);
   auto m = model::Model::load(dir);
-  EXPECT_FALSE(m->weights().has_mtp);
+  EXPECT_FALSE(m->weights().drafter == model::DrafterKind::mtp);
   EXPECT_EQ(m->checkpoint().find("layers.0.ffn.experts.0.w1.weight")->view.dtype, Dtype::bf16);
   EXPECT_EQ(m->checkpoint().find("layers.0.ffn.shared_experts.w1.weight"), nullptr);
   EXPECT_EQ(m->config().compress_ratios, c.compress_ratios);
@@ -276,10 +276,10 @@ TEST(TinyCheckpoint, GeneratorFollowsTheConfig) {
 
 TEST(TinyCheckpoint, SmallPresetSize) {
   const model::ParamCounts p = model::count_params(model::preset_config("small"));
-  std::printf("[small] %.1f M params (main %.1f M, active %.1f M)\n", double(p.total_with_mtp()) / 1e6,
+  std::printf("[small] %.1f M params (main %.1f M, active %.1f M)\n", double(p.total_with_drafter()) / 1e6,
               double(p.total_main()) / 1e6, double(p.active) / 1e6);
-  EXPECT_GE(p.total_with_mtp(), 100'000'000);
-  EXPECT_LE(p.total_with_mtp(), 300'000'000);
+  EXPECT_GE(p.total_with_drafter(), 100'000'000);
+  EXPECT_LE(p.total_with_drafter(), 300'000'000);
 }
 
 // Concurrent first uses of the default model directory agree and leave one complete copy.
