@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 
 #include "model/forward.h"
@@ -101,24 +102,24 @@ void check_logits(const std::vector<float>& L, const model::SafetensorsFile& of,
 
 }  // namespace
 
-// A V4-Flash-0731-layout copy of the oracle checkpoint (issue 17): the April MTP block removed
+// A V4-Flash-0731- or V4-Pro-0813-layout copy of the oracle checkpoint (issue 17): the April MTP block removed
 // from the shards and the index, three random DSpark stages added in a shard of their own, and
-// the config extended (compress_ratios N+3, dspark_* keys). Built once per process.
-std::string oracle_0731_dir() {
-  static std::string dir;
+// the config extended (compress_ratios N+3, dspark_* keys). Built once per process and release.
+std::string oracle_release_dir(const std::string& release) {
+  static std::map<std::string, std::string> dirs;
   static struct Cleanup {
-    std::string root;
+    std::vector<std::string> roots;
     ~Cleanup() {
       std::error_code ec;
-      if (!root.empty()) fs::remove_all(root, ec);
+      for (const auto& r : roots) fs::remove_all(r, ec);
     }
   } cleanup;
+  std::string& dir = dirs[release];
   if (!dir.empty()) return dir;
   Oracle* o = oracle();
   if (!o) return "";
   const std::string src = o->dir + "/ckpt";
-  cleanup.root = test::make_temp_dir("dsv4oracle0731");
-  const std::string d = cleanup.root + "/ckpt";
+  const std::string d = cleanup.roots.emplace_back(test::make_temp_dir("dsv4oracle" + release)) + "/ckpt";
   fs::create_directories(d);
   for (const auto& e : fs::directory_iterator(src)) {
     const std::string name = e.path().filename().string();
@@ -145,7 +146,7 @@ std::string oracle_0731_dir() {
     }
   }
   model::Config c = model::config_from_model_dir(d);
-  model::set_drafter(c, model::DrafterKind::dspark, "flash-0731");
+  model::set_drafter(c, model::DrafterKind::dspark, release);
   model::add_random_drafter(c, d, 11);
   return dir = d;
 }
@@ -177,7 +178,7 @@ TEST(Oracle, DecodeF32MatchesLlamaCppDecode) { check_cli_logits("decode"); }
 // The same comparison on the 0731-layout copy: the DSpark drafter loads and changes nothing.
 TEST(Oracle, Layout0731PrefillF32MatchesLlamaCpp) {
   if (!oracle()) GTEST_SKIP();
-  const std::string d = oracle_0731_dir();
+  const std::string d = oracle_release_dir("flash-0731");
   auto m = model::Model::load(d);
   EXPECT_EQ(m->weights().drafter, model::DrafterKind::dspark);
   EXPECT_EQ(m->weights().dspark.stages.size(), 3u);
@@ -191,7 +192,15 @@ TEST(Oracle, Layout0731PrefillF32MatchesLlamaCpp) {
 }
 TEST(Oracle, Layout0731DecodeF32MatchesLlamaCppDecode) {
   if (!oracle()) GTEST_SKIP();
-  check_cli_logits("decode", oracle_0731_dir());
+  check_cli_logits("decode", oracle_release_dir("flash-0731"));
+}
+TEST(Oracle, Layout0813PrefillF32MatchesLlamaCpp) {
+  if (!oracle()) GTEST_SKIP();
+  const std::string d = oracle_release_dir("pro-0813");
+  auto m = model::Model::load(d);
+  EXPECT_EQ(m->weights().drafter, model::DrafterKind::dspark);
+  EXPECT_EQ(m->config().dspark.markov_rank, 2 * model::Model::load(oracle_release_dir("flash-0731"))->config().dspark.markov_rank);
+  check_cli_logits("prefill", d);
 }
 
 TEST(Oracle, InternalsMatchLlamaCpp) {
