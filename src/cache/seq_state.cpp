@@ -55,7 +55,7 @@ void PagedRows::load_raw(const uint8_t* data, int64_t n) {
 void CompressorState::init(int r, int w) {
   ratio = r;
   width = w;
-  c = r == 4 ? 2 : 1;
+  c = cols_for(r, 1);
   kv.assign(size_t(rows()) * size_t(cols()), 0.f);
   score.assign(size_t(rows()) * size_t(cols()), -std::numeric_limits<float>::infinity());
 }
@@ -67,26 +67,28 @@ void CompressorState::reset() {
 
 // ---- accounting -------------------------------------------------------------------------------
 
-StateBytes state_bytes_at(const StateShape& s, int64_t context, bool per_page) {
+StateBytes state_bytes_at(const StateShape& s, int64_t context, const StateBytesOptions& o) {
   StateBytes b;
-  const size_t kvb = s.kv_codec().bytes(), ib = s.index_codec().bytes();
+  const size_t kvb = o.kv_row_bytes ? o.kv_row_bytes : s.kv_codec().bytes();
+  const size_t ib = o.index_row_bytes ? o.index_row_bytes : s.index_codec().bytes();
   auto rows = [&](int64_t n) {
-    if (!per_page) return n;
+    if (!o.per_page) return n;
     return (n + PagedRows::kPageRows - 1) / PagedRows::kPageRows * PagedRows::kPageRows;
   };
+  const int64_t window_slots = o.filled_window_only ? std::min<int64_t>(context, s.window) : s.window;
+  size_t fixed = 0;  // window rings + compressor states: also what one snapshot holds
+  b.tokens = size_t(context) * sizeof(int32_t);
   for (int r : s.ratios) {
-    b.window += size_t(s.window) * kvb;
+    b.window += size_t(window_slots) * kvb;
+    fixed += size_t(s.window) * kvb;
     if (r == 0) continue;
-    CompressorState cs;
-    cs.init(r, s.head_dim);
-    b.compressor += cs.bytes();
+    const size_t cb = CompressorState::bytes_for(r, s.head_dim) + (r == 4 ? CompressorState::bytes_for(4, s.index_head_dim) : 0);
+    b.compressor += cb;
+    fixed += cb;
     b.kv_compressed += size_t(rows(context / r)) * kvb;
-    if (r == 4) {
-      cs.init(4, s.index_head_dim);
-      b.compressor += cs.bytes();
-      b.index_keys += size_t(rows(context / 4)) * ib;
-    }
+    if (r == 4) b.index_keys += size_t(rows(context / 4)) * ib;
   }
+  b.snapshots = o.snapshots * fixed;
   return b;
 }
 
@@ -143,15 +145,13 @@ void SeqState::reset() {
 }
 
 size_t SeqState::bytes() const {
-  size_t b = tokens_.capacity() * sizeof(int32_t);
-  for (const auto& L : layers_) {
-    b += L.kv_window.size();
-    b += L.compressor.bytes() + L.index_compressor.bytes();
-    b += L.kv_compressed.bytes_reserved() + L.index_keys.bytes_reserved();
-  }
-  for (const auto& s : snapshots_)
-    for (const auto& l : s.layers) b += l.kv_window.size() + l.compressor.bytes() + l.index_compressor.bytes();
-  return b;
+  return state_bytes_at(shape_, n_past(), StateBytesOptions{.per_page = true, .snapshots = snapshots_.size()}).total();
+}
+
+std::vector<int64_t> SeqState::snapshot_positions() const {
+  std::vector<int64_t> r;
+  for (const auto& s : snapshots_) r.push_back(s.pos);
+  return r;
 }
 
 void SeqState::window_decode(int l, int64_t p, float* out) const {
@@ -335,26 +335,26 @@ std::unique_ptr<SeqState> SeqState::load(const std::string& path, const StateSha
   if (!(s == expected)) throw Error(path + ": state file was made for a different model or numerics");
   auto st = std::make_unique<SeqState>(s);
   uint64_t nt = r.pod<uint64_t>();
-  r.need(nt * 4);
+  if (nt > (r.n - r.off) / 4) throw Error(path + ": truncated state file");
   st->tokens_.resize(nt);
   std::memcpy(st->tokens_.data(), r.p + r.off, nt * 4);
   r.off += nt * 4;
   for (auto& L : st->layers_) {
     r.vec(L.kv_window, L.kv_window.size());
-    auto rows = [&](PagedRows& pr) {
+    auto rows = [&](PagedRows& pr, int64_t expect) {
       int64_t n = r.pod<int64_t>();
-      if (n < 0) throw Error(path + ": bad row count");
+      if (n != expect) throw Error(path + ": bad row count");  // floor(n_past / m) entries
       r.need(size_t(n) * pr.row_bytes());
       pr.load_raw(r.p + r.off, n);
       r.off += size_t(n) * pr.row_bytes();
     };
     if (L.ratio) {
       read_comp(r, L.compressor);
-      rows(L.kv_compressed);
+      rows(L.kv_compressed, int64_t(nt) / L.ratio);
     }
     if (L.ratio == 4) {
       read_comp(r, L.index_compressor);
-      rows(L.index_keys);
+      rows(L.index_keys, int64_t(nt) / 4);
     }
   }
   uint64_t ns = r.pod<uint64_t>();
@@ -362,6 +362,8 @@ std::unique_ptr<SeqState> SeqState::load(const std::string& path, const StateSha
   for (uint64_t i = 0; i < ns; ++i) {
     Snapshot snap;
     snap.pos = r.pod<int64_t>();
+    if (snap.pos < 0 || snap.pos > int64_t(nt) || (!st->snapshots_.empty() && snap.pos <= st->snapshots_.back().pos))
+      throw Error(path + ": bad snapshot position");
     for (auto& L : st->layers_) {
       LayerSnapshot ls{L.kv_window, L.compressor, L.index_compressor};
       r.vec(ls.kv_window, ls.kv_window.size());

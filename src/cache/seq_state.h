@@ -50,9 +50,15 @@ struct CompressorState {
   std::vector<float> score;  // [rows, c*width], includes ape; -inf = empty
   void init(int ratio, int width);
   void reset();
-  int rows() const { return ratio == 4 ? 2 * ratio : ratio; }
+  static int rows_for(int ratio) { return ratio == 4 ? 2 * ratio : ratio; }
+  static int cols_for(int ratio, int width) { return (ratio == 4 ? 2 : 1) * width; }
+  // kv + score of a state for (ratio, width), without building one.
+  static size_t bytes_for(int ratio, int width) {
+    return 2 * size_t(rows_for(ratio)) * size_t(cols_for(ratio, width)) * sizeof(float);
+  }
+  int rows() const { return rows_for(ratio); }
   int cols() const { return c * width; }
-  size_t bytes() const { return (kv.size() + score.size()) * sizeof(float); }
+  size_t bytes() const { return (kv.size() + score.size()) * sizeof(float); }  // what it holds
 };
 
 struct LayerState {
@@ -75,13 +81,31 @@ struct StateShape {
   bool operator==(const StateShape&) const = default;
 };
 
-// Bytes of per-sequence state at a context length, by layer type (V4-ARCH §3.3 accounting,
-// using this engine's storage formats). Used by `dsv4 kv` and checked against measured memory.
+// Bytes of one sequence's state at a context length (V4-ARCH §3.1-3.3, in this engine's storage
+// formats). The one accounting of it: SeqState::bytes() is this at the state's length and
+// snapshot count, admission (engine/scheduler.h) reserves this at a request's final length,
+// `dsv4 kv` prints it, and model_stats counts the spec's other row formats with it.
 struct StateBytes {
-  size_t window = 0, compressor = 0, kv_compressed = 0, index_keys = 0;
-  size_t total() const { return window + compressor + kv_compressed + index_keys; }
+  size_t tokens = 0;         // token ids, 4 B each
+  size_t window = 0;         // window rings: W slots per layer (allocated whole)
+  size_t compressor = 0;     // fp32 compressor states: CSA 2 x 8 x 2Dh + indexer 2 x 8 x 2Di, HCA 2 x 128 x Dh
+  size_t kv_compressed = 0;  // compressed KV entries: floor(n / m) per CSA/HCA layer
+  size_t index_keys = 0;     // CSA indexer keys: floor(n / 4) per CSA layer
+  size_t snapshots = 0;      // snapshots: window rings + compressor states each
+  size_t total() const { return tokens + window + compressor + kv_compressed + index_keys + snapshots; }
 };
-StateBytes state_bytes_at(const StateShape& s, int64_t context, bool per_page = false);
+struct StateBytesOptions {
+  bool per_page = false;  // compressed rows in whole PagedRows pages, as a SeqState allocates them
+  size_t snapshots = 0;   // snapshots held
+  // Other row formats (model_stats' paper / bf16 figures): these row sizes instead of the shape's
+  // codecs (0 = the codec's), and windows counted by the slots holding a token, min(n, W).
+  size_t kv_row_bytes = 0, index_row_bytes = 0;
+  bool filled_window_only = false;
+};
+StateBytes state_bytes_at(const StateShape& s, int64_t context, const StateBytesOptions& o = {});
+inline StateBytes state_bytes_at(const StateShape& s, int64_t context, bool per_page) {
+  return state_bytes_at(s, context, StateBytesOptions{.per_page = per_page});
+}
 
 class SeqState {
  public:
@@ -97,20 +121,23 @@ class SeqState {
   const LayerState& layer(int l) const { return layers_[size_t(l)]; }
   const StateShape& shape() const { return shape_; }
   void reset();
-  // Bytes held: window rings + compressor states + compressed pages (+ index keys) + snapshots.
+  // Bytes held: state_bytes_at(shape, n_past) with whole pages and the snapshots held.
   size_t bytes() const;
 
   // Window rows: decode ring slot for absolute position p into out [head_dim].
   void window_decode(int l, int64_t p, float* out) const;
   void window_store(int l, int64_t p, const float* kv);
 
-  // Snapshots (for exact truncation): the window rings and compressor states at n_past().
-  // Truncating to n restores the newest snapshot at or before n and replays the rest.
+  // Snapshots (for exact truncation): the window rings and compressor states at n_past(). They
+  // are part of the state: cloned, counted in bytes() and saved with it. At most kMaxSnapshots
+  // (the oldest goes). Truncating to n restores the newest snapshot at or before n and replays
+  // the rest.
   void snapshot();
   // Restores the newest snapshot with position <= n (dropping later ones); returns its position
   // (0 with a reset state if none). Tokens after it are removed; the caller replays up to n.
   int64_t restore_snapshot_at_or_before(int64_t n);
   size_t n_snapshots() const { return snapshots_.size(); }
+  std::vector<int64_t> snapshot_positions() const;  // ascending
   static constexpr size_t kMaxSnapshots = 8;
 
   // Serialisation: a self-checking binary file (magic, version, shape, tokens, all rows,

@@ -51,7 +51,8 @@ void register_kv(CLI::App& app) {
                 shape_from_config(c, num == model::Numerics::reference).index_codec().bytes());
     std::printf("%-6s %6s %14s %14s %14s %14s %14s\n", "kind", "layers", "window", "compressor", "kv_compressed",
                 "index_keys", "total");
-    size_t grand = 0;
+    const cache::StateBytes all = cache::state_bytes_at(shape_from_config(c, num == model::Numerics::reference), L);
+    size_t grand = 0;  // KV state by layer type; the token ids come on top
     for (auto kind : {model::AttnKind::swa, model::AttnKind::csa, model::AttnKind::hca}) {
       cache::StateShape s = shape_from_config(c, num == model::Numerics::reference);
       std::vector<int> keep;
@@ -62,12 +63,16 @@ void register_kv(CLI::App& app) {
       s.ratios = keep;
       s.n_layers = int(keep.size());
       auto b = cache::state_bytes_at(s, L);
+      b.tokens = 0;  // per sequence, not per layer
       grand += b.total();
       std::printf("%-6s %6zu %14s %14s %14s %14s %14s\n", model::attn_kind_name(kind), keep.size(),
                   human(double(b.window)).c_str(), human(double(b.compressor)).c_str(),
                   human(double(b.kv_compressed)).c_str(), human(double(b.index_keys)).c_str(),
                   human(double(b.total())).c_str());
     }
+    std::printf("+ token ids %s: state of one sequence %s (%zu bytes; admission reserves this, in whole pages of %lld rows)\n",
+                human(double(all.tokens)).c_str(), human(double(all.total())).c_str(), all.total(),
+                (long long)cache::PagedRows::kPageRows);
     const double v32 = double(c.n_layers) * 788.0 * double(L);
     std::printf("total  %6d %14s   (%lld bytes, %.1f B/token)\n", c.n_layers, human(double(grand)).c_str(),
                 (long long)grand, L ? double(grand) / double(L) : 0.0);

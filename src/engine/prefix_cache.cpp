@@ -31,7 +31,7 @@ PrefixCache::Match PrefixCache::find(std::span<const int32_t> prompt) const {
       // prompt (the last prompt token must run to give logits).
       const int64_t limit = std::min<int64_t>(c, int64_t(prompt.size()) - 1);
       int64_t at = 0;
-      for (int64_t p : entries_[i].snaps)
+      for (int64_t p : entries_[i].state->snapshot_positions())
         if (p <= limit) at = std::max(at, p);
       c = at;
       if (c == 0) continue;
@@ -42,21 +42,22 @@ PrefixCache::Match PrefixCache::find(std::span<const int32_t> prompt) const {
   return best;
 }
 
-std::unique_ptr<cache::SeqState> PrefixCache::fork(const Match& m, std::vector<float>* logits, Snaps* snaps) {
+size_t PrefixCache::snapshots_kept(const Match& m) const {
+  if (m.entry < 0) return 0;
+  const auto pos = entries_[size_t(m.entry)].state->snapshot_positions();
+  return size_t(std::count_if(pos.begin(), pos.end(), [&](int64_t p) { return p <= m.common; }));
+}
+
+std::unique_ptr<cache::SeqState> PrefixCache::fork(const Match& m, std::vector<float>* logits) {
   Entry& e = entries_[size_t(m.entry)];
   e.last_used = ++clock_;
   if (m.exact && logits) *logits = e.logits;
-  if (snaps) {
-    snaps->clear();
-    for (int64_t p : e.snaps)
-      if (p <= m.common) snaps->push_back(p);
-  }
   return e.state->clone();
 }
 
-void PrefixCache::insert(std::unique_ptr<cache::SeqState> state, std::vector<float> logits, Snaps snaps) {
+void PrefixCache::insert(std::unique_ptr<cache::SeqState> state, std::vector<float> logits) {
   if (!state || state->n_past() == 0) return;
-  const size_t b = state->bytes() + logits.size() * sizeof(float) + state->tokens().size() * sizeof(int32_t);
+  const size_t b = state->bytes() + logits.size() * sizeof(float);  // bytes(): token ids included
   if (b > budget_) return;
   for (size_t i = 0; i < entries_.size(); ++i) {
     if (entries_[i].state->tokens() == state->tokens()) {
@@ -66,20 +67,20 @@ void PrefixCache::insert(std::unique_ptr<cache::SeqState> state, std::vector<flo
       break;
     }
   }
-  entries_.push_back({std::move(state), std::move(logits), std::move(snaps), b, ++clock_, ""});
+  entries_.push_back({std::move(state), std::move(logits), b, ++clock_, ""});
   bytes_ += b;
   if (!dir_.empty()) persist(entries_.back());
   evict();
 }
 
-void PrefixCache::insert_copy(const cache::SeqState& state, std::span<const float> logits, const Snaps& snaps) {
+void PrefixCache::insert_copy(const cache::SeqState& state, std::span<const float> logits) {
   for (auto& e : entries_) {
     if (e.state->tokens() == state.tokens()) {  // already held: just touch it
       e.last_used = ++clock_;
       return;
     }
   }
-  insert(state.clone(), std::vector<float>(logits.begin(), logits.end()), snaps);
+  insert(state.clone(), std::vector<float>(logits.begin(), logits.end()));
 }
 
 void PrefixCache::evict() {
@@ -93,11 +94,14 @@ void PrefixCache::evict() {
 }
 
 // ---- --cache-dir ----------------------------------------------------------------------------
-// <key>.state: SeqState::save. <key>.meta: "DSV4PCM1", u64 n_logits, f32[n], u64 n_snaps,
-// i64[n], u64 FNV-1a 64 of everything before it. key = FNV-1a 64 of the token ids (hex).
+// <key>.state: SeqState::save (snapshots included). <key>.meta: "DSV4PCM2", u64 n_logits,
+// f32[n], u64 FNV-1a 64 of everything before it. key = FNV-1a 64 of the token ids (hex).
+// Format 1 ("DSV4PCM1") also listed the snapshot positions in the .meta file; its files are
+// removed at load.
 
 namespace {
-constexpr char kMetaMagic[8] = {'D', 'S', 'V', '4', 'P', 'C', 'M', '1'};
+constexpr char kMetaMagic[8] = {'D', 'S', 'V', '4', 'P', 'C', 'M', '2'};
+constexpr char kMetaMagicV1[8] = {'D', 'S', 'V', '4', 'P', 'C', 'M', '1'};
 
 uint64_t fnv1a64(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
   const auto* p = static_cast<const uint8_t*>(data);
@@ -124,8 +128,6 @@ void PrefixCache::persist(Entry& e) {
     std::string buf(kMetaMagic, 8);
     put(buf, uint64_t(e.logits.size()));
     buf.append(reinterpret_cast<const char*>(e.logits.data()), e.logits.size() * sizeof(float));
-    put(buf, uint64_t(e.snaps.size()));
-    for (int64_t p : e.snaps) put(buf, p);
     put(buf, fnv1a64(buf.data(), buf.size()));
     const std::string tmp = base + ".meta.tmp";
     {
@@ -164,7 +166,14 @@ size_t PrefixCache::open_dir(const std::string& dir, const cache::StateShape& sh
     try {
       std::ifstream f(base + ".meta", std::ios::binary);
       std::string buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-      if (buf.size() < 8 + 8 + 8 + 8 || std::memcmp(buf.data(), kMetaMagic, 8) != 0) throw Error("bad header");
+      if (buf.size() >= 8 && std::memcmp(buf.data(), kMetaMagicV1, 8) == 0) {
+        std::fprintf(stderr, "dsv4 serve: prefix cache: removing %s (older file format)\n", base.c_str());
+        std::error_code ec;
+        fs::remove(base + ".state", ec);
+        fs::remove(base + ".meta", ec);
+        continue;
+      }
+      if (buf.size() < 8 + 8 + 8 || std::memcmp(buf.data(), kMetaMagic, 8) != 0) throw Error("bad header");
       uint64_t stored;
       std::memcpy(&stored, buf.data() + buf.size() - 8, 8);
       if (fnv1a64(buf.data(), buf.size() - 8) != stored) throw Error("checksum mismatch");
@@ -177,17 +186,15 @@ size_t PrefixCache::open_dir(const std::string& dir, const cache::StateShape& sh
         return v;
       };
       const uint64_t nl = get_u64();
-      if (nl > (buf.size() - off) / sizeof(float)) throw Error("truncated logits");
+      if (nl > (buf.size() - 8 - off) / sizeof(float)) throw Error("truncated logits");
       std::vector<float> logits(nl);
       std::memcpy(logits.data(), buf.data() + off, nl * sizeof(float));
       off += nl * sizeof(float);
-      const uint64_t ns = get_u64();
-      Snaps snaps;
-      for (uint64_t i = 0; i < ns; ++i) snaps.push_back(int64_t(get_u64()));
+      if (off != buf.size() - 8) throw Error("trailing bytes");
       auto st = cache::SeqState::load(base + ".state", shape);
-      const size_t b = st->bytes() + logits.size() * sizeof(float) + st->tokens().size() * sizeof(int32_t);
+      const size_t b = st->bytes() + logits.size() * sizeof(float);
       if (bytes_ + b > budget_) break;
-      entries_.push_back({std::move(st), std::move(logits), std::move(snaps), b, ++clock_, base});
+      entries_.push_back({std::move(st), std::move(logits), b, ++clock_, base});
       bytes_ += b;
       ++loaded;
     } catch (const std::exception& ex) {

@@ -6,9 +6,9 @@
 //
 // An entry longer than the shared prefix is cut back with truncate_state, which restores the
 // newest state snapshot at or before the cut and replays the rest (model/forward.h). The cache
-// only cuts at a snapshot position the entry recorded (the scheduler snapshots every prompt one
-// token before its end, i.e. before the generation prompt's think marker, where the next turn's
-// rendering diverges), so a cut costs no replay. With `allow_truncate` any cut is allowed.
+// only cuts at a position where the entry's state holds a snapshot (taken at the request's
+// snapshot_at points, engine/request.h: where the prompt's renderer expects a later prompt to
+// diverge), so a cut costs no replay. With `allow_truncate` any cut is allowed.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -30,22 +30,24 @@ class PrefixCache {
     int64_t common = 0;   // tokens of the prompt the entry provides
     bool exact = false;   // the entry's tokens are exactly that prefix (no truncation needed)
   };
-  // Snapshot positions recorded in the state (for cuts without replay).
-  using Snaps = std::vector<int64_t>;
   Match find(std::span<const int32_t> prompt) const;
-  // A private copy of entry `m.entry` holding the first m.common tokens (the caller truncates
-  // when !m.exact). `logits` receives the entry's next-token logits when m.exact.
-  std::unique_ptr<cache::SeqState> fork(const Match& m, std::vector<float>* logits, Snaps* snaps);
+  // Snapshots a fork of `m` cut to m.common tokens keeps (the entry's at positions <= m.common).
+  size_t snapshots_kept(const Match& m) const;
+  // A private copy of entry `m.entry` (its snapshots included) holding the first m.common tokens
+  // (the caller truncates when !m.exact). `logits` receives the entry's next-token logits when
+  // m.exact.
+  std::unique_ptr<cache::SeqState> fork(const Match& m, std::vector<float>* logits);
   // Stores a state (moved in) with the logits predicting its next token. An entry with the same
   // tokens is replaced. Evicts least recently used entries past the budget.
-  void insert(std::unique_ptr<cache::SeqState> state, std::vector<float> logits, Snaps snaps);
-  // Same, copying the state (used for the snapshot at the end of a prompt).
-  void insert_copy(const cache::SeqState& state, std::span<const float> logits, const Snaps& snaps);
+  void insert(std::unique_ptr<cache::SeqState> state, std::vector<float> logits);
+  // Same, copying the state (used for the state at the end of a prompt).
+  void insert_copy(const cache::SeqState& state, std::span<const float> logits);
 
-  // --cache-dir: every entry is also written to `dir` (state via SeqState::save, plus a
-  // checksummed sidecar with the logits and snapshot positions; both written atomically) and
+  // --cache-dir: every entry is also written to `dir` (the state, snapshots included, via
+  // SeqState::save, plus a checksummed sidecar with the logits; both written atomically) and
   // removed with it; entries found there are loaded back (newest first, within the budget).
-  // Returns the number loaded. Unreadable or mismatching files are skipped with a warning.
+  // Returns the number loaded. Unreadable or mismatching files are skipped with a warning;
+  // files of an older format are removed.
   size_t open_dir(const std::string& dir, const cache::StateShape& shape);
 
   size_t bytes() const { return bytes_; }
@@ -56,7 +58,6 @@ class PrefixCache {
   struct Entry {
     std::unique_ptr<cache::SeqState> state;
     std::vector<float> logits;
-    Snaps snaps;
     size_t bytes = 0;
     uint64_t last_used = 0;
     std::string file;  // base path in the cache dir ("" = not persisted)

@@ -46,6 +46,10 @@ struct GenRequest {
   SamplingParams sampling;
   int max_tokens = 0;                // generated-token budget; <= 0: until the context is full
   std::vector<int32_t> stop_token_ids;  // besides EOS
+  // Prompt positions to snapshot the state at (the state after p tokens, 0 < p <= prompt size),
+  // chosen where the prompt is rendered: where a later prompt of the same conversation may
+  // diverge. The prefix cache cuts a longer entry back to such a snapshot without replay.
+  std::vector<int64_t> snapshot_at;
   std::shared_ptr<ForcedToolCall> forced_tool;  // null: free decoding
   std::chrono::steady_clock::time_point enqueued = std::chrono::steady_clock::now();
 };

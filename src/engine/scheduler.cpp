@@ -31,7 +31,6 @@ struct Scheduler::Sequence {
   int32_t pending = -1;          // sampled but not yet run through the model
   std::unique_ptr<ToolCallConstraint> constraint;
   std::vector<float> hit_logits; // the whole prompt came from the cache: sample from these
-  PrefixCache::Snaps snaps;      // positions of the state's snapshots
   bool sample_now = false;
   bool done = false;
   size_t reserved = 0;           // KV bytes reserved at admission
@@ -47,15 +46,10 @@ Scheduler::Scheduler(model::ForwardPass& fp, const text::Tokenizer& tok, Schedul
       cfg_(cfg),
       vocab_(int32_t(fp.model().config().vocab_size)),
       eos_(tok.eos_id()),
+      shape_(fp.state_shape()),
       queue_(cfg.queue_capacity),
       prefix_cache_(cfg.cache_budget_bytes, cfg.cache_allow_truncate) {
-  const cache::StateShape shape = fp_.state_shape();
-  fixed_state_bytes_ = fp_.new_state()->bytes();
-  for (int r : shape.ratios) {
-    if (r <= 0) continue;
-    bytes_per_token_ += double(shape.head_dim) * sizeof(float) / r;
-    if (r == 4) bytes_per_token_ += double(shape.index_head_dim) * sizeof(float) / r;
-  }
+  const cache::StateShape& shape = shape_;
   if (!cfg_.cache_dir.empty()) {
     const size_t n = prefix_cache_.open_dir(cfg_.cache_dir, shape);
     std::fprintf(stderr, "dsv4 serve: prefix cache: %zu entries (%zu MiB) loaded from %s\n", n,
@@ -77,8 +71,18 @@ void Scheduler::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-size_t Scheduler::state_bytes_estimate(int64_t n_tokens) const {
-  return fixed_state_bytes_ + size_t(bytes_per_token_ * double(n_tokens));
+size_t Scheduler::reservation(const GenRequest& req) const {
+  return reservation(req, prefix_cache_.find(req.prompt));
+}
+
+size_t Scheduler::reservation(const GenRequest& req, const PrefixCache::Match& m) const {
+  // The state at the request's longest length (the prompt and every token it may generate, within
+  // the context), in whole pages, with the snapshots it may hold: those a prefix-cache fork
+  // brings and those the request asks for.
+  int64_t total = int64_t(req.prompt.size()) + (req.max_tokens > 0 ? req.max_tokens : cfg_.ctx);
+  total = std::min(total, cfg_.ctx);
+  const size_t snaps = std::min(cache::SeqState::kMaxSnapshots, prefix_cache_.snapshots_kept(m) + req.snapshot_at.size());
+  return cache::state_bytes_at(shape_, total, cache::StateBytesOptions{.per_page = true, .snapshots = snaps}).total();
 }
 
 std::shared_ptr<Job> Scheduler::submit(GenRequest req) {
@@ -136,20 +140,19 @@ void Scheduler::admit() {
   for (auto& s : running_) reserved += s->reserved;
   while (!waiting_.empty() && int(running_.size()) < cfg_.parallel) {
     const GenRequest& req = waiting_.front()->req;
-    int64_t total = int64_t(req.prompt.size()) + (req.max_tokens > 0 ? req.max_tokens : cfg_.ctx);
-    total = std::min(total, cfg_.ctx);
-    const size_t need = state_bytes_estimate(total);
+    const PrefixCache::Match m = prefix_cache_.find(req.prompt);
+    const size_t need = reservation(req, m);
     if (!running_.empty() && reserved + need > cfg_.kv_budget_bytes) break;  // wait for memory
     auto job = waiting_.front();
     waiting_.erase(waiting_.begin());
-    if (start_sequence(job)) {
+    if (start_sequence(job, m)) {
       running_.back()->reserved = need;
       reserved += need;
     }
   }
 }
 
-bool Scheduler::start_sequence(std::shared_ptr<Job> job) {
+bool Scheduler::start_sequence(std::shared_ptr<Job> job, const PrefixCache::Match& m) {
   const GenRequest& req = job->req;
   auto fail = [&](const std::string& msg) {
     TokenEvent e;
@@ -163,6 +166,9 @@ bool Scheduler::start_sequence(std::shared_ptr<Job> job) {
   if (req.prompt.empty()) return fail("empty prompt");
   if (int64_t(req.prompt.size()) >= cfg_.ctx)
     return fail("prompt has " + std::to_string(req.prompt.size()) + " tokens, context is " + std::to_string(cfg_.ctx));
+  for (int64_t p : req.snapshot_at)
+    if (p <= 0 || p > int64_t(req.prompt.size()))
+      return fail("snapshot position " + std::to_string(p) + " outside the prompt (" + std::to_string(req.prompt.size()) + " tokens)");
   std::unique_ptr<Sequence> s;
   try {
     s = std::make_unique<Sequence>(job, req.sampling);
@@ -178,18 +184,14 @@ bool Scheduler::start_sequence(std::shared_ptr<Job> job) {
   }
   // Prefix cache: fork the entry sharing the longest prefix.
   const std::span<const int32_t> prompt(req.prompt);
-  PrefixCache::Match m = prefix_cache_.find(prompt);
   if (m.entry >= 0) {
-    s->state = prefix_cache_.fork(m, &s->hit_logits, &s->snaps);
+    s->state = prefix_cache_.fork(m, &s->hit_logits);
     int64_t keep = m.common;
     if (m.exact && keep == int64_t(prompt.size())) {
       s->sample_now = true;
     } else {
       if (keep == int64_t(prompt.size())) --keep;  // need the last prompt token's logits
-      if (keep < s->state->n_past()) {
-        model::truncate_state(fp_, *s->state, keep);
-        std::erase_if(s->snaps, [&](int64_t p) { return p > keep; });
-      }
+      if (keep < s->state->n_past()) model::truncate_state(fp_, *s->state, keep);
     }
     s->prefilled = s->sample_now ? int64_t(prompt.size()) : keep;
   } else {
@@ -255,7 +257,7 @@ void Scheduler::finish(Sequence& s, FinishReason r, std::span<const float> last_
   // The final state (prompt + generated but the last token) joins the prefix cache, with the
   // logits that predicted that last token.
   if (s.state)
-    prefix_cache_.insert(std::move(s.state), std::vector<float>(last_row.begin(), last_row.end()), std::move(s.snaps));
+    prefix_cache_.insert(std::move(s.state), std::vector<float>(last_row.begin(), last_row.end()));
 }
 
 bool Scheduler::step_once(std::chrono::milliseconds wait) {
@@ -291,11 +293,10 @@ bool Scheduler::step_once(std::chrono::milliseconds wait) {
     if (s->done || !s->prefilling() || budget <= 0) continue;
     const int64_t left = int64_t(s->prompt().size()) - s->prefilled;
     int64_t n = std::min<int64_t>(left, budget);
-    // Stop one token short of the prompt's end once, to snapshot the state there: the next
-    // turn's rendering of this conversation diverges at the last prompt token (the think
-    // marker), and the prefix cache cuts back to this snapshot without any replay.
-    const int64_t snap_at = int64_t(s->prompt().size()) - 1;
-    if (snap_at > 0 && s->prefilled < snap_at && s->prefilled + n > snap_at) n = snap_at - s->prefilled;
+    // A chunk ends at each of the request's snapshot points, where the state is snapshotted
+    // after the forward (the prefix cache cuts entries back to those without replay).
+    for (int64_t p : s->job->req.snapshot_at)
+      if (p > s->prefilled && p < s->prefilled + n) n = p - s->prefilled;
     batch.push_back({s->state.get(), std::span<const int32_t>(s->prompt().data() + s->prefilled, size_t(n)), false});
     owners.push_back(s.get());
     completes.push_back(n == left);
@@ -339,17 +340,14 @@ bool Scheduler::step_once(std::chrono::milliseconds wait) {
         Sequence* s = owners[i];
         if (s->done) continue;
         std::span<const float> row(logits_.data() + i * V, V);
-        if (s->pending < 0 && !completes[i] && s->prefilled == int64_t(s->prompt().size()) - 1) {
+        if (s->pending < 0 && std::ranges::find(s->job->req.snapshot_at, s->prefilled) != s->job->req.snapshot_at.end())
           s->state->snapshot();
-          s->snaps.push_back(s->prefilled);
-          if (s->snaps.size() > cache::SeqState::kMaxSnapshots) s->snaps.erase(s->snaps.begin());
-        }
         if (s->pending >= 0) {
           s->pending = -1;
           if (s->job->is_cancelled()) continue;  // freed before the next step
           sample_and_emit(*s, row);
         } else if (completes[i]) {
-          prefix_cache_.insert_copy(*s->state, row, s->snaps);  // the state at the end of the prompt
+          prefix_cache_.insert_copy(*s->state, row);  // the state at the end of the prompt
           if (s->job->is_cancelled()) continue;
           sample_and_emit(*s, row);
         }

@@ -63,8 +63,10 @@ class Scheduler {
   const EngineStats& stats() const { return stats_; }
   const SchedulerConfig& config() const { return cfg_; }
   size_t queue_depth() const { return queue_.depth(); }
-  // Bytes a sequence of n tokens needs (fixed window/compressor part + growth per token).
-  size_t state_bytes_estimate(int64_t n_tokens) const;
+  // State bytes admission reserves for a request: cache::state_bytes_at at the request's longest
+  // length (prompt + max_tokens, within ctx), in whole pages, with the snapshots the state may
+  // hold. The running sequences' reservations stay within kv_budget_bytes (one always runs).
+  size_t reservation(const GenRequest& req) const;
 
   // Runs one step on the calling thread (tests drive the scheduler without its thread).
   // Returns false when there was nothing to do.
@@ -76,7 +78,8 @@ class Scheduler {
   void take_new_jobs(std::chrono::milliseconds wait);
   void drop_cancelled();
   void admit();
-  bool start_sequence(std::shared_ptr<Job> job);
+  size_t reservation(const GenRequest& req, const PrefixCache::Match& m) const;
+  bool start_sequence(std::shared_ptr<Job> job, const PrefixCache::Match& m);
   void sample_and_emit(Sequence& s, std::span<const float> row);
   void finish(Sequence& s, FinishReason r, std::span<const float> last_row);
 
@@ -85,6 +88,7 @@ class Scheduler {
   SchedulerConfig cfg_;
   int32_t vocab_;
   int32_t eos_;
+  cache::StateShape shape_;
   std::shared_ptr<const ConstraintVocab> cvocab_;
   RequestQueue queue_;
   EngineStats stats_;
@@ -97,8 +101,6 @@ class Scheduler {
   PrefixCache prefix_cache_;
   std::vector<float> logits_;
   std::vector<float> masked_;
-  size_t fixed_state_bytes_ = 0;
-  double bytes_per_token_ = 0;
 };
 
 }  // namespace dsv4::engine

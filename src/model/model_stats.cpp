@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "cache/seq_state.h"
+#include "model/forward.h"
 #include "model/tensor_table.h"
 
 namespace dsv4::model {
@@ -97,27 +99,28 @@ double kv_bytes_per_token(const Config& c, KvFormat f) {
 }
 
 KvStateBytes kv_state_bytes(const Config& c, KvFormat f, int64_t n, bool include_drafter) {
-  const KvLayout l = kv_layout(c, f);
-  KvStateBytes s;
-  const int n_layers = include_drafter ? c.n_blocks() : c.n_layers;
-  for (int il = 0; il < n_layers; ++il) {
-    s.window += std::min<int64_t>(n, c.window_size) * l.entry_bytes;
-    const int m = c.compress_ratio(il);
-    if (m == 0) continue;
-    s.compressed += n / m * l.entry_bytes;
-    if (m == 4) s.index_keys += n / 4 * l.index_key_bytes;
+  // The state accounting (cache::state_bytes_at) in format f's row sizes, windows counted by the
+  // slots holding a token.
+  cache::StateShape s = state_shape_for(c, Numerics::reference);
+  if (include_drafter) {
+    s.n_layers = c.n_blocks();
+    s.ratios = c.compress_ratios;
   }
-  return s;
+  const KvLayout l = kv_layout(c, f);
+  cache::StateBytesOptions o;
+  o.kv_row_bytes = size_t(l.entry_bytes);
+  o.index_row_bytes = size_t(l.index_key_bytes);
+  o.filled_window_only = true;
+  const cache::StateBytes b = cache::state_bytes_at(s, n, o);
+  KvStateBytes r;
+  r.window = int64_t(b.window);
+  r.compressed = int64_t(b.kv_compressed);
+  r.index_keys = int64_t(b.index_keys);
+  return r;
 }
 
 int64_t compressor_state_bytes(const Config& c) {
-  int64_t b = 0;
-  for (int il = 0; il < c.n_layers; ++il) {
-    const int m = c.compress_ratio(il);
-    if (m == 4) b += 2 * 8 * (2 * int64_t(c.head_dim) + 2 * int64_t(c.index_head_dim)) * 4;
-    if (m == 128) b += 2 * 128 * int64_t(c.head_dim) * 4;
-  }
-  return b;
+  return int64_t(cache::state_bytes_at(state_shape_for(c, Numerics::f32), 0).compressor);  // fp32 in both numerics
 }
 
 }  // namespace dsv4::model

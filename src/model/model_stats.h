@@ -70,8 +70,9 @@ struct KvStateBytes {
 // include_drafter).
 KvStateBytes kv_state_bytes(const Config& c, KvFormat f, int64_t n_tokens, bool include_drafter = false);
 
-// Per-sequence compressor states (fp32, fixed size): CSA 2x8x(2*Dh) + indexer 2x8x(2*Di),
-// HCA 2x128xDh floats per layer (V4-ARCH §3.1).
+// Per-sequence compressor states (fp32, fixed size; V4-ARCH §3.1): per CSA layer kv + score of
+// 8 rows x 2*Dh (+ the indexer's 8 x 2*Di), per HCA layer 128 rows x Dh. Both are
+// cache::state_bytes_at, the engine's one state accounting.
 int64_t compressor_state_bytes(const Config& c);
 
 }  // namespace dsv4::model

@@ -140,6 +140,11 @@ void render_chat_prompt(const text::ChatRequest& cr, const DialectContext& ctx, 
   pr->parse.thinking = in_reasoning;
   if (pr->gen.forced_tool) pr->gen.forced_tool->in_reasoning = in_reasoning;
   const int64_t n = int64_t(pr->gen.prompt.size());
+  // The generation prompt's trailing think marker is rendered differently once this turn is
+  // history (thinking mode): snapshot the state just before it, so the next turn reuses the rest.
+  const bool ends_in_think_marker = !segs.empty() && segs.back().is_control &&
+      (segs.back().token == text::ControlToken::think_begin || segs.back().token == text::ControlToken::think_end);
+  if (ends_in_think_marker && n > 1) pr->gen.snapshot_at = {n - 1};
   if (n >= ctx.model.ctx)
     throw bad_request("the prompt has " + std::to_string(n) + " tokens, but the context window (--ctx) is " +
                       std::to_string(ctx.model.ctx) + " tokens", "messages");

@@ -132,6 +132,25 @@ TEST(KvFormat, StateBytesMatchNativeFormulas) {
   EXPECT_EQ(b.index_keys, size_t(21 * (L / 4) * 68));
   EXPECT_EQ(b.window, size_t(43 * 128 * 584));
   EXPECT_EQ(b.compressor, size_t(21 * (64 + 16) * 1024 + 20 * 512 * 1024));
+  EXPECT_EQ(b.tokens, size_t(L) * 4);
+  EXPECT_EQ(b.snapshots, 0u);
+  // A snapshot holds the window rings and compressor states; pages round the entries up to 256.
+  auto p = cache::state_bytes_at(s, 1000, cache::StateBytesOptions{.per_page = true, .snapshots = 3});
+  EXPECT_EQ(p.snapshots, 3 * (b.window + b.compressor));
+  EXPECT_EQ(p.kv_compressed, size_t(21 * 256 * 584 + 20 * 256 * 584));
+  EXPECT_EQ(p.index_keys, size_t(21 * 256 * 68));
+  EXPECT_EQ(p.total(), 4000 + b.window + b.compressor + p.kv_compressed + p.index_keys + p.snapshots);
+}
+
+// Bytes the containers of a state hold, counted directly (what bytes() must equal).
+static size_t held_bytes(const cache::SeqState& st) {
+  size_t b = size_t(st.n_past()) * 4, fixed = 0;
+  for (int l = 0; l < st.shape().n_layers; ++l) {
+    const cache::LayerState& L = st.layer(l);
+    fixed += L.kv_window.size() + L.compressor.bytes() + L.index_compressor.bytes();
+    b += L.kv_compressed.bytes_reserved() + L.index_keys.bytes_reserved();
+  }
+  return b + fixed * (1 + st.n_snapshots());
 }
 
 class StateProps : public ::testing::TestWithParam<model::Numerics> {};
@@ -172,7 +191,7 @@ TEST_P(StateProps, SaveLoadContinueIsBitIdentical) {
   st->save(dir + "/s.bin");
   auto loaded = cache::SeqState::load(dir + "/s.bin", fp.state_shape());
   EXPECT_EQ(loaded->tokens(), st->tokens());
-  EXPECT_EQ(loaded->n_snapshots(), 1u);
+  EXPECT_EQ(loaded->snapshot_positions(), std::vector<int64_t>{150});
   auto a = run_chunks(fp, *st, all.subspan(150), 7);
   auto b = run_chunks(fp, *loaded, all.subspan(150), 7);
   EXPECT_EQ(max_abs_diff(a, b), 0.0);
@@ -212,6 +231,36 @@ TEST_P(StateProps, TruncateThenReplayIsBitIdentical) {
       EXPECT_EQ(max_abs_diff(want, got), 0.0) << "k=" << k << " snapshot=" << with_snapshot;
     }
   }
+}
+
+// bytes() is the state accounting (cache::state_bytes_at) and equals what the containers hold,
+// after prefill, snapshots, truncation, cloning and a save/load round trip.
+TEST_P(StateProps, BytesAreWhatTheStateHolds) {
+  const model::Model* m = oracle_model();
+  if (!m) GTEST_SKIP();
+  model::ForwardPass fp(*m, GetParam());
+  auto ids = oracle_ids(700);
+  std::span<const int32_t> all(ids);
+  auto st = fp.new_state();
+  EXPECT_EQ(st->bytes(), held_bytes(*st));
+  run_chunks(fp, *st, all.subspan(0, 300), 300, false);
+  st->snapshot();
+  run_chunks(fp, *st, all.subspan(300, 400), 400, false);
+  st->snapshot();
+  EXPECT_EQ(st->n_snapshots(), 2u);
+  EXPECT_EQ(st->bytes(), held_bytes(*st));
+  EXPECT_EQ(st->bytes(), cache::state_bytes_at(st->shape(), 700, cache::StateBytesOptions{.per_page = true, .snapshots = 2}).total());
+  EXPECT_EQ(st->clone()->bytes(), held_bytes(*st->clone()));
+  std::string dir = test::make_temp_dir();
+  st->save(dir + "/s.bin");
+  auto loaded = cache::SeqState::load(dir + "/s.bin", fp.state_shape());
+  EXPECT_EQ(loaded->snapshot_positions(), (std::vector<int64_t>{300, 700}));
+  EXPECT_EQ(loaded->bytes(), held_bytes(*loaded));
+  EXPECT_EQ(loaded->bytes(), st->bytes());
+  fs::remove_all(dir);
+  model::truncate_state(fp, *st, 310);
+  EXPECT_EQ(st->snapshot_positions(), std::vector<int64_t>{300});
+  EXPECT_EQ(st->bytes(), held_bytes(*st));
 }
 
 TEST_P(StateProps, CloneIsIndependent) {

@@ -19,6 +19,9 @@ TEST(KvCli, FlashStateBytesAtOneMillionTokens) {
   const long long expect = 21 * (L / 4) * (584 + 68) + 20 * (L / 128) * 584 + 43LL * 128 * 584 + 21LL * 80 * 1024 +
                            20LL * 512 * 1024;
   EXPECT_EQ(std::stoll(m[1]), expect);
+  // The whole state of one sequence adds its token ids (4 B each).
+  ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(state of one sequence .*\((\d+) bytes)"))) << out;
+  EXPECT_EQ(std::stoll(m[1]), expect + 4 * L);
   EXPECT_NE(out.find("DeepSeek-V3.2 (61 layers"), std::string::npos);
 }
 

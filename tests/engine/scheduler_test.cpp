@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -133,10 +134,12 @@ TEST(Scheduler, PrefixReuseGivesColdTokens) {
 
 // The shape of a thinking-mode follow-up turn: the new prompt shares all but the last token of
 // the previous one (the generation prompt's think marker is re-rendered differently), then goes
-// on. The cache cuts the previous final state back to its snapshot without replay.
+// on. The first request asks for a snapshot there (the server does, where it renders the prompt);
+// the cache cuts the previous final state back to it without replay. Without one, nothing is cut.
 TEST(Scheduler, PrefixReuseCutsAtTheSnapshot) {
   GenRequest a = make_request(kPrompts[3], 6);
-  GenRequest b = a;
+  a.snapshot_at = {int64_t(a.prompt.size()) - 1};
+  GenRequest b = make_request(kPrompts[3], 6);
   b.prompt.back() = 42;  // diverges at the last token of a
   for (int t : {100, 200, 300, 400}) b.prompt.push_back(t);
   Scheduler cold(*tiny().fp, *tiny().tok, config(1));
@@ -146,6 +149,66 @@ TEST(Scheduler, PrefixReuseCutsAtTheSnapshot) {
   const Result got = run_jobs(warm, {warm.submit(b)})[0];
   EXPECT_EQ(got.cached, int(a.prompt.size()) - 1);
   EXPECT_EQ(got.tokens, want.tokens);
+
+  Scheduler no_snap(*tiny().fp, *tiny().tok, config(1));
+  GenRequest plain = a;
+  plain.snapshot_at.clear();
+  run_jobs(no_snap, {no_snap.submit(plain)});
+  EXPECT_EQ(run_jobs(no_snap, {no_snap.submit(b)})[0].cached, 0);
+}
+
+// A prompt of n tokens: BOS, `first`, then a fixed run (same length for every `first`, and no
+// shared prefix beyond BOS between two of them).
+GenRequest fixed_request(int32_t first, int n, int max_tokens) {
+  GenRequest r;
+  r.prompt.push_back(tiny().tok->bos_id());
+  r.prompt.push_back(first);
+  for (int i = 2; i < n; ++i) r.prompt.push_back(1000 + (i * 37) % 500);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0.0f;
+  r.sampling.logit_bias.push_back({tiny().tok->eos_id(), -std::numeric_limits<float>::infinity()});  // runs to max_tokens
+  r.snapshot_at = {int64_t(n) - 1};
+  return r;
+}
+
+// Admission reserves what a sequence's state really holds at its longest (the state's own
+// bytes(), cache::state_bytes_at): reference numerics store 194 B KV rows here, not 4 B a value.
+TEST(Scheduler, AdmissionReservesTheStateBytes) {
+  Scheduler s(*tiny().fp, *tiny().tok, config(1));
+  const GenRequest r = fixed_request(300, 150, 120);
+  const size_t need = s.reservation(r);
+  auto job = s.submit(r);
+  size_t peak = 0;
+  for (int i = 0; i < 1000 && !job->is_cancelled(); ++i) {
+    if (!s.step_once(std::chrono::milliseconds(0))) break;
+    peak = std::max<size_t>(peak, s.stats().kv_bytes.load());
+  }
+  std::vector<TokenEvent> ev;
+  job->events.wait_pop(&ev, std::chrono::milliseconds(0));
+  ASSERT_FALSE(ev.empty());
+  EXPECT_EQ(ev.back().generated, 120);
+  // The largest state measured holds prompt + 118 tokens (the last two are never run before the
+  // sequence leaves): the reservation for prompt + 120 differs by their two token ids only.
+  EXPECT_LE(peak, need);
+  EXPECT_GE(peak + 8, need) << "reserved " << need << " B, the state held at most " << peak << " B";
+}
+
+// --kv-mb: with room for exactly two reservations, two of four equal requests run, then the rest.
+TEST(Scheduler, AdmissionFitsTheBudget) {
+  SchedulerConfig c = config(4);
+  const size_t need = Scheduler(*tiny().fp, *tiny().tok, c).reservation(fixed_request(300, 60, 20));
+  c.kv_budget_bytes = 2 * need + need / 2;
+  Scheduler s(*tiny().fp, *tiny().tok, c);
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(s.reservation(fixed_request(300 + i, 60, 20)), need);
+    jobs.push_back(s.submit(fixed_request(300 + i, 60, 20)));
+  }
+  s.step_once(std::chrono::milliseconds(0));
+  EXPECT_EQ(s.stats().running.load(), 2);
+  EXPECT_EQ(s.stats().waiting.load(), 2);
+  EXPECT_LE(s.stats().kv_bytes.load(), 2 * need);
+  for (const Result& r : run_jobs(s, jobs)) EXPECT_EQ(r.tokens.size(), 20u);
 }
 
 // --cache-dir: a second scheduler (a restarted server) finds the first one's states on disk.
@@ -154,17 +217,36 @@ TEST(Scheduler, CacheDirSurvivesARestart) {
   std::filesystem::remove_all(dir);
   SchedulerConfig c = config(1);
   c.cache_dir = dir;
-  const GenRequest r = make_request(kPrompts[1], 6);
+  GenRequest r = make_request(kPrompts[1], 6);
+  r.snapshot_at = {int64_t(r.prompt.size()) - 1};
   Result first;
   {
     Scheduler s(*tiny().fp, *tiny().tok, c);
     first = run_jobs(s, {s.submit(r)})[0];
     EXPECT_EQ(first.cached, 0);
   }
+  // A file of the older format (snapshot positions in the .meta side file) is removed.
+  for (const char* ext : {".meta", ".state"}) {
+    std::FILE* f = std::fopen((dir + "/00000000000000ff" + ext).c_str(), "wb");
+    ASSERT_TRUE(f);
+    std::fputs(ext[1] == 'm' ? "DSV4PCM1 and the rest of an old file" : "DSV4STAT", f);
+    std::fclose(f);
+  }
   Scheduler s(*tiny().fp, *tiny().tok, c);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/00000000000000ff.meta"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/00000000000000ff.state"));
   const Result again = run_jobs(s, {s.submit(r)})[0];
   EXPECT_EQ(again.cached, int(r.prompt.size()));
   EXPECT_EQ(again.tokens, first.tokens);
+  // The snapshots came back with the states: a prompt diverging at the last token is cut there.
+  GenRequest b = r;
+  b.snapshot_at.clear();
+  b.prompt.back() = 42;
+  b.prompt.push_back(100);
+  {
+    Scheduler s2(*tiny().fp, *tiny().tok, c);
+    EXPECT_EQ(run_jobs(s2, {s2.submit(b)})[0].cached, int(r.prompt.size()) - 1);
+  }
   // A corrupted file is skipped, not trusted.
   for (const auto& de : std::filesystem::directory_iterator(dir)) {
     std::FILE* f = std::fopen(de.path().c_str(), "r+b");

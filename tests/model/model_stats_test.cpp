@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include "cache/seq_state.h"
+#include "model/forward.h"
 #include "model/model_stats.h"
 #include "model/tensor_table.h"
 #include "test_util.h"
@@ -85,4 +87,24 @@ TEST(ModelStats, KvStateAtSmallLengths) {
     EXPECT_EQ(s.compressed, 21 * (n / 4) * 576 + 20 * (n / 128) * 576) << n;
     EXPECT_EQ(s.index_keys, 21 * (n / 4) * 64) << n;
   }
+}
+
+// The paper-format figures and the engine's state accounting count the same rows (one function,
+// cache::state_bytes_at): only the row sizes differ (576 B paper entry vs 584 B engine row, 64 B
+// vs 68 B index key), and the compressor states are the engine's, byte for byte.
+TEST(ModelStats, SameRowsAsTheEngineState) {
+  const model::Config c = load("deepseek-v4-flash.config.json");
+  if (c.dim == 0) GTEST_SKIP() << "testdata/configs missing";
+  const cache::StateShape shape = model::state_shape_for(c, model::Numerics::reference);
+  for (int64_t n : {0, 5, 128, 1000, 1 << 20}) {
+    const auto paper = model::kv_state_bytes(c, model::KvFormat::native, n);
+    const auto engine = cache::state_bytes_at(shape, n);
+    EXPECT_EQ(paper.compressed / 576, int64_t(engine.kv_compressed / 584)) << n;
+    EXPECT_EQ(paper.index_keys / 64, int64_t(engine.index_keys / 68)) << n;
+    EXPECT_EQ(paper.window / 576, std::min<int64_t>(n, 128) * 43) << n;
+  }
+  cache::SeqState st(shape);
+  size_t held = 0;
+  for (int l = 0; l < c.n_layers; ++l) held += st.layer(l).compressor.bytes() + st.layer(l).index_compressor.bytes();
+  EXPECT_EQ(model::compressor_state_bytes(c), int64_t(held));
 }
