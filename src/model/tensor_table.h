@@ -1,16 +1,19 @@
 // V4-ARCH §4.2 as data: every tensor a Config implies, by official name, with its stored dtype
 // and shape, how `dsv4 tiny` fills it with random values, and how it counts as parameters.
-// One list serves the random-checkpoint writer, `dsv4 inspect` (expected tensor counts/bytes and
-// parameter counts) and tests. The loader (weights.cpp) checks the same names independently.
+// One walk of the layout (walk_layout, weights.h) serves the loader (each tensor bound to its
+// field and checked), the random-checkpoint writer, `dsv4 inspect` (expected tensor counts/bytes
+// and parameter counts) and tests.
 //
 // Letters: D hidden, H heads, Dh head dim, Q q rank, G o groups, Ro o rank, E experts,
 // K experts per token, I expert width, V vocab, Hi/Di indexer heads/dim, hc mHC streams.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/linear.h"
 #include "model/config.h"
 
 namespace dsv4::model {
@@ -56,6 +59,8 @@ struct TensorSpec {
   Fill fill = Fill::linear;
   ParamGroup group = ParamGroup::dense;
   int layer = -1;               // -1 top level, 0..N-1 decoder layers, N.. drafter blocks
+  std::optional<Dtype> alt_dtype;  // plain tensors: a second accepted dtype (tid2eid: i32)
+  std::vector<kernels::WeightFormat> accepts;  // linear weights: stored formats the loader accepts
 
   bool has_scale() const { return quant != WeightQuant::none; }
   std::string scale_name() const;           // "<prefix>.scale" (name ends in ".weight")

@@ -11,6 +11,7 @@
 #include "kernels/linear.h"
 #include "model/config.h"
 #include "model/safetensors.h"
+#include "model/tensor_table.h"
 
 namespace dsv4::model {
 
@@ -108,6 +109,17 @@ struct ModelWeights {
   MtpWeights mtp;          // drafter == mtp
   DSparkWeights dspark;    // drafter == dspark
 };
+
+// The one walk over the layout (V4-ARCH §4.2, defined in tensor_table.cpp): every tensor of a
+// checkpoint for `c` with the `drafter`, in table order, handed to the sink together with the
+// field of `w` it binds to (w's non-tensor fields - layer index, ratio, kind, compressor sizes -
+// are set from the config on the way). The loader binds through it, tensor_table() collects it.
+struct TensorSink {
+  virtual ~TensorSink() = default;
+  virtual void plain(const TensorSpec& t, TensorView* dst) = 0;
+  virtual void linear(const TensorSpec& t, Linear* dst) = 0;  // t.name = "<prefix>.weight"
+};
+void walk_layout(const Config& c, DrafterKind drafter, ModelWeights& w, TensorSink& sink);
 
 // A loaded model: config + mapped checkpoint + bound weights. Move-only.
 class Model {
