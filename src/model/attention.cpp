@@ -50,6 +50,44 @@ static void finish_kv_entry(float* e, const CompressorWeights& w, const RopeTabl
   if (ref) kv_fp8_sim(e, c.nope_head_dim());
 }
 
+// Which compressed entries row t sees (V4-ARCH §2.3.4), by layer kind: HCA attends to every
+// entry whose 128-token window has closed (entries 0 .. (t+1)/128 - 1); CSA to the lightning
+// indexer's top-k selection for the row; SWA to none.
+template <class Fn>
+static void for_each_visible_entry(AttnKind kind, int64_t t, const std::vector<int32_t>& csa_selected, Fn&& fn) {
+  switch (kind) {
+    case AttnKind::swa: break;
+    case AttnKind::hca:
+      for (int64_t j = 0; j < (t + 1) / 128; ++j) fn(j);
+      break;
+    case AttnKind::csa:
+      for (int32_t j : csa_selected) fn(int64_t(j));
+      break;
+  }
+}
+
+// Softmax attention with a per-head sink logit (V4-ARCH §2.3.7): the sink takes part in the
+// normalisation but contributes no value, so a head can attend to "nothing". K = V (shared
+// head). `s` is scratch of keys.size() floats. In reference numerics the probabilities are
+// rounded to bf16 before the weighted sum, as the official kernel does.
+static void sink_attention(const float* qh, const std::vector<const float*>& keys, float sink, float scale, int Dh,
+                           bool ref, std::vector<float>& s, float* oh) {
+  s.resize(keys.size());
+  float mx = sink;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    s[i] = kernels::dot_f32(qh, keys[i], Dh) * scale;
+    mx = std::max(mx, s[i]);
+  }
+  float den = std::exp(sink - mx);
+  for (size_t i = 0; i < keys.size(); ++i) den += (s[i] = std::exp(s[i] - mx));
+  std::fill(oh, oh + Dh, 0.f);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    float p = s[i] / den;
+    if (ref) p = round_bf16(p);
+    kernels::axpy_f32(p, keys[i], oh, Dh);
+  }
+}
+
 void attention_forward(const LayerWeights& L, const RopeTable& rope, const float* xn, BatchLayout& b, float* y,
                        AttentionDebug* dbg) {
   const Config& c = *b.config;
@@ -121,18 +159,18 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
     const cache::LayerState& S = st.layer(L.index);
     const int64_t ring_lo = std::max<int64_t>(0, it.start - W + 1);  // oldest position any row needs
     const int64_t n_ring = it.start - ring_lo;
-    const int64_t n_ent = L.ratio ? S.kv_compressed.size() : 0;
+    const int64_t n_ent = L.kind != AttnKind::swa ? S.kv_compressed.size() : 0;
     std::vector<int64_t> slot(static_cast<size_t>(n_ent), -1);
     int64_t n_dec = n_ring;
-    for (int64_t i = 0; i < it.n && L.ratio; ++i) {
+    static const std::vector<int32_t> none;
+    auto selection = [&](int64_t r) -> const std::vector<int32_t>& {
+      return L.kind == AttnKind::csa ? selected[size_t(r)] : none;
+    };
+    for (int64_t i = 0; i < it.n; ++i) {
       const int64_t r = it.row0 + i, t = it.start + i;
-      if (L.ratio == 128) {
-        for (int64_t j = 0; j < (t + 1) / 128; ++j)
-          if (slot[size_t(j)] < 0) slot[size_t(j)] = n_dec++;
-      } else {
-        for (int32_t j : selected[size_t(r)])
-          if (slot[size_t(j)] < 0) slot[size_t(j)] = n_dec++;
-      }
+      for_each_visible_entry(L.kind, t, selection(r), [&](int64_t j) {
+        if (slot[size_t(j)] < 0) slot[size_t(j)] = n_dec++;
+      });
     }
     auto& buf = decoded[ii];
     buf.resize(size_t(n_dec * Dh));
@@ -144,11 +182,8 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
       auto& ks = keys[size_t(r)];
       for (int64_t p = std::max<int64_t>(0, t - W + 1); p <= t; ++p)
         ks.push_back(p >= it.start ? &kv[size_t((it.row0 + p - it.start) * Dh)] : &buf[size_t((p - ring_lo) * Dh)]);
-      if (L.ratio == 128) {
-        for (int64_t j = 0; j < (t + 1) / 128; ++j) ks.push_back(&buf[size_t(slot[size_t(j)] * Dh)]);
-      } else if (L.ratio == 4) {
-        for (int32_t j : selected[size_t(r)]) ks.push_back(&buf[size_t(slot[size_t(j)] * Dh)]);
-      }
+      for_each_visible_entry(L.kind, t, selection(r),
+                             [&](int64_t j) { ks.push_back(&buf[size_t(slot[size_t(j)] * Dh)]); });
     }
   }
   if (dbg && A.has_indexer) dbg->csa_selected = selected;
@@ -163,23 +198,8 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
 #pragma omp for schedule(dynamic, 4)
     for (int64_t rh = 0; rh < N * H; ++rh) {
       const int64_t r = rh / H, h = rh % H;
-      const auto& ks = keys[size_t(r)];
-      const float* qh = &q[size_t(rh * Dh)];
-      s.resize(ks.size());
-      float mx = sink[h];
-      for (size_t i = 0; i < ks.size(); ++i) {
-        s[i] = kernels::dot_f32(qh, ks[i], Dh) * scale;
-        mx = std::max(mx, s[i]);
-      }
-      float den = std::exp(sink[h] - mx);
-      for (size_t i = 0; i < ks.size(); ++i) den += (s[i] = std::exp(s[i] - mx));
       float* oh = &o[size_t(rh * Dh)];
-      std::fill(oh, oh + Dh, 0.f);
-      for (size_t i = 0; i < ks.size(); ++i) {
-        float p = s[i] / den;
-        if (ref) p = round_bf16(p);
-        kernels::axpy_f32(p, ks[i], oh, Dh);
-      }
+      sink_attention(&q[size_t(rh * Dh)], keys[size_t(r)], sink[h], scale, int(Dh), ref, s, oh);
       round_if(ref, oh, Dh);
       rope.apply(oh, int(Dh), b.rows[size_t(r)].pos, /*inverse=*/true);
       round_if(ref, oh, Dh);

@@ -104,8 +104,8 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
       round_if(ref, &xn[size_t(r * D)], D);
     }
     AttentionDebug adbg;
-    attention_forward(L, L.ratio ? rope_comp : rope_swa, xn.data(), b, y.data(), debug_csa_selected ? &adbg : nullptr);
-    if (debug_csa_selected && L.ratio == 4) {
+    attention_forward(L, L.kind != AttnKind::swa ? rope_comp : rope_swa, xn.data(), b, y.data(), debug_csa_selected ? &adbg : nullptr);
+    if (debug_csa_selected && L.kind == AttnKind::csa) {
       std::vector<int32_t> flat;
       for (auto& s : adbg.csa_selected) {
         std::vector<int32_t> row(static_cast<size_t>(c.index_topk), -1);
