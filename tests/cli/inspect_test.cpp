@@ -107,6 +107,22 @@ void check_config(const char* file, bool flash) {
 TEST(InspectCli, FlashConfigMatchesReadme) { check_config("deepseek-v4-flash.config.json", true); }
 TEST(InspectCli, ProConfigMatchesReadme) { check_config("deepseek-v4-pro.config.json", false); }
 
+// The tensor table against a checkpoint written by another tool (the oracle's generator): every
+// tensor the table expects is there with the table's bytes, and nothing else is.
+TEST(InspectCli, TableMatchesAnIndependentCheckpoint) {
+  const std::string dir = test::testdata_path("oracle/case-a/ckpt");
+  if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP();
+  std::string out;
+  ASSERT_EQ(test::run_command(test::dsv4_binary() + " inspect --json --model " + dir + " 2>/dev/null", &out), 0)
+      << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["tensors"]["checkpoint"]["count"], j["tensors"]["expected"]["count"]);
+  EXPECT_EQ(j["tensors"]["checkpoint"]["bytes"], j["tensors"]["expected"]["bytes"]);
+  EXPECT_EQ(j["tensors"]["checkpoint"]["by_dtype"], j["tensors"]["expected"]["by_dtype"]);
+  EXPECT_TRUE(j["tensors"]["unused"].empty());
+  EXPECT_EQ(j["drafter"]["loaded"], "mtp");
+}
+
 TEST(InspectCli, TinyCheckpoint) {
   const std::string dir = test::tiny_checkpoint_dir();
   std::string out;
