@@ -72,7 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check(open == 0 && dones == 1 && events.back().kind == ParseEventKind::done);
   check(show(rebuilt) == show(parser.streamed_message()));
 
-  if (parser.finish_reason() != FinishReason::stop) {
+  if (!parser.stop_matched()) {
     StrictParseResult strict = parse_completion_text(text, opt.thinking);
     check(strict.error.has_value() == parser.error().has_value());
     if (!strict.error) {

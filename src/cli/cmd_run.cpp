@@ -1,4 +1,6 @@
-// `dsv4 run`: generate from a prompt and stream the text to stdout (engine/generate.h).
+// `dsv4 run`: generate from a prompt and stream the text to stdout. One request through the same
+// engine the server uses (a scheduler with one sequence slot): the engine samples, detokenises,
+// parses and applies the stop strings (engine/output_stage.h); this file prints its events.
 //   dsv4 run [--model DIR] --prompt TEXT [--chat] [--thinking] [-n N] [sampling flags] [--stop S]...
 // Plain mode feeds BOS + the prompt as plain text; --chat renders a one-user-message chat through
 // the V4 template (thinking off unless --thinking) and the output parser splits reasoning (shown
@@ -6,6 +8,8 @@
 // stderr at the end; stdout holds only the generated text.
 #include <unistd.h>
 
+#include <chrono>
+#include <climits>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -16,6 +20,7 @@
 #include "cli/progress.h"
 #include "core/error.h"
 #include "engine/generate.h"
+#include "engine/scheduler.h"
 #include "model/tiny_checkpoint.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -40,18 +45,14 @@ class StdoutSink {
  public:
   StdoutSink() : tty_(::isatty(STDOUT_FILENO) == 1) {}
 
-  void operator()(engine::TextKind kind, std::string_view text) {
-    if (text.empty()) return;
-    if (kind != kind_) {
-      close_block();
-      kind_ = kind;
-      if (kind == engine::TextKind::reasoning) std::fputs(tty_ ? "\x1b[2m[thinking]\n" : "[thinking]\n", stdout);
-      else if (kind == engine::TextKind::tool_call) std::fputs("\n[tool call] ", stdout);
+  void operator()(const text::ParseEvent& e) {
+    switch (e.kind) {
+      case text::ParseEventKind::reasoning_delta: write(Block::reasoning, e.text); break;
+      case text::ParseEventKind::content_delta: write(Block::content, e.text); break;
+      case text::ParseEventKind::tool_call_start: write(Block::tool_call, e.name + " "); break;
+      case text::ParseEventKind::tool_call_arguments: write(Block::tool_call, e.text); break;
+      default: break;
     }
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
-    wrote_ = true;
-    last_ = text.back();
   }
 
   void end() {
@@ -61,18 +62,33 @@ class StdoutSink {
   }
 
  private:
+  enum class Block { content, reasoning, tool_call };
+
+  void write(Block b, std::string_view text) {
+    if (text.empty()) return;
+    if (b != block_) {
+      close_block();
+      block_ = b;
+      if (b == Block::reasoning) std::fputs(tty_ ? "\x1b[2m[thinking]\n" : "[thinking]\n", stdout);
+      else if (b == Block::tool_call) std::fputs("\n[tool call] ", stdout);
+    }
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    wrote_ = true;
+    last_ = text.back();
+  }
+
   void close_block() {
-    if (kind_ == engine::TextKind::content) return;
-    std::fputs(kind_ == engine::TextKind::reasoning ? (tty_ ? "\n[/thinking]\x1b[0m\n" : "\n[/thinking]\n") : "\n",
-               stdout);
+    if (block_ == Block::content) return;
+    std::fputs(block_ == Block::reasoning ? (tty_ ? "\n[/thinking]\x1b[0m\n" : "\n[/thinking]\n") : "\n", stdout);
     last_ = '\n';
-    kind_ = engine::TextKind::content;
+    block_ = Block::content;
   }
 
   bool tty_;
   bool wrote_ = false;
   char last_ = '\n';
-  engine::TextKind kind_ = engine::TextKind::content;
+  Block block_ = Block::content;
 };
 
 std::vector<int32_t> prompt_ids(const RunArgs& a, const text::Tokenizer& tok, const std::string& dir) {
@@ -99,6 +115,7 @@ std::vector<int32_t> prompt_ids(const RunArgs& a, const text::Tokenizer& tok, co
 }
 
 void run_generate(const RunArgs& a) {
+  using Clock = std::chrono::steady_clock;
   const model::Numerics num = parse_numerics(a.numerics);
   if (a.thinking && !a.chat) throw Error("--thinking needs --chat");
   const std::string dir = a.model.empty() ? model::default_model_dir() : a.model;
@@ -106,32 +123,82 @@ void run_generate(const RunArgs& a) {
   const auto tok = text::Tokenizer::load(dir);
   model::ForwardPass fp(*m, num);
 
-  engine::GenerateOptions opt;
-  opt.sampling = a.sampling;
-  opt.stop = a.stop;
-  opt.max_tokens = a.n;
-  opt.ctx = a.ctx;
-  opt.prefill_chunk = a.chunk;
-  opt.mode = !a.chat ? engine::OutputMode::plain
-                     : (a.thinking ? engine::OutputMode::chat_thinking : engine::OutputMode::chat);
+  const int64_t ctx = engine::context_limit(m->config(), a.ctx);
   const std::vector<int32_t> ids = prompt_ids(a, tok, dir);
+  const int64_t n_prompt = int64_t(ids.size());
+  if (ids.empty()) throw Error("the prompt is empty (no tokens)");
+  if (n_prompt >= ctx)
+    throw Error("the prompt is " + std::to_string(n_prompt) + " tokens, which does not fit a context of " +
+                std::to_string(ctx) + " tokens with room to generate (raise --ctx or shorten the prompt)");
+  if (a.chunk <= 0) throw Error("--chunk: prefill chunk must be positive");
+  a.sampling.validate(int32_t(m->config().vocab_size));
+  for (const auto& stop : a.stop)
+    if (stop.empty()) throw Error("--stop: stop strings must not be empty");
+
+  // One sequence slot, nothing kept for later requests (there are none).
+  engine::SchedulerConfig sc;
+  sc.parallel = 1;
+  sc.ctx = ctx;
+  sc.step_tokens = int(std::min<int64_t>(a.chunk, INT_MAX));
+  sc.queue_capacity = 1;
+  sc.kv_budget_bytes = SIZE_MAX;
+  sc.cache_budget_bytes = 0;
+  engine::Scheduler sched(fp, tok, sc);
+
+  engine::GenRequest req;
+  req.id = "run";
+  req.prompt = ids;
+  req.sampling = a.sampling;
+  req.max_tokens = a.n;
+  req.output.mode = !a.chat ? engine::OutputMode::plain
+                            : (a.thinking ? engine::OutputMode::chat_thinking : engine::OutputMode::chat);
+  req.output.stop = a.stop;
+  req.report_prefill = n_prompt > a.chunk;
+  const auto t0 = Clock::now();
+  auto job = sched.submit(std::move(req));
+  if (!job) throw Error("the engine did not take the request");
+  sched.start();
 
   StdoutSink out;
   PrefillProgressPrinter progress("run");
-  engine::PrefillProgressFn on_progress;
-  if (int64_t(ids.size()) > a.chunk) on_progress = [&](const engine::PrefillProgress& p) { progress(p); };
-  const engine::GenerateStats s = engine::generate(
-      fp, tok, ids, opt, [&](engine::TextKind k, std::string_view t) { out(k, t); }, on_progress);
+  auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+  Clock::time_point t_first = t0;
+  bool first = true;
+  engine::TokenEvent last;
+  std::vector<engine::TokenEvent> evs;
+  while (last.finish == engine::FinishReason::none) {
+    evs.clear();
+    job->events.wait_pop(&evs, std::chrono::milliseconds(200));
+    for (auto& e : evs) {
+      if (e.token < 0 && e.finish == engine::FinishReason::none) {  // prefill progress
+        progress({e.prefilled - e.cached_tokens, n_prompt - e.cached_tokens, e.prefilled, secs(t0, Clock::now())});
+        continue;
+      }
+      if (first && e.token >= 0) {
+        t_first = Clock::now();  // prefill ends with the first sample
+        first = false;
+      }
+      for (const auto& t : e.text) out(t);
+      if (e.finish != engine::FinishReason::none) {
+        last = std::move(e);
+        break;
+      }
+    }
+  }
+  const auto t_end = Clock::now();
+  sched.stop();
   out.end();
+  if (last.finish == engine::FinishReason::error) throw Error(last.error);
 
-  auto rate = [](double n, double secs) { return secs > 0 ? n / secs : 0.0; };
-  std::fprintf(stderr, "run: prompt %lld tokens, prefill %.3f s (%.1f tok/s)\n", (long long)s.prompt_tokens,
-               s.prefill_seconds, rate(double(s.prompt_tokens), s.prefill_seconds));
-  std::fprintf(stderr, "run: generated %lld tokens, decode %.3f s (%.1f tok/s), finish %s\n",
-               (long long)s.generated_tokens, s.decode_seconds, rate(double(s.generated_tokens), s.decode_seconds),
-               engine::generate_finish_name(s.finish));
+  const double prefill_s = secs(t0, t_first), decode_s = secs(t_first, t_end);
+  const int64_t generated = last.generated, context = n_prompt + generated;
+  auto rate = [](double n, double s) { return s > 0 ? n / s : 0.0; };
+  std::fprintf(stderr, "run: prompt %lld tokens, prefill %.3f s (%.1f tok/s)\n", (long long)n_prompt, prefill_s,
+               rate(double(n_prompt), prefill_s));
+  std::fprintf(stderr, "run: generated %lld tokens, decode %.3f s (%.1f tok/s), finish %s\n", (long long)generated,
+               decode_s, rate(double(generated), decode_s), engine::finish_reason_name(last.finish));
   std::fprintf(stderr, "run: context %lld / %lld tokens, state %zu bytes (%.3f MiB, numerics %s)\n",
-               (long long)s.context, (long long)s.ctx_limit, s.state_bytes, double(s.state_bytes) / 1048576.0,
+               (long long)context, (long long)ctx, last.state_bytes, double(last.state_bytes) / 1048576.0,
                model::numerics_name(num));
 }
 

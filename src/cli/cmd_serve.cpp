@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "engine/scheduler.h"
 #include "model/forward.h"
 #include "model/tiny_checkpoint.h"
@@ -23,7 +24,7 @@ namespace {
 
 struct ServeArgs {
   std::string model, host = "127.0.0.1", api_key, cache_dir, served_name = "deepseek-v4-flash", numerics = "reference";
-  std::string encoder = "auto", reasoning_effort = "default";
+  std::string encoder = "auto", reasoning_effort = "default", log_level = "info";
   int port = 8080, parallel = 4, step_tokens = 256, queue = 64, keepalive_ms = 2000;
   int64_t ctx = 8192;
   size_t kv_mb = 8192, cache_mb = 2048;
@@ -31,6 +32,11 @@ struct ServeArgs {
 };
 
 void serve(const ServeArgs& a) {
+  log::set_prefix("dsv4 serve");
+  log::Level level;
+  if (!log::level_from_string(a.log_level, &level))
+    throw Error("--log-level: expected debug, info, warn, error or off, got '" + a.log_level + "'");
+  log::set_level(level);
   // SIGINT/SIGTERM are taken by a dedicated thread (sigwait), never in a signal handler: every
   // thread started below inherits the blocked mask.
   sigset_t stop_signals;
@@ -79,24 +85,29 @@ void serve(const ServeArgs& a) {
   server::HttpServer http(sched, tok, so);
   if (!http.bind()) throw Error("cannot listen on " + a.host + ":" + std::to_string(a.port));
 
-  std::fprintf(stderr,
-               "dsv4 serve: configuration\n"
-               "  model        = %s%s\n  served name  = %s\n  numerics     = %s\n  ctx          = %lld\n"
-               "  parallel     = %d\n  step tokens  = %d\n  queue        = %d\n  kv budget    = %zu MiB\n"
-               "  prefix cache = %zu MiB\n  auth         = %s\n  threads      = %u hw\n"
-               "  drafter      = %s (not used for decoding)\n  encoder      = %s (%s), default effort %s\n",
-               dir.c_str(), a.model.empty() ? " (embedded default model: random weights, for trying the server)" : "",
-               a.served_name.c_str(), a.numerics.c_str(), (long long)a.ctx, a.parallel, a.step_tokens, a.queue,
-               a.kv_mb, a.cache_mb, a.api_key.empty() ? "off" : "api key", std::thread::hardware_concurrency(),
-               model::drafter_kind_name(m->weights().drafter), effort.name.c_str(), encoder_why.c_str(),
-               so.model.default_effort.empty() ? "none" : so.model.default_effort.c_str());
-  std::fprintf(stderr, "dsv4 serve: listening on http://%s:%d (OpenAI: /v1, Anthropic: /v1/messages)\n", a.host.c_str(), http.port());
-  std::fflush(stderr);
+  // The effective configuration, once; nothing below prints it again.
+  const auto& st = sched.stats();
+  const std::string cache_dir = a.cache_dir.empty() ? "off (RAM only)"
+      : a.cache_dir + " (" + std::to_string(st.cache_entries.load()) + " entries, " +
+            std::to_string(st.cache_bytes.load() >> 20) + " MiB loaded)";
+  log::info("configuration\n"
+            "  model        = %s%s\n  served name  = %s\n  numerics     = %s\n  ctx          = %lld\n"
+            "  parallel     = %d\n  step tokens  = %d\n  queue        = %d\n  kv budget    = %zu MiB\n"
+            "  prefix cache = %zu MiB\n  cache dir    = %s\n  auth         = %s\n  http threads = %d\n"
+            "  keep-alive   = %d ms\n  request log  = %s\n  threads      = %u hw\n"
+            "  drafter      = %s (not used for decoding)\n  encoder      = %s (%s), default effort %s",
+            dir.c_str(), a.model.empty() ? " (embedded default model: random weights, for trying the server)" : "",
+            a.served_name.c_str(), a.numerics.c_str(), (long long)a.ctx, a.parallel, a.step_tokens, a.queue,
+            a.kv_mb, a.cache_mb, cache_dir.c_str(), a.api_key.empty() ? "off" : "api key", so.http_threads,
+            so.keepalive_ms, so.log_requests ? "on" : "off (--quiet)", std::thread::hardware_concurrency(),
+            model::drafter_kind_name(m->weights().drafter), effort.name.c_str(), encoder_why.c_str(),
+            so.model.default_effort.empty() ? "none" : so.model.default_effort.c_str());
+  log::info("listening on http://%s:%d (OpenAI: /v1, Anthropic: /v1/messages)", a.host.c_str(), http.port());
 
   std::thread stopper([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    std::fprintf(stderr, "dsv4 serve: signal %d, stopping\n", sig);
+    log::info("signal %d, stopping", sig);
     sched.stop();  // running requests end as cancelled, so their streams close
     http.stop();
   });
@@ -105,7 +116,7 @@ void serve(const ServeArgs& a) {
   pthread_kill(stopper.native_handle(), SIGTERM);  // serve() ended on its own: release the thread
   stopper.join();
   sched.stop();
-  std::fprintf(stderr, "dsv4 serve: stopped\n");
+  log::info("stopped");
 }
 
 }  // namespace
@@ -130,6 +141,7 @@ void register_serve(CLI::App& app) {
   c->add_option("--encoder", a->encoder, "prompt encoder (reasoning-effort table): auto (from the checkpoint), v4 or v4-0731")->capture_default_str();
   c->add_option("--reasoning-effort", a->reasoning_effort, "effort for requests that name none: default (the encoder's), none, low, high, max")->capture_default_str();
   c->add_flag("--quiet", a->quiet, "no per-request log lines");
+  c->add_option("--log-level", a->log_level, "debug | info | warn | error | off")->capture_default_str();
   c->callback([a] { serve(*a); });
 }
 

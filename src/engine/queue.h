@@ -1,7 +1,7 @@
 // dsv4 engine: the only place with locks (DESIGN.md). HTTP threads push jobs into a bounded
 // RequestQueue and read their job's EventChannel; the scheduler thread pops jobs and pushes
-// events. A job's cancel flag is an atomic the front end sets (client gone, stop string seen);
-// the scheduler frees the sequence before its next step.
+// events. A job's cancel flag is an atomic the front end sets when its client goes away; the
+// scheduler frees the sequence before its next step. (Stop strings are the engine's own.)
 #pragma once
 #include <atomic>
 #include <chrono>

@@ -1,5 +1,6 @@
 // dsv4 engine: what a front end hands the scheduler (GenRequest) and what it gets back
-// (TokenEvent, one per generated token, then a final one). Plain data; no JSON, no text parsing.
+// (TokenEvent: one per generated token, the last one with the finish reason; the text each
+// token released comes with it, typed by the output stage). Plain data; no JSON.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -8,19 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "engine/finish_reason.h"
+#include "engine/output_stage.h"
 #include "engine/sampling.h"
+#include "text/output_parser.h"
 
 namespace dsv4::engine {
-
-enum class FinishReason {
-  none,
-  stop,       // EOS (or the front end saw a stop string and cancelled)
-  length,     // max_tokens or the context window
-  tool_calls, // a forced tool-call block was closed
-  cancelled,  // the client went away
-  error,      // the engine could not run the request (message in TokenEvent::error)
-};
-const char* finish_reason_name(FinishReason r);
 
 // A forced tool call (tool_choice required / named): the engine writes the DSML block itself and
 // lets the model fill only the parameter values (engine/constraint.h).
@@ -50,20 +44,33 @@ struct GenRequest {
   // chosen where the prompt is rendered: where a later prompt of the same conversation may
   // diverge. The prefix cache cuts a longer entry back to such a snapshot without replay.
   std::vector<int64_t> snapshot_at;
+  OutputSpec output;                 // how the text is read, stop strings (decided by the text layer)
+  bool report_prefill = false;       // also send a progress event after each prefill chunk
   std::shared_ptr<ForcedToolCall> forced_tool;  // null: free decoding
   std::chrono::steady_clock::time_point enqueued = std::chrono::steady_clock::now();
 };
 
+// One event per generated token, in order; the one with finish != none is the last. A progress
+// event (report_prefill) has token -1, finish none and prefilled > 0.
 struct TokenEvent {
   int32_t token = -1;        // -1 on the final event when no token comes with it
   float logprob = 0.0f;
   std::vector<TokenLogprob> top;  // only when sampling.logprobs / top_logprobs asked for
+  // The text this token released (reasoning, answer, tool-call pieces: whole characters, never a
+  // stop string); the final event also carries what finishing released and the parser's `done`.
+  std::vector<text::ParseEvent> text;
   FinishReason finish = FinishReason::none;  // != none: last event of the request
-  // Filled on the first event and on the final one:
+  // Filled on every token event and on the final one:
   int prompt_tokens = 0;
   int cached_tokens = 0;     // prompt tokens reused from the prefix cache
   int generated = 0;         // tokens generated so far (this one included)
-  std::string error;         // FinishReason::error
+  int64_t prefilled = 0;     // progress events: prompt tokens in the state now
+  // The final event only:
+  std::string stop_string;         // FinishReason::stop_string: the one matched
+  text::ParsedMessage message;     // what the text events spelled out
+  int reasoning_tokens = 0;        // generated tokens before </think> (thinking mode)
+  size_t state_bytes = 0;          // the sequence state's size at the end
+  std::string error;               // FinishReason::error
 };
 
 }  // namespace dsv4::engine

@@ -502,13 +502,13 @@ size_t StopChecker::held_start(std::string_view buf) const {
 }
 
 StopStatus StopChecker::on_token(int32_t token, std::string_view text) {
-  if (final_.reason != StopReason::none) return final_;  // emit is empty in final_
+  if (final_.reason != FinishReason::none) return final_;  // emit is empty in final_
   buf_.erase(0, consumed_);
   consumed_ = 0;
   ++n_tokens_;
 
   StopStatus st;
-  auto finish = [&](StopReason reason, size_t emit_len) {
+  auto finish = [&](FinishReason reason, size_t emit_len) {
     st.emit = std::string_view(buf_).substr(0, emit_len);
     st.reason = reason;
     consumed_ = buf_.size();
@@ -520,7 +520,7 @@ StopStatus StopChecker::on_token(int32_t token, std::string_view text) {
 
   if (std::find(params_.stop_token_ids.begin(), params_.stop_token_ids.end(), token) !=
       params_.stop_token_ids.end())
-    return finish(StopReason::stop_token, buf_.size());  // held text could not complete now
+    return finish(FinishReason::eos, buf_.size());  // held text could not complete now
 
   buf_.append(text);
   // Earliest match wins; at equal positions the first stop string in the list. Held text holds
@@ -535,10 +535,10 @@ StopStatus StopChecker::on_token(int32_t token, std::string_view text) {
   }
   if (best != std::string::npos) {
     st.stop_offset = n_emitted_ + best;
-    return finish(StopReason::stop_string, best);
+    return finish(FinishReason::stop_string, best);
   }
   if (params_.max_tokens > 0 && n_tokens_ >= params_.max_tokens)
-    return finish(StopReason::max_tokens, buf_.size());
+    return finish(FinishReason::max_tokens, buf_.size());
 
   const size_t keep_from = held_start(buf_);
   st.emit = std::string_view(buf_).substr(0, keep_from);
@@ -548,7 +548,7 @@ StopStatus StopChecker::on_token(int32_t token, std::string_view text) {
 }
 
 std::string_view StopChecker::flush() {
-  if (final_.reason != StopReason::none) return {};
+  if (final_.reason != FinishReason::none) return {};
   buf_.erase(0, consumed_);
   consumed_ = buf_.size();
   n_emitted_ += buf_.size();

@@ -38,6 +38,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/finish_reason.h"
+
 namespace dsv4::engine {
 
 inline constexpr float kGreedyTemperature = 1e-5f;  // temperature <= this samples greedily
@@ -126,14 +128,9 @@ class Sampler {
 // may span token boundaries), and a token budget. The caller feeds each generated token with its
 // detokenised text (complete UTF-8; the streaming detokenizer holds partial sequences back) and
 // emits exactly `emit`, so the text of a stop string is never sent. Text that could still be the
-// start of a stop string is held back until it can no longer match.
-enum class StopReason {
-  none,         // keep generating
-  stop_token,   // a stop token id was generated (its text is not emitted)
-  stop_string,  // a stop string matched (neither it nor anything after it is emitted)
-  max_tokens,   // the token budget is spent (finish_reason "length")
-};
-
+// start of a stop string is held back until it can no longer match. The reason it reports is the
+// engine's FinishReason (engine/finish_reason.h): eos for a stop token id (its text is not
+// emitted), stop_string (neither it nor anything after it is emitted), max_tokens.
 struct StopParams {
   std::vector<int32_t> stop_token_ids;
   std::vector<std::string> stop_strings;  // non-empty
@@ -144,7 +141,7 @@ struct StopParams {
 
 struct StopStatus {
   std::string_view emit;  // text now safe to emit; valid until the next call on the checker
-  StopReason reason = StopReason::none;
+  FinishReason reason = FinishReason::none;
   int stop_string_index = -1;  // which stop string matched (stop_string only)
   size_t stop_offset = 0;      // stop_string: byte offset of the match in the whole generated text
 };
@@ -153,7 +150,7 @@ class StopChecker {
  public:
   explicit StopChecker(StopParams params);
 
-  // One generated token and its text. After a non-none reason the sequence is finished and
+  // One generated token and its text. After a reason other than none the sequence is finished and
   // further calls return an empty emit with the same reason.
   StopStatus on_token(int32_t token, std::string_view text);
   // Generation ended for another reason (context full, cancel): releases the held-back text.

@@ -5,21 +5,10 @@
 #include <cstdio>
 #include <exception>
 
+#include "core/log.h"
 #include "text/tokenizer.h"
 
 namespace dsv4::engine {
-
-const char* finish_reason_name(FinishReason r) {
-  switch (r) {
-    case FinishReason::none: return "none";
-    case FinishReason::stop: return "stop";
-    case FinishReason::length: return "length";
-    case FinishReason::tool_calls: return "tool_calls";
-    case FinishReason::cancelled: return "cancelled";
-    case FinishReason::error: return "error";
-  }
-  return "none";
-}
 
 struct Scheduler::Sequence {
   std::shared_ptr<Job> job;
@@ -30,12 +19,14 @@ struct Scheduler::Sequence {
   std::vector<int32_t> generated;
   int32_t pending = -1;          // sampled but not yet run through the model
   std::unique_ptr<ToolCallConstraint> constraint;
+  OutputStage output;            // detokenise -> parse -> stop strings: the text's verdict
   std::vector<float> hit_logits; // the whole prompt came from the cache: sample from these
   bool sample_now = false;
   bool done = false;
   size_t reserved = 0;           // KV bytes reserved at admission
 
-  Sequence(std::shared_ptr<Job> j, SamplingParams p) : job(std::move(j)), sampler(std::move(p)) {}
+  Sequence(std::shared_ptr<Job> j, const text::Tokenizer& tok)
+      : job(std::move(j)), sampler(job->req.sampling), output(tok, job->req.output, job->req.stop_token_ids) {}
   const std::vector<int32_t>& prompt() const { return job->req.prompt; }
   bool prefilling() const { return prefilled < int64_t(prompt().size()) && !sample_now; }
 };
@@ -51,9 +42,9 @@ Scheduler::Scheduler(model::ForwardPass& fp, const text::Tokenizer& tok, Schedul
       prefix_cache_(cfg.cache_budget_bytes, cfg.cache_allow_truncate) {
   const cache::StateShape& shape = shape_;
   if (!cfg_.cache_dir.empty()) {
-    const size_t n = prefix_cache_.open_dir(cfg_.cache_dir, shape);
-    std::fprintf(stderr, "dsv4 serve: prefix cache: %zu entries (%zu MiB) loaded from %s\n", n,
-                 prefix_cache_.bytes() >> 20, cfg_.cache_dir.c_str());
+    prefix_cache_.open_dir(cfg_.cache_dir, shape);  // the front end prints what was loaded (stats)
+    stats_.cache_entries = prefix_cache_.size();
+    stats_.cache_bytes = prefix_cache_.bytes();
   }
 }
 
@@ -98,7 +89,12 @@ void Scheduler::run() {
   // Shutdown: every job still here ends as cancelled.
   std::vector<std::shared_ptr<Job>> rest;
   queue_.pop_all(&rest, std::chrono::milliseconds(0));
-  for (auto& s : running_) rest.push_back(s->job);
+  for (auto& s : running_) {
+    if (s->done) continue;
+    TokenEvent e;
+    end_event(*s, FinishReason::cancelled, e);
+    s->job->events.push(std::move(e));
+  }
   for (auto& j : waiting_) rest.push_back(j);
   for (auto& j : rest) {
     TokenEvent e;
@@ -123,7 +119,9 @@ void Scheduler::drop_cancelled() {
     if (!s->done && s->job->is_cancelled()) {
       s->done = true;
       stats_.cancelled++;
-      s->job->events.push(cancelled_event());
+      TokenEvent e;
+      end_event(*s, FinishReason::cancelled, e);
+      s->job->events.push(std::move(e));
     }
   }
   std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->done; });
@@ -171,7 +169,7 @@ bool Scheduler::start_sequence(std::shared_ptr<Job> job, const PrefixCache::Matc
       return fail("snapshot position " + std::to_string(p) + " outside the prompt (" + std::to_string(req.prompt.size()) + " tokens)");
   std::unique_ptr<Sequence> s;
   try {
-    s = std::make_unique<Sequence>(job, req.sampling);
+    s = std::make_unique<Sequence>(job, tok_);
     if (req.forced_tool) {
       if (!cvocab_) cvocab_ = ConstraintVocab::build(tok_, vocab_);
       ForcedToolCall spec = *req.forced_tool;
@@ -237,21 +235,39 @@ void Scheduler::sample_and_emit(Sequence& s, std::span<const float> row) {
   e.cached_tokens = s.cached;
   e.generated = int(s.generated.size());
 
-  FinishReason fin = FinishReason::none;
+  // The text's verdict first (a stop string, the EOS marker), then the engine's own reasons.
+  FinishReason fin = s.output.push(tok, e.text);
   const bool stop_tok = tok == eos_ ||
       std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), tok) != req.stop_token_ids.end();
-  if (s.constraint && s.constraint->done()) fin = FinishReason::tool_calls;
-  else if (stop_tok) fin = FinishReason::stop;
-  else if (req.max_tokens > 0 && int(s.generated.size()) >= req.max_tokens && !(s.constraint && s.constraint->in_block()))
-    fin = FinishReason::length;
-  else if (int64_t(req.prompt.size() + s.generated.size()) >= cfg_.ctx) fin = FinishReason::length;
-  e.finish = fin;
-  s.job->events.push(std::move(e));
-  if (fin != FinishReason::none) finish(s, fin, row);
-  else s.pending = tok;
+  if (fin != FinishReason::stop_string) {
+    if (s.constraint && s.constraint->done()) fin = FinishReason::tool_calls;
+    else if (stop_tok || fin == FinishReason::eos) fin = FinishReason::eos;
+    else if (req.max_tokens > 0 && int(s.generated.size()) >= req.max_tokens && !(s.constraint && s.constraint->in_block()))
+      fin = FinishReason::max_tokens;
+    else if (int64_t(req.prompt.size() + s.generated.size()) >= cfg_.ctx) fin = FinishReason::context_full;
+  }
+  if (fin != FinishReason::none) {
+    end_event(s, fin, e);
+    s.job->events.push(std::move(e));
+    finish(s, row);
+  } else {
+    s.job->events.push(std::move(e));
+    s.pending = tok;
+  }
 }
 
-void Scheduler::finish(Sequence& s, FinishReason r, std::span<const float> last_row) {
+void Scheduler::end_event(Sequence& s, FinishReason why, TokenEvent& e) {
+  e.finish = s.output.finish(why, e.text);
+  e.stop_string = s.output.matched_stop();
+  e.message = s.output.message();
+  e.reasoning_tokens = s.output.reasoning_tokens();
+  e.prompt_tokens = int(s.prompt().size());
+  e.cached_tokens = s.cached;
+  e.generated = int(s.generated.size());
+  e.state_bytes = s.state ? s.state->bytes() : 0;
+}
+
+void Scheduler::finish(Sequence& s, std::span<const float> last_row) {
   s.done = true;
   stats_.finished++;
   // The final state (prompt + generated but the last token) joins the prefix cache, with the
@@ -324,7 +340,7 @@ bool Scheduler::step_once(std::chrono::milliseconds wait) {
     stats_.decode_us += us * uint64_t(n_decode) / uint64_t(std::max(rows, 1));
     stats_.prefill_us += us * uint64_t(n_prefill) / uint64_t(std::max(rows, 1));
     if (!ok) {
-      std::fprintf(stderr, "dsv4 serve: forward failed: %s\n", err.c_str());
+      log::error("forward failed: %s", err.c_str());
       for (Sequence* s : owners) {
         if (s->done) continue;
         s->done = true;
@@ -342,6 +358,13 @@ bool Scheduler::step_once(std::chrono::milliseconds wait) {
         std::span<const float> row(logits_.data() + i * V, V);
         if (s->pending < 0 && std::ranges::find(s->job->req.snapshot_at, s->prefilled) != s->job->req.snapshot_at.end())
           s->state->snapshot();
+        if (s->pending < 0 && s->job->req.report_prefill) {
+          TokenEvent p;
+          p.prompt_tokens = int(s->prompt().size());
+          p.cached_tokens = s->cached;
+          p.prefilled = s->prefilled;
+          s->job->events.push(std::move(p));
+        }
         if (s->pending >= 0) {
           s->pending = -1;
           if (s->job->is_cancelled()) continue;  // freed before the next step

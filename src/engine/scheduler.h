@@ -1,8 +1,10 @@
 // dsv4 engine: the scheduler (continuous batching). One thread owns every sequence state; each
 // step builds ONE forward batch from the decode token of every running sequence plus chunks of
 // pending prefills (a per-step token budget, so a long prompt does not stall the others), samples
-// per sequence and streams TokenEvents to each job's channel. A cancelled job (client gone, stop
-// string) is freed before the next step. Admission is bounded by `parallel` and by KV memory.
+// per sequence, runs each sampled token through the sequence's OutputStage (detokenise, parse,
+// stop strings: engine/output_stage.h), decides the finish reason and streams TokenEvents with
+// the typed text to each job's channel. A cancelled job (client gone) is freed before the next
+// step. Admission is bounded by `parallel` and by KV memory.
 // Prompts are matched against the prefix cache first (engine/prefix_cache.h).
 #pragma once
 #include <atomic>
@@ -81,7 +83,8 @@ class Scheduler {
   size_t reservation(const GenRequest& req, const PrefixCache::Match& m) const;
   bool start_sequence(std::shared_ptr<Job> job, const PrefixCache::Match& m);
   void sample_and_emit(Sequence& s, std::span<const float> row);
-  void finish(Sequence& s, FinishReason r, std::span<const float> last_row);
+  void end_event(Sequence& s, FinishReason why, TokenEvent& e);  // fills the final event
+  void finish(Sequence& s, std::span<const float> last_row);
 
   model::ForwardPass& fp_;
   const text::Tokenizer& tok_;

@@ -25,12 +25,14 @@ std::string frame(const char* event, const Json& data) {
   return std::string("event: ") + event + "\ndata: " + dump_json(data) + "\n\n";
 }
 
-const char* stop_reason(Finish f) {
+// The engine's finish reason as Anthropic's stop_reason (the one place it is mapped).
+const char* stop_reason(engine::FinishReason f) {
   switch (f) {
-    case Finish::length: return "max_tokens";
-    case Finish::tool_calls: return "tool_use";
-    case Finish::stop_sequence: return "stop_sequence";
-    default: return "end_turn";
+    case engine::FinishReason::max_tokens:
+    case engine::FinishReason::context_full: return "max_tokens";
+    case engine::FinishReason::tool_calls: return "tool_use";
+    case engine::FinishReason::stop_string: return "stop_sequence";
+    default: return "end_turn";  // eos (cancelled / error never reach a client body)
   }
 }
 
@@ -102,7 +104,7 @@ class MessagesResponder : public Responder {
     Json d;
     d["type"] = "message_delta";
     d["delta"] = {{"stop_reason", stop_reason(o.finish)},
-                  {"stop_sequence", o.finish == Finish::stop_sequence ? Json(o.stop_sequence) : Json(nullptr)}};
+                  {"stop_sequence", o.finish == engine::FinishReason::stop_string ? Json(o.stop_sequence) : Json(nullptr)}};
     d["usage"] = usage_json(o.usage, true);
     out += frame("message_delta", d);
     out += frame("message_stop", {{"type", "message_stop"}});
@@ -127,7 +129,7 @@ class MessagesResponder : public Responder {
     r["model"] = model_;
     r["content"] = std::move(content);
     r["stop_reason"] = stop_reason(o.finish);
-    r["stop_sequence"] = o.finish == Finish::stop_sequence ? Json(o.stop_sequence) : Json(nullptr);
+    r["stop_sequence"] = o.finish == engine::FinishReason::stop_string ? Json(o.stop_sequence) : Json(nullptr);
     r["usage"] = usage_json(o.usage, true);
     return dump_json(r);
   }
@@ -227,7 +229,7 @@ PreparedRequest prepare_messages(const std::string& body, const DialectContext& 
   }
   engine::SamplingParams& sp = pr.gen.sampling;
   if (const Json* t = member(j, "temperature")) {
-    if (!t->is_number() || t->get<double>() < 0 || t->get<double>() > 2) throw bad_request("temperature: expected a number in [0, 1]", "temperature");
+    if (!t->is_number() || t->get<double>() < 0 || t->get<double>() > 2) throw bad_request("temperature: expected a number in [0, 2]", "temperature");
     sp.temperature = float(t->get<double>());
   }
   if (const Json* t = member(j, "top_p")) {
@@ -242,7 +244,7 @@ PreparedRequest prepare_messages(const std::string& body, const DialectContext& 
     if (!ss->is_array()) throw bad_request("stop_sequences: expected a list of strings", "stop_sequences");
     for (const auto& s : *ss) {
       if (!s.is_string()) throw bad_request("stop_sequences: expected a list of strings", "stop_sequences");
-      if (!s.get<std::string>().empty()) pr.parse.stop.push_back(s.get<std::string>());
+      if (!s.get<std::string>().empty()) pr.gen.output.stop.push_back(s.get<std::string>());
     }
   }
   const Json* tools = member(j, "tools");

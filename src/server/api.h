@@ -1,7 +1,8 @@
 // dsv4 server: the seam between the HTTP layer (http_server.cpp: routes, auth, SSE, the wait
 // loop) and the two API dialects (openai.cpp, anthropic.cpp: every byte of JSON). A dialect
-// turns a request body into a PreparedRequest (engine request + parser options + a Responder)
-// and its Responder turns parser events into SSE frames or a final body. No JSON here.
+// turns a request body into a PreparedRequest (the engine request, with its stop strings and
+// output mode, + a Responder) and its Responder turns the engine's typed text events into SSE
+// frames or a final body, and the engine's FinishReason into its own strings. No JSON here.
 #pragma once
 #include <memory>
 #include <optional>
@@ -41,15 +42,13 @@ struct TokenLogprobInfo {
   std::vector<std::pair<std::string, float>> top;
 };
 
-enum class Finish { stop, length, tool_calls, stop_sequence, cancelled, error };
-
 struct Outcome {
-  Finish finish = Finish::stop;
-  std::string stop_sequence;   // the stop string matched (Finish::stop_sequence)
+  engine::FinishReason finish = engine::FinishReason::eos;
+  std::string stop_sequence;   // the stop string matched (FinishReason::stop_string)
   text::ParsedMessage message; // what the client gets (streamed events spelled the same)
   Usage usage;
   std::vector<TokenLogprobInfo> logprobs;
-  std::string error;           // Finish::error
+  std::string error;           // FinishReason::error
 };
 
 class Responder {
@@ -81,8 +80,7 @@ struct ServedModel {
 };
 
 struct PreparedRequest {
-  engine::GenRequest gen;
-  text::OutputParserOptions parse;
+  engine::GenRequest gen;  // gen.output: stop strings and output mode
   bool stream = false;
   bool want_logprobs = false;
   std::string model;
@@ -117,8 +115,8 @@ std::string error_body(const ApiError& e);
 std::string stream_error_frame(const std::string& type, const std::string& msg);
 }  // namespace anthropic
 
-// Shared by both dialects (server/prompt.cpp): the forced-tool spec from OpenAI-shaped tools,
-// and the token ids of a rendered prompt.
+// A fresh response id: prefix + time + counter ("chatcmpl-...", "cmpl-...", "msg_..."). Defined in
+// openai.cpp with the other helpers both dialects share (dialect_common.h).
 std::string new_id(const char* prefix);
 
 }  // namespace dsv4::server

@@ -1,6 +1,7 @@
-// dsv4 server: one request's output on the HTTP thread that waits for it. Engine TokenEvents go
-// through the streaming detokenizer and the output parser (reasoning / content / tool calls,
-// stop strings in answer text); the result is parser events for streaming and an Outcome.
+// dsv4 server: one request's engine events on the HTTP thread that waits for it. The engine has
+// already detokenised, parsed and applied the stop strings (engine/output_stage.h): this only
+// collects what a response needs besides the text events — usage, logprob entries, the outcome —
+// and files the sampled token runs for prompt replay. No parsing, no decisions.
 #pragma once
 #include <string>
 #include <vector>
@@ -8,44 +9,33 @@
 #include "engine/queue.h"
 #include "engine/request.h"
 #include "server/api.h"
-#include "text/output_parser.h"
 #include "text/tokenizer.h"
 
 namespace dsv4::server {
 
 class Generation {
  public:
-  Generation(const text::Tokenizer& tok, const text::OutputParserOptions& opt, bool want_logprobs);
+  Generation(const text::Tokenizer& tok, engine::OutputMode mode, bool want_logprobs);
 
-  // Feeds one engine event; appends parser events and logprob entries. Returns true when the
-  // request is over (engine finished, or the parser saw EOS / a stop string: the caller then
-  // cancels the job).
+  // Takes one engine event; appends its text events and logprob entries. Returns true on the
+  // request's last event.
   bool on_event(const engine::TokenEvent& e, std::vector<text::ParseEvent>* events,
                 std::vector<TokenLogprobInfo>* logprobs);
   bool done() const { return done_; }
-  bool stopped_by_text() const { return stopped_by_text_; }
   bool started() const { return started_; }
-  bool engine_finished() const { return engine_finished_; }
   const Usage& usage() const { return usage_; }
-  Outcome outcome() const;
+  const Outcome& outcome() const { return outcome_; }
   // Files the generated text runs (between control tokens) with their exact token ids.
   void register_runs(engine::TokenRunCache& runs) const;
 
  private:
-  void end(engine::FinishReason r, std::vector<text::ParseEvent>* events);
-
   const text::Tokenizer& tok_;
-  text::IncrementalDecoder dec_;
-  text::OutputParser parser_;
   bool thinking_;
   bool want_logprobs_;
-  bool in_reasoning_;
   int32_t think_end_;
   Usage usage_;
-  bool started_ = false, done_ = false, stopped_by_text_ = false, engine_finished_ = false;
-  engine::FinishReason engine_finish_ = engine::FinishReason::none;
-  std::string error_;
-  std::vector<TokenLogprobInfo> all_logprobs_;
+  bool started_ = false, done_ = false;
+  Outcome outcome_;
   std::vector<int32_t> tokens_;
 };
 

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <sstream>
 
+#include "core/log.h"
 #include "server/generation.h"
 
 namespace dsv4::server {
@@ -39,7 +40,7 @@ struct HttpServer::Flow {
   bool logged = false;
 
   Flow(const text::Tokenizer& tok, PreparedRequest& pr)
-      : gen(tok, pr.parse, pr.want_logprobs), responder(std::move(pr.responder)), model(pr.model), stream(pr.stream) {}
+      : gen(tok, pr.gen.output.mode, pr.want_logprobs), responder(std::move(pr.responder)), model(pr.model), stream(pr.stream) {}
 
   // Reads what the engine produced so far (waiting up to `wait`); returns the SSE text for it
   // (streaming) or "" (non-stream). Sets *any when events arrived.
@@ -57,7 +58,7 @@ struct HttpServer::Flow {
     for (const auto& e : evs) {
       const bool first = !gen.started();
       const bool fin = gen.on_event(e, &pe, &lp);
-      if (first) {
+      if (first && gen.started()) {
         ttft_ms = ms_since(t0);
         if (stream && e.finish != engine::FinishReason::error) out += responder->stream_begin(gen.usage());
       }
@@ -66,15 +67,14 @@ struct HttpServer::Flow {
     if (stream) {
       out += responder->stream_events(pe, lp);
       if (gen.done()) {
-        Outcome o = gen.outcome();
-        out += o.finish == Finish::error ? responder->stream_error(o.error) : responder->stream_end(o);
+        const Outcome& o = gen.outcome();
+        out += o.finish == engine::FinishReason::error ? responder->stream_error(o.error) : responder->stream_end(o);
       }
     }
     if (gen.done()) {
-      if (!gen.engine_finished()) job->cancel();  // stop string seen here: free the sequence now
       if (runs) gen.register_runs(*runs);
       if (memo) {
-        const Outcome o = gen.outcome();
+        const Outcome& o = gen.outcome();
         if (!o.message.reasoning_content.empty())
           for (size_t i = 0; i < o.message.tool_calls.size(); ++i)
             memo->put(tool_call_id(id, int(i), anthropic), o.message.reasoning_content);
@@ -86,16 +86,15 @@ struct HttpServer::Flow {
   void log(int status) {
     if (logged) return;
     logged = true;
-    const Outcome o = gen.outcome();
+    const Usage& u = gen.usage();
     const double total = ms_since(t0);
     const double decode_ms = ttft_ms >= 0 ? total - ttft_ms : 0;
-    const double tps = decode_ms > 0 && o.usage.completion > 1 ? (o.usage.completion - 1) * 1000.0 / decode_ms : 0;
-    static const char* names[] = {"stop", "length", "tool_calls", "stop_sequence", "cancelled", "error"};
-    std::fprintf(stderr,
-                 "dsv4 serve: %s %s status=%d model=%s stream=%d prompt=%d cached=%d generated=%d finish=%s "
-                 "ttft_ms=%.1f total_ms=%.1f decode_tok_s=%.1f\n",
-                 id.c_str(), path.c_str(), status, model.c_str(), int(stream), o.usage.prompt, o.usage.cached,
-                 o.usage.completion, gen.done() ? names[int(o.finish)] : "cancelled", ttft_ms, total, tps);
+    const double tps = decode_ms > 0 && u.completion > 1 ? (u.completion - 1) * 1000.0 / decode_ms : 0;
+    log::info("%s %s status=%d model=%s stream=%d prompt=%d cached=%d generated=%d finish=%s "
+              "ttft_ms=%.1f total_ms=%.1f decode_tok_s=%.1f",
+              id.c_str(), path.c_str(), status, model.c_str(), int(stream), u.prompt, u.cached, u.completion,
+              engine::finish_reason_name(gen.done() ? gen.outcome().finish : engine::FinishReason::cancelled),
+              ttft_ms, total, tps);
   }
 };
 
@@ -148,7 +147,7 @@ void HttpServer::routes() {
     if (!opt_.log_requests) return;
     // Generation routes log their own line (with tokens and timings) when they succeed.
     if (res.status < 400 && req.method == "POST" && req.path.find("count_tokens") == std::string::npos) return;
-    std::fprintf(stderr, "dsv4 serve: %s %s status=%d\n", req.method.c_str(), req.path.c_str(), res.status);
+    log::info("%s %s status=%d", req.method.c_str(), req.path.c_str(), res.status);
   });
 
   s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -243,8 +242,8 @@ void HttpServer::handle_generate(Dialect d, const void* req_p, void* res_p) {
   if (!flow->stream) {
     bool any = false;
     while (!flow->gen.done()) flow->pump(std::chrono::milliseconds(1000), &any);
-    const Outcome o = flow->gen.outcome();
-    if (o.finish == Finish::error) {
+    const Outcome& o = flow->gen.outcome();
+    if (o.finish == engine::FinishReason::error) {
       ApiError e(500, "server_error", o.error);
       res.status = 500;
       res.set_content(error_for(req.path, e), "application/json");
@@ -296,7 +295,7 @@ std::string HttpServer::metrics_text() const {
   metric("dsv4_overload_rejections_total", "counter", "requests rejected with 503 (queue full)", double(overloads_.load()));
   metric("dsv4_requests_total", "counter", "generation requests accepted", double(st.requests.load()));
   metric("dsv4_requests_finished_total", "counter", "generation requests finished", double(st.finished.load()));
-  metric("dsv4_requests_cancelled_total", "counter", "generation requests cancelled (disconnect, stop string)", double(st.cancelled.load()));
+  metric("dsv4_requests_cancelled_total", "counter", "generation requests cancelled (client gone)", double(st.cancelled.load()));
   metric("dsv4_requests_running", "gauge", "sequences being generated", double(st.running.load()));
   metric("dsv4_queue_depth", "gauge", "requests waiting for admission", double(st.waiting.load()));
   metric("dsv4_prompt_tokens_total", "counter", "prompt tokens of admitted requests", double(st.prompt_tokens.load()));

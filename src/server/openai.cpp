@@ -137,7 +137,7 @@ void render_chat_prompt(const text::ChatRequest& cr, const DialectContext& ctx, 
     return tok.encode_plain(s);
   });
   const bool in_reasoning = !segs.empty() && segs.back().is_control && segs.back().token == text::ControlToken::think_begin;
-  pr->parse.thinking = in_reasoning;
+  pr->gen.output.mode = in_reasoning ? engine::OutputMode::chat_thinking : engine::OutputMode::chat;
   if (pr->gen.forced_tool) pr->gen.forced_tool->in_reasoning = in_reasoning;
   const int64_t n = int64_t(pr->gen.prompt.size());
   // The generation prompt's trailing think marker is rendered differently once this turn is
@@ -219,16 +219,18 @@ void read_sampling(const Json& j, PreparedRequest* pr, bool chat) {
     throw bad_request("top_logprobs: must be between 0 and 20", "top_logprobs");
   pr->want_logprobs = s.logprobs;
   if (const Json* v = member(j, "stop")) {
-    if (v->is_string()) pr->parse.stop.push_back(v->get<std::string>());
+    if (v->is_string()) {
+      if (!v->get<std::string>().empty()) pr->gen.output.stop.push_back(v->get<std::string>());
+    }
     else if (v->is_array()) {
       for (const auto& x : *v) {
         if (!x.is_string()) throw bad_request("stop: expected a string or a list of strings", "stop");
-        if (!x.get<std::string>().empty()) pr->parse.stop.push_back(x.get<std::string>());
+        if (!x.get<std::string>().empty()) pr->gen.output.stop.push_back(x.get<std::string>());
       }
     } else {
       throw bad_request("stop: expected a string or a list of strings", "stop");
     }
-    if (pr->parse.stop.size() > 16) throw bad_request("stop: at most 16 stop sequences", "stop");
+    if (pr->gen.output.stop.size() > 16) throw bad_request("stop: at most 16 stop sequences", "stop");
   }
   try {
     s.validate(int32_t(1) << 30);
@@ -256,11 +258,13 @@ Json usage_json(const Usage& u) {
   return j;
 }
 
-const char* finish_name(Finish f) {
+// The engine's finish reason as OpenAI's finish_reason (the one place it is mapped).
+const char* finish_name(engine::FinishReason f) {
   switch (f) {
-    case Finish::length: return "length";
-    case Finish::tool_calls: return "tool_calls";
-    default: return "stop";
+    case engine::FinishReason::max_tokens:
+    case engine::FinishReason::context_full: return "length";
+    case engine::FinishReason::tool_calls: return "tool_calls";
+    default: return "stop";  // eos, stop_string (cancelled / error never reach a client body)
   }
 }
 
@@ -602,7 +606,7 @@ PreparedRequest prepare_completion(const std::string& body, const DialectContext
   if (int64_t(ids.size()) >= ctx.model.ctx)
     throw bad_request("the prompt has " + std::to_string(ids.size()) + " tokens, but the context window (--ctx) is " +
                       std::to_string(ctx.model.ctx) + " tokens", "prompt");
-  pr.parse.thinking = false;
+  pr.gen.output.mode = engine::OutputMode::chat;  // the text as the answer: no reasoning to split off
   const Json* mt = member(j, "max_tokens");
   pr.gen.max_tokens = resolve_max_tokens(mt ? mt : nullptr, "max_tokens", int64_t(ids.size()), ctx);
   if (!mt) pr.gen.max_tokens = std::min(pr.gen.max_tokens, 16);  // OpenAI's default for completions

@@ -417,14 +417,13 @@ bool OutputParser::step_text(std::vector<ParseEvent>& ev) {
     std::string_view mk = markers[m.which];
     if (static_cast<size_t>(m.which) >= n_fixed) {  // stop string: the answer ends here
       matched_stop_ = std::string(mk);
-      reason_ = FinishReason::stop;
       state_ = State::stopped;
       buf_.clear();
       return false;
     }
     buf_.erase(0, m.pos + mk.size());
     if (mk == kEos) {
-      reason_ = FinishReason::eos;
+      saw_eos_ = true;
       state_ = State::done;
     } else if (mk == kThinkEnd) {
       state_ = State::content;
@@ -475,7 +474,7 @@ bool OutputParser::step_expect(std::vector<ParseEvent>& ev) {
       emit_text(ev, uncommitted_);
       uncommitted_.clear();
     }
-    reason_ = FinishReason::eos;
+    saw_eos_ = true;
     state_ = State::done;
     return true;
   }
@@ -569,7 +568,7 @@ bool OutputParser::step_param_value(std::vector<ParseEvent>& ev) {
     emit_value(ev, v);
     close_open_call(ev);
     buf_.erase(0, m.pos + kEos.size());
-    reason_ = FinishReason::eos;
+    saw_eos_ = true;
     state_ = State::done;
     return true;
   }
@@ -640,11 +639,10 @@ void OutputParser::finish(std::vector<ParseEvent>& ev) {
     case State::done:
     case State::stopped: break;
   }
-  if (reason_ == FinishReason::none) reason_ = FinishReason::unterminated;
   finished_ = true;
 
   final_ = streamed_;
-  if (reason_ != FinishReason::stop) {
+  if (!stop_matched()) {
     StrictParseResult strict = parse_completion_text(raw_, opt_.thinking);
     if (strict.error) error_ = strict.error;
     else final_ = std::move(strict.message);

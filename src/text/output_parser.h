@@ -72,13 +72,6 @@ struct ParseEvent {
   std::optional<ParseError> error;  // done only
 };
 
-enum class FinishReason : uint8_t {
-  none,          // still running
-  eos,           // end-of-sentence seen
-  stop,          // a stop string matched in the answer text
-  unterminated,  // finish() without EOS (length limit, cancelled)
-};
-
 struct OutputParserOptions {
   bool thinking = true;           // output starts inside the reasoning
   std::vector<std::string> stop;  // stop strings, matched in content only
@@ -96,10 +89,14 @@ class OutputParser {
   // the error, and appends a `done` event. Further push() calls are ignored.
   void finish(std::vector<ParseEvent>& events);
 
-  // EOS or a stop string was seen: the caller should stop generating.
-  bool should_stop() const { return reason_ != FinishReason::none; }
-  FinishReason finish_reason() const { return reason_; }
+  // How the text ended, if it did: the EOS marker, or a stop string in the answer (then
+  // matched_stop() names it). Why the generation as a whole ended is the engine's
+  // FinishReason (engine/finish_reason.h); the parser only reports what the text says.
+  bool saw_eos() const { return saw_eos_; }
+  bool stop_matched() const { return !matched_stop_.empty(); }
   const std::string& matched_stop() const { return matched_stop_; }
+  // EOS or a stop string was seen: the caller should stop generating.
+  bool should_stop() const { return saw_eos_ || stop_matched(); }
   // After finish(): the official result for well-formed text, else the best-effort message
   // (which is also what the events spelled out).
   const ParsedMessage& message() const { return final_; }
@@ -134,7 +131,7 @@ class OutputParser {
   // Markers of the text states by priority, then the stop strings; built once.
   std::vector<std::string> reasoning_markers_, content_markers_, junk_markers_;
   State state_;
-  FinishReason reason_ = FinishReason::none;
+  bool saw_eos_ = false;
   bool finished_ = false;
   bool flushing_ = false;    // inside finish(): no more text will come
   std::string buf_;          // received, not yet consumed

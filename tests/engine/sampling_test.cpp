@@ -548,7 +548,7 @@ Fed feed(StopChecker& sc, const std::vector<std::string>& chunks, int32_t token 
   for (const auto& c : chunks) {
     f.last = sc.on_token(token, c);
     f.text += f.last.emit;
-    if (f.last.reason != StopReason::none) break;
+    if (f.last.reason != FinishReason::none) break;
   }
   return f;
 }
@@ -563,21 +563,21 @@ TEST(StopChecker, StopStringAcrossChunks) {
   EXPECT_EQ(st.emit, "");
   st = sc.on_token(1, "P and more");
   EXPECT_EQ(st.emit, "");
-  EXPECT_EQ(st.reason, StopReason::stop_string);
+  EXPECT_EQ(st.reason, FinishReason::stop_string);
   EXPECT_EQ(st.stop_string_index, 0);
   EXPECT_EQ(st.stop_offset, 6u);
   EXPECT_EQ(sc.n_emitted(), 6u);
   // Finished: later calls emit nothing and repeat the reason.
   st = sc.on_token(1, "x");
   EXPECT_EQ(st.emit, "");
-  EXPECT_EQ(st.reason, StopReason::stop_string);
+  EXPECT_EQ(st.reason, FinishReason::stop_string);
 }
 
 TEST(StopChecker, FalseStartIsReleased) {
   StopChecker sc({{}, {"STOP"}, 0});
   const Fed f = feed(sc, {"ST", "O", "RE"});
   EXPECT_EQ(f.text, "STORE");
-  EXPECT_EQ(f.last.reason, StopReason::none);
+  EXPECT_EQ(f.last.reason, FinishReason::none);
   StopChecker sc2({{}, {"aab"}, 0});
   const Fed g = feed(sc2, {"a", "a", "a", "b", "c"});
   EXPECT_EQ(g.text, "a");
@@ -596,7 +596,7 @@ TEST(StopChecker, StopTokenFlushesHeldTextAndDropsOwnText) {
   Fed f = feed(sc, {"abc E"});
   EXPECT_EQ(f.text, "abc ");
   const StopStatus st = sc.on_token(9, "</s>");
-  EXPECT_EQ(st.reason, StopReason::stop_token);
+  EXPECT_EQ(st.reason, FinishReason::eos);
   EXPECT_EQ(st.emit, "E");
 }
 
@@ -604,7 +604,7 @@ TEST(StopChecker, MaxTokensFlushes) {
   StopChecker sc({{}, {"xyz"}, 3});
   const Fed f = feed(sc, {"a", "b", "cx", "d"});
   EXPECT_EQ(f.text, "abcx");
-  EXPECT_EQ(f.last.reason, StopReason::max_tokens);
+  EXPECT_EQ(f.last.reason, FinishReason::max_tokens);
   EXPECT_EQ(sc.n_tokens(), 3);
 }
 
@@ -620,7 +620,7 @@ TEST(StopChecker, Utf8StopString) {
   StopChecker sc({{}, {"。\n"}, 0});
   const Fed f = feed(sc, {"你好", "。", "\n再见"});
   EXPECT_EQ(f.text, "你好");
-  EXPECT_EQ(f.last.reason, StopReason::stop_string);
+  EXPECT_EQ(f.last.reason, FinishReason::stop_string);
 }
 
 // Property: for any chunking, the emitted text is the text up to the earliest stop match.
@@ -636,15 +636,15 @@ TEST(StopChecker, AnyChunkingEmitsPrefixBeforeFirstMatch) {
     StopChecker sc({{}, stops, 0});
     std::string out;
     StopStatus st;
-    for (size_t pos = 0; pos < text.size() && st.reason == StopReason::none;) {
+    for (size_t pos = 0; pos < text.size() && st.reason == FinishReason::none;) {
       const size_t n = std::min<size_t>(1 + rng.next_u64() % 4, text.size() - pos);
       st = sc.on_token(1, std::string_view(text).substr(pos, n));
       out += st.emit;
       pos += n;
     }
-    if (st.reason == StopReason::none) out += sc.flush();
+    if (st.reason == FinishReason::none) out += sc.flush();
     ASSERT_EQ(out, text.substr(0, first)) << "text '" << text << "'";
-    ASSERT_EQ(st.reason == StopReason::stop_string, first != std::string::npos) << text;
+    ASSERT_EQ(st.reason == FinishReason::stop_string, first != std::string::npos) << text;
     if (first != std::string::npos) ASSERT_EQ(st.stop_offset, first) << text;
   }
 }

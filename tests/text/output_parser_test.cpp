@@ -74,7 +74,7 @@ struct ParseRun {
   ParsedMessage final_msg;
   ParsedMessage streamed;
   std::optional<ParseError> error;
-  FinishReason reason = FinishReason::none;
+  std::string reason;  // how the text ended: "eos", "stop" (a stop string) or "unterminated"
   std::vector<ParseEvent> events;
 };
 
@@ -86,7 +86,7 @@ ParseRun run_chunks(const std::vector<std::string>& chunks, bool thinking, std::
   r.final_msg = p.message();
   r.streamed = p.streamed_message();
   r.error = p.error();
-  r.reason = p.finish_reason();
+  r.reason = p.stop_matched() ? "stop" : p.saw_eos() ? "eos" : "unterminated";
   // Invariants of every run: done comes last, once; events spell out the streamed message; every
   // started call is ended.
   EXPECT_FALSE(r.events.empty());
@@ -138,7 +138,7 @@ TEST(ParseCases, StreamingOneShotMatchesOfficialAndEvents) {
       EXPECT_FALSE(r.error) << id;
       EXPECT_EQ(show(r.final_msg), show(message_from_json(c["expected"]))) << id;
       EXPECT_EQ(show(r.streamed), show(r.final_msg)) << id << ": events differ from the official result";
-      EXPECT_EQ(r.reason, FinishReason::eos) << id;
+      EXPECT_EQ(r.reason, "eos") << id;
     } else {
       ASSERT_TRUE(r.error) << id;
       EXPECT_EQ(r.error->type, c["error"]["type"].get<std::string>()) << id;
@@ -332,7 +332,7 @@ TEST(ParseMalformed, MutatedCompletionsNeverCrashAndAgreeWhenValid) {
       i += n;
     }
     ParseRun r = run_chunks(chunks, thinking, {"stop"});
-    if (r.reason == FinishReason::stop) continue;
+    if (r.reason == "stop") continue;
     auto strict = parse_completion_text(t, thinking);
     EXPECT_EQ(r.error.has_value(), strict.error.has_value());
     if (!strict.error) {
@@ -383,7 +383,7 @@ TEST(ParseMalformed, DegradesToContentWithoutLosingText) {
   ASSERT_TRUE(r.error);
   ASSERT_EQ(r.final_msg.tool_calls.size(), 1u);
   EXPECT_EQ(r.final_msg.tool_calls[0].arguments, R"({"a": "ab\"c"})");
-  EXPECT_EQ(r.reason, FinishReason::unterminated);
+  EXPECT_EQ(r.reason, "unterminated");
 
   // Broken invoke header: markup back to content.
   r = run_text("x\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke nome=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>" + kEos, false);
@@ -427,7 +427,7 @@ TEST(ParseStreaming, HoldsBackOnlyPossibleMarkers) {
   EXPECT_EQ(deltas(ev, ParseEventKind::content_delta), "abc\n\nx");
   p.push("▁of▁sentence｜>", true, ev);
   EXPECT_TRUE(p.should_stop());
-  EXPECT_EQ(p.finish_reason(), FinishReason::eos);
+  EXPECT_TRUE(p.saw_eos() && !p.stop_matched());
   p.finish(ev);
   EXPECT_FALSE(p.error());
   EXPECT_EQ(p.message().content, "abc\n\nx");
@@ -471,7 +471,7 @@ TEST(ParseStreaming, ArgumentsStreamAsJsonFragments) {
 TEST(ParseStreaming, StopStringsApplyToAnswerTextOnly) {
   // In content: cut before the stop string, finish reason stop, no error.
   ParseRun r = run_chunks({"Hello wo", "rld STO", "P and more", kEos}, false, {"STOP"});
-  EXPECT_EQ(r.reason, FinishReason::stop);
+  EXPECT_EQ(r.reason, "stop");
   EXPECT_FALSE(r.error);
   EXPECT_EQ(r.final_msg.content, "Hello world ");
   // Not in reasoning, nor in tool-call values.
@@ -481,7 +481,7 @@ TEST(ParseStreaming, StopStringsApplyToAnswerTextOnly) {
   r = run_text("\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"true\">STOP"
                "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>" + kEos,
                false, {"STOP"});
-  EXPECT_EQ(r.reason, FinishReason::eos);
+  EXPECT_EQ(r.reason, "eos");
   EXPECT_FALSE(r.error);
   EXPECT_EQ(r.final_msg.tool_calls.at(0).arguments, R"({"a": "STOP"})");
   // A stop string that is also a prefix of the tool marker does not pre-empt the tool block.
@@ -491,17 +491,17 @@ TEST(ParseStreaming, StopStringsApplyToAnswerTextOnly) {
   EXPECT_EQ(r.final_msg.content, "ok");
   // A stop string still waiting on the tool marker at the end of generation applies then.
   r = run_chunks({"ok\n\n"}, false, {"\n\n"});
-  EXPECT_EQ(r.reason, FinishReason::stop);
+  EXPECT_EQ(r.reason, "stop");
   EXPECT_EQ(r.final_msg.content, "ok");
   // The earliest stop string wins; the text held for a longer one is released.
   r = run_chunks({"abcd", "ef"}, false, {"cdx", "e"});
   EXPECT_EQ(r.final_msg.content, "abcd");
-  EXPECT_EQ(r.reason, FinishReason::stop);
+  EXPECT_EQ(r.reason, "stop");
 }
 
 TEST(ParseStreaming, UnterminatedOutputReportsTheOfficialError) {
   ParseRun r = run_text("partial answer", false);
-  EXPECT_EQ(r.reason, FinishReason::unterminated);
+  EXPECT_EQ(r.reason, "unterminated");
   ASSERT_TRUE(r.error);
   EXPECT_EQ(r.error->message, "Invalid format: missing EOS token");
   EXPECT_EQ(r.final_msg.content, "partial answer");
