@@ -16,14 +16,8 @@
 namespace dsv4::text {
 namespace {
 
-const Json* member(const Json& obj, const char* key) {
-  if (!obj.is_object()) return nullptr;
-  auto it = obj.find(key);
-  return it == obj.end() || it->is_null() ? nullptr : &*it;
-}
-
 std::string str_member(const Json& obj, const char* key, const std::string& where) {
-  const Json* v = member(obj, key);
+  const Json* v = json_member(obj, key);
   if (!v) return "";
   if (!v->is_string()) throw Error(where + "." + key + ": expected a string, got " + v->type_name());
   return v->get<std::string>();
@@ -39,7 +33,7 @@ std::string block_type(const Json& block, const std::string& where) {
 // tool_result content: string, or blocks (text kept, others "[Unsupported <type>]" as the
 // encoder does for list tool content).
 std::string tool_result_text(const Json& block, const std::string& where) {
-  const Json* c = member(block, "content");
+  const Json* c = json_member(block, "content");
   if (!c) return "";
   if (c->is_string()) return c->get<std::string>();
   if (!c->is_array()) throw Error(where + ".content: expected a string or a list of blocks");
@@ -55,7 +49,7 @@ std::string tool_result_text(const Json& block, const std::string& where) {
 }
 
 void append_user(std::vector<Message>& out, const Json& msg, const std::string& where) {
-  const Json* c = member(msg, "content");
+  const Json* c = json_member(msg, "content");
   if (!c) throw Error(where + ".content: missing");
   if (c->is_string()) {
     Message m;
@@ -99,7 +93,7 @@ void append_user(std::vector<Message>& out, const Json& msg, const std::string& 
 Message assistant_message(const Json& msg, const std::string& where) {
   Message m;
   m.role = Role::assistant;
-  const Json* c = member(msg, "content");
+  const Json* c = json_member(msg, "content");
   if (!c) return m;
   if (c->is_string()) {
     m.content = c->get<std::string>();
@@ -121,7 +115,7 @@ Message assistant_message(const Json& msg, const std::string& where) {
       call.id = str_member(b, "id", bw);
       call.name = str_member(b, "name", bw);
       if (call.name.empty()) throw Error(bw + ".name: missing");
-      const Json* input = member(b, "input");
+      const Json* input = json_member(b, "input");
       // Serialised the Python way so that the encoder's json.loads gives the same dict back.
       call.arguments = Json(input ? py_json_dumps(*input) : std::string("{}"));
       m.tool_calls.push_back(std::move(call));
@@ -144,8 +138,8 @@ Json tools_to_openai(const Json& tools) {
       throw Error(tw + ".type: server tool '" + type + "' is not supported");
     Json fn = Json::object();
     fn["name"] = str_member(t, "name", tw);
-    if (const Json* d = member(t, "description")) fn["description"] = *d;
-    const Json* schema = member(t, "input_schema");
+    if (const Json* d = json_member(t, "description")) fn["description"] = *d;
+    const Json* schema = json_member(t, "input_schema");
     fn["parameters"] = schema ? *schema : Json::object();
     Json tool = Json::object();
     tool["type"] = "function";
@@ -160,7 +154,7 @@ Json tools_to_openai(const Json& tools) {
 std::vector<Message> messages_from_anthropic(const Json& body) {
   if (!body.is_object()) throw Error("request: expected a JSON object");
   std::vector<Message> out;
-  if (const Json* sys = member(body, "system")) {
+  if (const Json* sys = json_member(body, "system")) {
     Message m;
     m.role = Role::system;
     if (sys->is_string()) {
@@ -177,7 +171,7 @@ std::vector<Message> messages_from_anthropic(const Json& body) {
     }
     out.push_back(std::move(m));
   }
-  const Json* msgs = member(body, "messages");
+  const Json* msgs = json_member(body, "messages");
   if (!msgs || !msgs->is_array()) throw Error("request.messages: expected a list");
   for (size_t i = 0; i < msgs->size(); ++i) {
     const Json& msg = (*msgs)[i];
@@ -199,7 +193,7 @@ std::vector<Message> messages_from_anthropic(const Json& body) {
 ChatRequest chat_request_from_anthropic(const Json& body) {
   ChatRequest req;
   req.messages = messages_from_anthropic(body);
-  if (const Json* tools = member(body, "tools"); tools && !tools->empty()) {
+  if (const Json* tools = json_member(body, "tools"); tools && !tools->empty()) {
     Json oa = tools_to_openai(*tools);
     if (req.messages.empty() || req.messages[0].role != Role::system) {
       Message sys;
@@ -208,19 +202,19 @@ ChatRequest chat_request_from_anthropic(const Json& body) {
     }
     req.messages[0].tools = std::move(oa);
   }
-  if (const Json* th = member(body, "thinking")) {
+  if (const Json* th = json_member(body, "thinking")) {
     if (!th->is_object()) throw Error("request.thinking: expected an object");
     std::string type = str_member(*th, "type", "request.thinking");
     if (type == "disabled") req.options.thinking_mode = ThinkingMode::chat;
     else if (type == "enabled" || type == "adaptive" || type.empty()) req.options.thinking_mode = ThinkingMode::thinking;
     else throw Error("request.thinking.type: expected \"enabled\" or \"disabled\", got \"" + type + "\"");
-    if (const Json* b = member(*th, "budget_tokens")) {
+    if (const Json* b = json_member(*th, "budget_tokens")) {
       if (!b->is_number_integer()) throw Error("request.thinking.budget_tokens: expected an integer");
       req.thinking_budget = b->get<int64_t>();
     }
   }
-  if (const Json* oc = member(body, "output_config")) {
-    if (const Json* e = member(*oc, "effort")) {
+  if (const Json* oc = json_member(body, "output_config")) {
+    if (const Json* e = json_member(*oc, "effort")) {
       if (!e->is_string()) throw Error("request.output_config.effort: expected a string");
       req.options.reasoning_effort = e->get<std::string>();
     }

@@ -231,23 +231,17 @@ bool py_truthy(const Json& v) {
   return false;
 }
 
-const Json* find_key(const Json& obj, const char* key) {
-  if (!obj.is_object()) return nullptr;
-  auto it = obj.find(key);
-  return it == obj.end() ? nullptr : &*it;
-}
-
 // Optional string member: absent or null -> fallback.
 std::string opt_string(const Json& obj, const char* key, const std::string& where,
                        const std::string& fallback = "") {
-  const Json* v = find_key(obj, key);
+  const Json* v = json_member(obj, key);
   if (!v || v->is_null()) return fallback;
   if (!v->is_string()) throw Error(where + "." + key + ": expected a string, got " + v->type_name());
   return v->get<std::string>();
 }
 
 Role parse_role(const Json& msg, const std::string& where) {
-  const Json* r = find_key(msg, "role");
+  const Json* r = json_member(msg, "role");
   if (!r || !r->is_string()) throw Error(where + ".role: expected a string");
   const std::string& s = r->get_ref<const std::string&>();
   if (s == "system") return Role::system;
@@ -263,7 +257,7 @@ Role parse_role(const Json& msg, const std::string& where) {
 // parts and merged user turns). Tool results follow the encoder exactly: non-text parts become
 // "[Unsupported <type>]". Other roles reject non-text parts.
 std::string content_text(const Json& msg, Role role, const std::string& where) {
-  const Json* c = find_key(msg, "content");
+  const Json* c = json_member(msg, "content");
   if (!c || c->is_null()) return "";
   if (c->is_string()) return c->get<std::string>();
   if (!c->is_array()) throw Error(where + ".content: expected a string or a list of parts, got " + c->type_name());
@@ -293,15 +287,15 @@ std::string content_text(const Json& msg, Role role, const std::string& where) {
 ToolCall tool_call_from_openai(const Json& tc, const std::string& where) {
   if (!tc.is_object()) throw Error(where + ": expected an object");
   ToolCall call;
-  const Json* fn = find_key(tc, "function");
+  const Json* fn = json_member(tc, "function");
   if (!fn || !fn->is_object()) throw Error(where + ".function: expected an object");
   // encoder: tc.get("id") or tc["function"].get("id", "")
   call.id = opt_string(tc, "id", where);
   if (call.id.empty()) call.id = opt_string(*fn, "id", where + ".function");
-  const Json* name = find_key(*fn, "name");
+  const Json* name = json_member(*fn, "name");
   if (!name || !name->is_string()) throw Error(where + ".function.name: expected a string");
   call.name = name->get<std::string>();
-  const Json* args = find_key(*fn, "arguments");
+  const Json* args = json_member(*fn, "arguments");
   call.arguments = args ? *args : Json("{}");
   return call;
 }
@@ -314,38 +308,38 @@ Message message_from_openai(const Json& msg, const std::string& where) {
   m.role = parse_role(msg, where);
   m.content = content_text(msg, m.role, where);
   m.reasoning_content = opt_string(msg, "reasoning_content", where);
-  if (!find_key(msg, "reasoning_content")) m.reasoning_content = opt_string(msg, "reasoning", where);
-  if (const Json* tcs = find_key(msg, "tool_calls"); tcs && !tcs->is_null()) {
+  if (!json_member(msg, "reasoning_content")) m.reasoning_content = opt_string(msg, "reasoning", where);
+  if (const Json* tcs = json_member(msg, "tool_calls"); tcs && !tcs->is_null()) {
     if (!tcs->is_array()) throw Error(where + ".tool_calls: expected a list");
     for (size_t i = 0; i < tcs->size(); ++i)
       m.tool_calls.push_back(tool_call_from_openai((*tcs)[i], where + ".tool_calls[" + std::to_string(i) + "]"));
   }
   m.tool_call_id = opt_string(msg, "tool_call_id", where);
-  if (const Json* t = find_key(msg, "tools"); t && !t->is_null()) {
+  if (const Json* t = json_member(msg, "tools"); t && !t->is_null()) {
     if (!t->is_array()) throw Error(where + ".tools: expected a list");
     m.tools = *t;
   }
-  if (const Json* rf = find_key(msg, "response_format")) m.response_format = *rf;
-  if (const Json* task = find_key(msg, "task"); task && !task->is_null()) {
+  if (const Json* rf = json_member(msg, "response_format")) m.response_format = *rf;
+  if (const Json* task = json_member(msg, "task"); task && !task->is_null()) {
     if (!task->is_string()) throw Error(where + ".task: expected a string");
     m.task = task->get<std::string>();
   }
-  if (const Json* w = find_key(msg, "wo_eos")) m.wo_eos = py_truthy(*w);
-  if (const Json* p = find_key(msg, "prefix"); p && m.role == Role::assistant) m.wo_eos = m.wo_eos || py_truthy(*p);
+  if (const Json* w = json_member(msg, "wo_eos")) m.wo_eos = py_truthy(*w);
+  if (const Json* p = json_member(msg, "prefix"); p && m.role == Role::assistant) m.wo_eos = m.wo_eos || py_truthy(*p);
   return m;
 }
 
 ChatRequest chat_request_from_openai(const Json& body) {
   if (!body.is_object()) throw Error("request: expected a JSON object");
   ChatRequest req;
-  const Json* msgs = find_key(body, "messages");
+  const Json* msgs = json_member(body, "messages");
   if (!msgs || !msgs->is_array()) throw Error("request.messages: expected a list");
   for (size_t i = 0; i < msgs->size(); ++i)
     req.messages.push_back(message_from_openai((*msgs)[i], "request.messages[" + std::to_string(i) + "]"));
 
   // tools / response_format ride on the first system message (README mapping step 2).
-  const Json* tools = find_key(body, "tools");
-  const Json* rf = find_key(body, "response_format");
+  const Json* tools = json_member(body, "tools");
+  const Json* rf = json_member(body, "response_format");
   bool attach_tools = tools && tools->is_array() && !tools->empty();
   bool attach_rf = rf && !rf->is_null();
   if (tools && !tools->is_null() && !tools->is_array()) throw Error("request.tools: expected a list");
@@ -360,11 +354,11 @@ ChatRequest chat_request_from_openai(const Json& body) {
   }
 
   // thinking: bool | {"type": "enabled"|"disabled"} | absent (enabled, as the hosted API).
-  const Json* th = find_key(body, "thinking");
+  const Json* th = json_member(body, "thinking");
   if (!th || th->is_null()) {
-    if (const Json* kw = find_key(body, "chat_template_kwargs")) {
-      if (const Json* t = find_key(*kw, "thinking")) th = t;
-      else if (const Json* t2 = find_key(*kw, "enable_thinking")) th = t2;
+    if (const Json* kw = json_member(body, "chat_template_kwargs")) {
+      if (const Json* t = json_member(*kw, "thinking")) th = t;
+      else if (const Json* t2 = json_member(*kw, "enable_thinking")) th = t2;
     }
   }
   if (th && !th->is_null()) {
@@ -375,17 +369,17 @@ ChatRequest chat_request_from_openai(const Json& body) {
       if (type == "disabled") req.options.thinking_mode = ThinkingMode::chat;
       else if (type == "enabled" || type == "auto" || type == "adaptive") req.options.thinking_mode = ThinkingMode::thinking;
       else throw Error("request.thinking.type: expected \"enabled\" or \"disabled\", got \"" + type + "\"");
-      if (const Json* b = find_key(*th, "budget_tokens"); b && b->is_number_integer())
+      if (const Json* b = json_member(*th, "budget_tokens"); b && b->is_number_integer())
         req.thinking_budget = b->get<int64_t>();
     } else {
       throw Error(std::string("request.thinking: expected a boolean or an object, got ") + th->type_name());
     }
   }
-  if (const Json* e = find_key(body, "reasoning_effort"); e && !e->is_null()) {
+  if (const Json* e = json_member(body, "reasoning_effort"); e && !e->is_null()) {
     if (!e->is_string()) throw Error("request.reasoning_effort: expected a string or null");
     req.options.reasoning_effort = e->get<std::string>();
   }
-  if (const Json* d = find_key(body, "drop_thinking"); d && !d->is_null()) {
+  if (const Json* d = json_member(body, "drop_thinking"); d && !d->is_null()) {
     if (!d->is_boolean()) throw Error("request.drop_thinking: expected a boolean");
     req.options.drop_thinking = d->get<bool>();
   }
@@ -566,7 +560,7 @@ void render_tools_block(SegmentWriter& w, const Json& tools) {
   std::string schemas;
   for (size_t i = 0; i < tools.size(); ++i) {
     const Json& t = tools[i];
-    const Json* fn = find_key(t, "function");
+    const Json* fn = json_member(t, "function");
     // Flat tool objects (no "function" wrapper) are accepted as the function itself.
     if (i) schemas += '\n';
     py_json_dump_to(schemas, fn ? *fn : t);

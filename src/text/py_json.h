@@ -23,6 +23,14 @@ namespace dsv4::text {
 
 using Json = nlohmann::ordered_json;
 
+// The member `key` of a JSON object: nullptr when obj is not an object or the key is absent or
+// null (JSON null and a missing key mean the same to every request field we read).
+inline const Json* json_member(const Json& obj, const char* key) {
+  if (!obj.is_object()) return nullptr;
+  auto it = obj.find(key);
+  return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+
 // Binary subtype that marks an integer too large for int64/uint64 (its decimal text as bytes).
 inline constexpr std::uint64_t kBigIntSubtype = 0x7079;  // "py"
 
