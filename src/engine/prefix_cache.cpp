@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/log.h"
 
 namespace dsv4::engine {
 
@@ -138,7 +139,7 @@ void PrefixCache::persist(Entry& e) {
     std::filesystem::rename(tmp, base + ".meta");
     e.file = base;
   } catch (const std::exception& ex) {
-    std::fprintf(stderr, "dsv4 serve: warning: prefix cache: cannot persist %s: %s\n", base.c_str(), ex.what());
+    log::warn("prefix cache: cannot persist %s: %s", base.c_str(), ex.what());
   }
 }
 
@@ -167,7 +168,7 @@ size_t PrefixCache::open_dir(const std::string& dir, const cache::StateShape& sh
       std::ifstream f(base + ".meta", std::ios::binary);
       std::string buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
       if (buf.size() >= 8 && std::memcmp(buf.data(), kMetaMagicV1, 8) == 0) {
-        std::fprintf(stderr, "dsv4 serve: prefix cache: removing %s (older file format)\n", base.c_str());
+        log::info("prefix cache: removing %s (older file format)", base.c_str());
         std::error_code ec;
         fs::remove(base + ".state", ec);
         fs::remove(base + ".meta", ec);
@@ -198,7 +199,7 @@ size_t PrefixCache::open_dir(const std::string& dir, const cache::StateShape& sh
       bytes_ += b;
       ++loaded;
     } catch (const std::exception& ex) {
-      std::fprintf(stderr, "dsv4 serve: warning: prefix cache: skipping %s: %s\n", base.c_str(), ex.what());
+      log::warn("prefix cache: skipping %s: %s", base.c_str(), ex.what());
     }
   }
   return loaded;

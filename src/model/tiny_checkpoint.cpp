@@ -19,6 +19,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "model/tensor_table.h"
 #include "text/tokenizer.h"
 
@@ -795,7 +796,7 @@ fs::path model_cache_base() {
 std::string cached_preset_dir(const std::string& name, const std::string& preset, const char* what) {
   const fs::path dir = model_cache_base() / name;
   if (!fs::is_regular_file(dir / "model.safetensors.index.json"))
-    std::fprintf(stderr, "dsv4: writing %s (%s preset, seed 0) to %s\n", what, preset.c_str(), dir.c_str());
+    log::info("writing %s (%s preset, seed 0) to %s", what, preset.c_str(), dir.c_str());
   return ensure_preset_checkpoint(dir.string(), preset, 0);
 }
 }  // namespace

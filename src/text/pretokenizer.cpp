@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/log.h"
 
 namespace dsv4::text {
 
@@ -46,8 +47,8 @@ pcre2_match_data* thread_match_data() {
 void warn_jit_stack_once(const std::string& pattern) {
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true))
-    std::fprintf(stderr, "dsv4: warning: pre_tokenizer regex '%s' ran out of PCRE2 JIT stack; "
-                 "using the PCRE2 interpreter for such matches (slower)\n", pattern.c_str());
+    log::warn("pre_tokenizer regex '%s' ran out of PCRE2 JIT stack; using the PCRE2 interpreter for such "
+              "matches (slower)", pattern.c_str());
 }
 
 size_t utf8_char_len_at(const unsigned char* s, size_t n, size_t pos) {
