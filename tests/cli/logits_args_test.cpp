@@ -1,9 +1,13 @@
 // `dsv4 logits` black-box: argument and input errors end in a clear message and a non-zero exit
-// (never a signal); a valid call writes float32 [n_tokens, vocab] and prints one summary line.
+// (never a signal); a valid call writes float32 [n_tokens, vocab], the same in every mode, and
+// prints one summary line.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "test_util.h"
 #include "tiny_fixture.h"
@@ -35,16 +39,38 @@ struct LogitsRun {
 
 }  // namespace
 
+std::vector<float> read_floats(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<float> v(fs::file_size(path) / sizeof(float));
+  f.read(reinterpret_cast<char*>(v.data()), std::streamsize(v.size() * sizeof(float)));
+  return v;
+}
+
+// Every mode writes the same logits: reference numerics are bit-exact between one-shot prefill,
+// chunked prefill and one-token decode (tests/cache/seq_state_test.cpp); --numerics reaches the
+// model (f32 differs); the summary line names the last row's argmax as it is in the file.
 TEST(LogitsCli, ValidRunWritesAllRows) {
   LogitsRun r;
   const std::string ids = r.write_tokens("[0, 100, 200, 300, 400, 500, 600]");
+  const size_t V = 129280;
   std::string out;
-  const std::string args = "--model " + test::tiny_checkpoint_dir() + " --tokens " + ids + " --out " + r.root + "/l.bin";
-  ASSERT_EQ(r.run(args + " --numerics f32", &out), 0) << out;
-  EXPECT_EQ(fs::file_size(r.root + "/l.bin"), 7u * 129280u * 4u);
+  const std::string args = "--model " + test::tiny_checkpoint_dir() + " --tokens " + ids + " --out " + r.root;
+  ASSERT_EQ(r.run(args + "/f32.bin --numerics f32", &out), 0) << out;
+  EXPECT_EQ(fs::file_size(r.root + "/f32.bin"), 7u * V * 4u);
   EXPECT_NE(out.find("7 tokens x 129280 vocab"), std::string::npos) << out;
-  ASSERT_EQ(r.run(args + " --numerics reference --mode chunked:3", &out), 0) << out;
-  ASSERT_EQ(r.run(args + " --mode decode", &out), 0) << out;
+  ASSERT_EQ(r.run(args + "/prefill.bin --numerics reference --mode prefill", &out), 0) << out;
+  const std::vector<float> ref = read_floats(r.root + "/prefill.bin");
+  ASSERT_EQ(ref.size(), 7u * V);
+  const size_t last = size_t(std::max_element(ref.end() - long(V), ref.end()) - (ref.end() - long(V)));
+  EXPECT_NE(out.find("last argmax=" + std::to_string(last) + " "), std::string::npos) << out;
+  for (size_t i = 0; i < ref.size(); ++i) ASSERT_TRUE(std::isfinite(ref[i])) << "logit " << i;
+  EXPECT_NE(std::vector<float>(ref.begin(), ref.begin() + long(V)), std::vector<float>(ref.end() - long(V), ref.end()))
+      << "the first and last rows are equal";
+  EXPECT_NE(read_floats(r.root + "/f32.bin"), ref) << "--numerics f32 gave the reference logits";
+  ASSERT_EQ(r.run(args + "/chunked.bin --numerics reference --mode chunked:3", &out), 0) << out;
+  EXPECT_EQ(read_floats(r.root + "/chunked.bin"), ref) << "chunked:3 differs from prefill";
+  ASSERT_EQ(r.run(args + "/decode.bin --mode decode", &out), 0) << out;
+  EXPECT_EQ(read_floats(r.root + "/decode.bin"), ref) << "decode differs from prefill";
 }
 
 TEST(LogitsCli, MissingTokenFile) {
