@@ -297,6 +297,26 @@ constexpr typename IVec<W>::type lane_shifts(int p) {
   return sh;
 }
 
+// Position of element e in the lanes (inverse of lane_elem).
+template <WeightFormat F, int W>
+constexpr int elem_pos(int e) {
+  for (int p = 0; p < 16 / W; ++p)
+    for (int j = 0; j < W; ++j)
+      if (lane_elem<F, W>(p, j) == e) return p * W + j;
+  return -1;
+}
+
+// reduce16 of the lane sums l stored in lane order.
+template <WeightFormat F, int W>
+inline float reduce16_lanes(const float* l) {
+  auto a = [&](int e) { return l[elem_pos<F, W>(e)]; };
+  float s8[8];
+  for (int j = 0; j < 8; ++j) s8[j] = a(j) + a(j + 8);
+  float s4[4];
+  for (int j = 0; j < 4; ++j) s4[j] = s8[j] + s8[j + 4];
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
 // One row's stored bytes for the fused kernels.
 struct RowPtr {
   const void* w = nullptr;        // first stored element of the (sub)row
@@ -365,6 +385,12 @@ DSV4_CLONES void fused_block(const RowPtr* rp, const float* x, int64_t ldx, int6
   }
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
+      if (i == n) {  // no tail: reduce16 straight from the lanes
+        float l[16];
+        std::memcpy(l, acc[r][t], sizeof l);
+        out[t * R + r] = reduce16_lanes<F, W>(l);
+        continue;
+      }
       float a[16];
       for (int p = 0; p < P; ++p)
         for (int j = 0; j < W; ++j) a[lane_elem<F, W>(p, j)] = acc[r][t][p][j];
@@ -396,11 +422,24 @@ void permute_x(const float* x, int64_t n, float* xp) {
   for (; i < n; ++i) xp[i] = x[i];
 }
 
-// Largest (code & 0x7f) of n e4m3 codes: 0x7f means a NaN code.
-DSV4_CLONES uint8_t e4m3_max_magnitude(const uint8_t* p, int64_t n) {
-  uint8_t m = 0;
-  for (int64_t k = 0; k < n; ++k) m = std::max<uint8_t>(m, p[k] & 0x7fu);
-  return m;
+// Whether any of R rows of n e4m3 codes holds a NaN code (0x7f, 0xff).
+template <int R>
+DSV4_CLONES bool e4m3_any_nan(const RowPtr* rp, int64_t n) {
+  typedef uint8_t B __attribute__((vector_size(32)));
+  B m = {};
+  int64_t k = 0;
+  for (; k + 32 <= n; k += 32)
+    for (int r = 0; r < R; ++r) {
+      B c;
+      std::memcpy(&c, static_cast<const uint8_t*>(rp[r].w) + k, 32);
+      c &= 0x7f;
+      m = m > c ? m : c;
+    }
+  uint8_t mx = 0;
+  for (int j = 0; j < 32; ++j) mx = std::max(mx, m[j]);
+  for (int r = 0; r < R; ++r)
+    for (int64_t j = k; j < n; ++j) mx = std::max<uint8_t>(mx, static_cast<const uint8_t*>(rp[r].w)[j] & 0x7fu);
+  return mx == 0x7f;
 }
 
 // x * 2^(e - 7) for FP8 column blocks (scale exponents e from srow, block of column col0 + k):
@@ -498,18 +537,22 @@ void matmul_fused_t(const Linear& L, const float* x, int64_t lx, int64_t n, floa
           }
         }
       }
-      bool ok[R], all = nr == R;
-      for (int64_t k = 0; k < nr; ++k) {  // rows the fused kernels must not take
-        ok[k] = true;
-        if (fp8) ok[k] = xs_ok && e4m3_max_magnitude(static_cast<const uint8_t*>(row_ptr(r + k).w), in) != 0x7f;
-        if (fp4) ok[k] = fp4_scales_ok(row_ptr(r + k).s, (in + 31) / 32);
-        all = all && ok[k];
-      }
-      if (all) {
+      // rows the fused kernels must not take: FP8 NaN codes or x not scalable, FP4 scale > 2^1
+      auto fusable = [&](int64_t r1, auto rr) {
+        constexpr int RR = decltype(rr)::value;
+        RowPtr rp[RR];
+        for (int k = 0; k < RR; ++k) rp[k] = row_ptr(r1 + k);
+        if constexpr (F == WeightFormat::fp8_block128) return xs_ok && !e4m3_any_nan<RR>(rp, in);
+        bool ok = true;
+        if constexpr (F == WeightFormat::fp4_block32)
+          for (int k = 0; k < RR; ++k) ok = ok && fp4_scales_ok(rp[k].s, (in + 31) / 32);
+        return ok;
+      };
+      if (nr == R && fusable(r, std::integral_constant<int, R>{})) {
         rows(r, std::integral_constant<int, R>{});
       } else {
         for (int64_t k = 0; k < nr; ++k) {
-          if (ok[k]) {
+          if (fusable(r + k, std::integral_constant<int, 1>{})) {
             rows(r + k, std::integral_constant<int, 1>{});
           } else {
             slow_row(r + k);
