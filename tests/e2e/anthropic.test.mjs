@@ -106,11 +106,14 @@ test('stop_sequences', async () => {
     messages: [{ role: 'user', content: 'abc' }] };
   const a = await client.messages.create(base);
   const text = a.content.find((b) => b.type === 'text')?.text ?? '';
-  if (text.length < 4) return;
+  assert.equal(a.stop_reason, 'max_tokens');
+  assert.ok(text.length >= 6, `greedy answer too short to cut: ${JSON.stringify(text)}`);
   const stop = text.slice(2, 4);
   const b = await client.messages.create({ ...base, stop_sequences: [stop] });
   assert.equal(b.stop_reason, 'stop_sequence');
   assert.equal(b.stop_sequence, stop);
+  assert.equal(b.content.find((x) => x.type === 'text')?.text ?? '', text.slice(0, text.indexOf(stop)));
+  assert.ok(b.usage.output_tokens < a.usage.output_tokens, 'the engine stopped at the stop sequence');
 });
 
 test('typed errors: auth (x-api-key too), unknown model, missing max_tokens', async () => {

@@ -45,6 +45,7 @@ test('models list and retrieve', async () => {
 });
 
 test('chat non-stream, thinking disabled: content, usage, finish length', async () => {
+  // Greedy on the tiny model's fixed weights: 8 tokens of answer, no EOS among them.
   const r = await client.chat.completions.create({
     model: MODEL, messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 8,
     temperature: 0, thinking: { type: 'disabled' },
@@ -52,9 +53,11 @@ test('chat non-stream, thinking disabled: content, usage, finish length', async 
   assert.equal(r.object, 'chat.completion');
   assert.equal(r.choices[0].message.role, 'assistant');
   assert.equal(typeof r.choices[0].message.content, 'string');
-  assert.ok(['stop', 'length'].includes(r.choices[0].finish_reason));
+  assert.ok(r.choices[0].message.content.length > 0, 'the answer has text');
+  assert.equal(r.choices[0].message.reasoning_content, null);
+  assert.equal(r.choices[0].finish_reason, 'length');
   checkUsage(r.usage);
-  assert.ok(r.usage.completion_tokens <= 8);
+  assert.equal(r.usage.completion_tokens, 8);
   assert.equal(r.usage.completion_tokens_details.reasoning_tokens, 0);
 });
 
@@ -64,9 +67,14 @@ test('chat non-stream, thinking enabled: reasoning_content and reasoning_tokens'
     max_tokens: 12, thinking: { type: 'enabled' }, reasoning_effort: 'high', seed: 7,
   });
   const msg = r.choices[0].message;
-  assert.ok(typeof msg.reasoning_content === 'string' || msg.reasoning_content === null);
+  // 12 tokens of random-weight output rarely close the reasoning: it is all reasoning text.
+  assert.equal(typeof msg.reasoning_content, 'string');
+  assert.ok(msg.reasoning_content.length > 0, 'reasoning_content has the reasoning');
   checkUsage(r.usage);
-  assert.ok(r.usage.completion_tokens_details.reasoning_tokens > 0, 'reasoning tokens counted');
+  const reasoning = r.usage.completion_tokens_details.reasoning_tokens;
+  assert.ok(reasoning > 0, 'reasoning tokens counted');
+  assert.ok(reasoning <= r.usage.completion_tokens);
+  if (msg.content === '') assert.equal(reasoning, r.usage.completion_tokens, 'no answer: every token is reasoning');
 });
 
 test('temperature 0 is deterministic', async () => {
@@ -78,10 +86,10 @@ test('temperature 0 is deterministic', async () => {
 });
 
 test('chat stream with include_usage: role first, usage chunk with empty choices, [DONE]', async () => {
-  const stream = await client.chat.completions.create({
-    model: MODEL, messages: [{ role: 'user', content: 'Stream please' }], max_tokens: 10, stream: true,
-    stream_options: { include_usage: true }, thinking: { type: 'disabled' },
-  });
+  const req = { model: MODEL, messages: [{ role: 'user', content: 'Stream please' }], max_tokens: 10, temperature: 0,
+    thinking: { type: 'disabled' } };
+  const whole = await client.chat.completions.create(req);
+  const stream = await client.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } });
   let first = true, finish = null, usage = null, text = '';
   for await (const chunk of stream) {
     assert.equal(chunk.object, 'chat.completion.chunk');
@@ -91,9 +99,11 @@ test('chat stream with include_usage: role first, usage chunk with empty choices
     if (c.delta.content) text += c.delta.content;
     if (c.finish_reason) finish = c.finish_reason;
   }
-  assert.ok(['stop', 'length'].includes(finish));
+  // The streamed deltas spell the non-stream answer; same finish, same usage.
+  assert.equal(text, whole.choices[0].message.content);
+  assert.equal(finish, whole.choices[0].finish_reason);
   checkUsage(usage);
-  assert.equal(typeof text, 'string');
+  assert.equal(usage.completion_tokens, whole.usage.completion_tokens);
 });
 
 test('stream reasoning_content deltas (thinking on)', async () => {
@@ -195,11 +205,25 @@ test('stop strings end the answer and finish_reason is stop', async () => {
     thinking: { type: 'disabled' } };
   const a = await client.chat.completions.create(base);
   const text = a.choices[0].message.content;
-  if (text.length < 4) return;  // nothing to cut
+  assert.equal(a.choices[0].finish_reason, 'length');
+  assert.ok(text.length >= 6, `greedy answer too short to cut: ${JSON.stringify(text)}`);
   const stop = text.slice(2, 4);
-  const b = await client.chat.completions.create({ ...base, stop: [stop] });
+  const cut = text.slice(0, text.indexOf(stop));
+  const b = await client.chat.completions.create({ ...base, stop: ['never in this text \u0001', stop] });
   assert.equal(b.choices[0].finish_reason, 'stop');
-  assert.ok(!b.choices[0].message.content.includes(stop));
+  assert.equal(b.choices[0].message.content, cut);
+  // The engine ends the sequence at the stop string: fewer tokens than the uncut answer.
+  assert.ok(b.usage.completion_tokens < a.usage.completion_tokens,
+    `${b.usage.completion_tokens} tokens with the stop string, ${a.usage.completion_tokens} without`);
+  // Streaming gives the same cut text.
+  let streamed = '', finish = null;
+  for await (const chunk of await client.chat.completions.create({ ...base, stop, stream: true })) {
+    const c = chunk.choices[0];
+    if (c?.delta?.content) streamed += c.delta.content;
+    if (c?.finish_reason) finish = c.finish_reason;
+  }
+  assert.equal(streamed, cut);
+  assert.equal(finish, 'stop');
 });
 
 for (const thinking of ['disabled', 'enabled']) test(`3-turn conversation at temperature 0 reuses the prefix cache (thinking ${thinking})`, async () => {
@@ -218,10 +242,16 @@ for (const thinking of ['disabled', 'enabled']) test(`3-turn conversation at tem
 });
 
 test('completions with suffix (FIM)', async () => {
-  const r = await client.completions.create({ model: MODEL, prompt: 'def add(a, b):', suffix: '\n    return c', max_tokens: 6 });
+  const base = { model: MODEL, prompt: 'def add(a, b):', max_tokens: 6, temperature: 0 };
+  const r = await client.completions.create({ ...base, suffix: '\n    return c' });
   assert.equal(r.object, 'text_completion');
   assert.equal(typeof r.choices[0].text, 'string');
-  assert.ok(r.usage.prompt_tokens > 0);
+  assert.ok(r.choices[0].text.length > 0);
+  // The suffix reaches the prompt: <｜fim▁begin｜> prompt <｜fim▁hole｜> suffix <｜fim▁end｜>.
+  const plain = await client.completions.create(base);
+  const empty = await client.completions.create({ ...base, suffix: '' });
+  assert.equal(empty.usage.prompt_tokens, plain.usage.prompt_tokens + 3, 'the three FIM markers');
+  assert.ok(r.usage.prompt_tokens > empty.usage.prompt_tokens, 'the suffix text is in the prompt');
 });
 
 test('typed errors: auth, unknown model, bad request, context overflow', async () => {
