@@ -70,12 +70,13 @@ void register_kv(CLI::App& app) {
                   human(double(b.kv_compressed)).c_str(), human(double(b.index_keys)).c_str(),
                   human(double(b.total())).c_str());
     }
-    std::printf("+ token ids %s: state of one sequence %s (%zu bytes; admission reserves this, in whole pages of %lld rows)\n",
-                human(double(all.tokens)).c_str(), human(double(all.total())).c_str(), all.total(),
-                (long long)cache::PagedRows::kPageRows);
     const double v32 = double(c.n_layers) * 788.0 * double(L);
     std::printf("total  %6d %14s   (%lld bytes, %.1f B/token)\n", c.n_layers, human(double(grand)).c_str(),
                 (long long)grand, L ? double(grand) / double(L) : 0.0);
+    std::printf("+ token ids %s: state of one sequence %s (%zu bytes; admission reserves it with compressed rows in\n"
+                "  whole pages of %lld and the snapshots the sequence may hold)\n",
+                human(double(all.tokens)).c_str(), human(double(all.total())).c_str(), all.total(),
+                (long long)cache::PagedRows::kPageRows);
     std::printf("V3.2-equivalent stack (%d MLA layers x 788 B/token: 656 B FP8 latent + 132 B FP8 index key): %s\n",
                 c.n_layers, human(v32).c_str());
     if (L > 0) std::printf("ratio V4 / V3.2-equivalent: %.2f %%\n", 100.0 * double(grand) / v32);
