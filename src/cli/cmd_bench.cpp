@@ -18,6 +18,8 @@
 #include "cli/progress.h"
 #include "core/error.h"
 #include "engine/frontier_bench.h"
+#include "kernels/roofline.h"
+#include "model/model_stats.h"
 #include "model/tiny_checkpoint.h"
 
 namespace dsv4::cli {
@@ -89,6 +91,14 @@ void run_bench(const BenchArgs& a) {
               omp_get_max_threads(), proc_field("/proc/meminfo", "MemTotal").c_str());
   std::printf("bench: numerics %s, prefill chunk %lld, %d decode tokens per frontier, synthetic prompt seed %llu\n",
               model::numerics_name(num), (long long)opt.chunk, opt.gen, (unsigned long long)opt.seed);
+  // Rooflines measured in this run (issue 11): every speed below is also given as a ratio.
+  const double bw = kernels::measure_read_bandwidth(), peak = kernels::measure_fma_peak();
+  const model::TokenWork work = model::token_work(c);
+  std::printf("bench: rooflines measured now: read bandwidth %.1f GB/s (%d threads), multiply-add peak %.1f G/s\n",
+              bw / 1e9, omp_get_max_threads(), peak / 1e9);
+  std::printf("bench: per token the main model's matmuls read %.1f MB of weights (K of E experts) and do %.2f G "
+              "multiply-adds\n",
+              double(work.weight_bytes) / 1e6, double(work.weight_macs) / 1e9);
   std::printf("%s", engine::frontier_table_header().c_str());
   std::fflush(stdout);
 
@@ -103,6 +113,11 @@ void run_bench(const BenchArgs& a) {
       fp, opt,
       [&](const engine::FrontierRow& r) {
         std::printf("%s", engine::frontier_table_line(r).c_str());
+        const double dec_bps = double(work.weight_bytes) * r.decode_tok_s();
+        const double pre_macs = double(work.weight_macs) * r.prefill_tok_s();
+        std::printf("    roofline at %lld: decode reads weights at %.2f GB/s = %.3f of read bandwidth; prefill "
+                    "%.2f G multiply-adds/s = %.3f of peak\n",
+                    (long long)r.context, dec_bps / 1e9, dec_bps / bw, pre_macs / 1e9, pre_macs / peak);
         std::fflush(stdout);
         if (csv.is_open()) {
           csv << engine::frontier_csv_line(r) << std::flush;

@@ -37,6 +37,27 @@ ParamCounts count_params(const Config& c) {
   return p;
 }
 
+TokenWork token_work(const Config& c) {
+  TokenWork w;
+  int64_t routed_bytes = 0, routed_macs = 0;
+  for (const TensorSpec& t : tensor_table(c, /*with_drafter=*/false)) {
+    switch (t.group) {
+      case ParamGroup::embed: w.weight_bytes += t.bytes() / t.rows; break;  // one row
+      case ParamGroup::table: break;
+      case ParamGroup::routed_expert:
+        routed_bytes += t.bytes();
+        routed_macs += t.params();
+        break;
+      default:
+        w.weight_bytes += t.bytes();
+        if (t.rows > 1 && t.fill != Fill::ape) w.weight_macs += t.params();  // matrices, not norms/tables
+    }
+  }
+  w.weight_bytes += routed_bytes / c.n_routed_experts * c.n_activated_experts;
+  w.weight_macs += routed_macs / c.n_routed_experts * c.n_activated_experts;
+  return w;
+}
+
 TensorTotals expected_tensor_totals(const Config& c, bool with_drafter) {
   TensorTotals t;
   auto add = [&](Dtype d, int64_t bytes) {

@@ -29,6 +29,17 @@ struct ParamCounts {
 };
 ParamCounts count_params(const Config& c);
 
+// ---- per-token work ---------------------------------------------------------------------------
+// What one decoded token reads and computes in the main model's weights (a roofline's numerator):
+// stored bytes incl. scales of every dense, shared-expert and head tensor, K/E of the routed
+// experts' bytes (K experts per layer per token), one embedding row; multiply-adds of the same
+// matmuls (attention scores over the context and the indexer scan come on top and grow with it).
+struct TokenWork {
+  int64_t weight_bytes = 0;
+  int64_t weight_macs = 0;
+};
+TokenWork token_work(const Config& c);
+
 // ---- tensors ----------------------------------------------------------------------------------
 struct TensorTotals {
   struct Entry {

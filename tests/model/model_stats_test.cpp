@@ -9,6 +9,7 @@
 #include "model/forward.h"
 #include "model/model_stats.h"
 #include "model/tensor_table.h"
+#include "model/tiny_checkpoint.h"
 #include "test_util.h"
 
 using namespace dsv4;
@@ -107,4 +108,26 @@ TEST(ModelStats, SameRowsAsTheEngineState) {
   size_t held = 0;
   for (int l = 0; l < c.n_layers; ++l) held += st.layer(l).compressor.bytes() + st.layer(l).index_compressor.bytes();
   EXPECT_EQ(model::compressor_state_bytes(c), int64_t(held));
+}
+
+// Per-token weight traffic (the decode roofline's numerator): the real V4-Flash reads ~11 GB per
+// token (FP8 dense part ~6.3 GiB, 6 FP4 experts x 43 layers ~3.5 GB, the bf16 head 1.06 GB);
+// one real-shape CSA layer with an 8K vocabulary (issue 11's benchmark model) ~315 MB.
+TEST(ModelStats, TokenWork) {
+  const model::Config c = load("deepseek-v4-flash.config.json");
+  if (c.dim == 0) GTEST_SKIP() << "testdata/configs missing";
+  const model::TokenWork w = model::token_work(c);
+  std::printf("[flash] per token: %.2f GB of weights, %.2f G multiply-adds\n", double(w.weight_bytes) / 1e9,
+              double(w.weight_macs) / 1e9);
+  EXPECT_GT(double(w.weight_bytes) / 1e9, 10.5);
+  EXPECT_LT(double(w.weight_bytes) / 1e9, 11.5);
+  // Multiply-adds = the active parameters' matrices (the active count adds one embedding row and
+  // the norm vectors, which are no matmuls).
+  const model::ParamCounts p = model::count_params(c);
+  EXPECT_NEAR(double(w.weight_macs), double(p.active), 0.001 * double(p.active));
+  model::Config one = model::preset_config("flash", 1);
+  one.vocab_size = 8192;
+  const model::TokenWork w1 = model::token_work(one);
+  std::printf("[flash, 1 CSA layer, 8K vocab] per token: %.1f MB of weights\n", double(w1.weight_bytes) / 1e6);
+  EXPECT_NEAR(double(w1.weight_bytes) / 1e6, 315, 15);
 }
