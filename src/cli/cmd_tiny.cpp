@@ -20,7 +20,7 @@ namespace {
 
 struct TinyArgs {
   std::string out, preset = "tiny", release = "april", drafter = "auto";
-  int layers = 0;
+  int layers = 0, vocab = 0;
   uint64_t seed = 0;
 };
 
@@ -35,6 +35,10 @@ void run_tiny(const TinyArgs& a) {
   else if (a.drafter == "none") kind = model::DrafterKind::none;
   else if (a.drafter == "mtp") kind = model::DrafterKind::mtp;
   else if (a.drafter == "dspark") kind = model::DrafterKind::dspark;
+  if (a.vocab > 0) {  // e.g. 8192 for a peer benchmark: the head and embedding shrink, nothing else
+    if (a.vocab < 1024) throw Error("--vocab: at least 1024 (the synthetic benchmark prompt uses ids from 1000)");
+    c.vocab_size = a.vocab;
+  }
   model::set_drafter(c, kind, a.release);
   model::RandomCheckpointOptions opts;
   opts.seed = a.seed;
@@ -88,6 +92,9 @@ void register_tiny(CLI::App& app) {
       ->check(CLI::IsMember({"tiny", "small", "long", "flash", "pro"}));
   cmd->add_option("--layers", args->layers,
                   "flash/pro: this many real-shape layers, from the first CSA layer of the real schedule (0 = all)")
+      ->capture_default_str();
+  cmd->add_option("--vocab", args->vocab,
+                  "vocabulary size instead of the real 129,280 (benchmarks only: the tokenizer stays the real one)")
       ->capture_default_str();
   cmd->add_option("--release", args->release,
                   "layout of: april (MTP block) | flash-0731 | pro-0813 (DSpark drafter, 0731 encoder)")
