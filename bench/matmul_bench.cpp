@@ -1,10 +1,10 @@
 // kernels::matmul on V4-Flash shapes, against rooflines measured in the same run.
 //
-//  - BM_ReadBandwidth/<threads>: a 1 GiB buffer summed by 1 thread and by all OpenMP threads, each
-//    thread its own contiguous part, 5 passes, best pass reported: the achievable read bandwidth
-//    (the roofline for decode, which streams every weight byte once per token).
-//  - BM_FmaPeak: multiply-adds/s with 12 independent vector chains per thread on every thread, in
-//    the vector width the kernels use (the compute roofline for prefill).
+//  - BM_ReadBandwidth/<threads>: kernels::measure_read_bandwidth with 1 thread and with all OpenMP
+//    threads (1 GiB, each thread its own contiguous part, best of 5 passes): the roofline for
+//    decode, which streams every weight byte once per token.
+//  - BM_FmaPeak: kernels::measure_fma_peak, multiply-adds/s on every thread in the kernels' vector
+//    width: the compute roofline for prefill.
 //  - BM_Matmul_<fmt>/<n>: y = W x for n tokens; bytes/s counts the stored weight bytes (FP8: 1 B
 //    per weight + scales, FP4: 0.5 B + scales, bf16: 2 B), items/s multiply-adds. of_roofline is
 //    weight bytes/s over the all-thread read bandwidth, of_fma_peak multiply-adds/s over the peak.
@@ -30,6 +30,7 @@
 #include "core/dtype.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/linear.h"
+#include "kernels/roofline.h"
 
 namespace {
 
@@ -38,69 +39,16 @@ using dsv4::TensorView;
 using dsv4::kernels::Linear;
 using dsv4::kernels::WeightFormat;
 
-#if defined(__x86_64__) && !defined(__clang__)
-#define BENCH_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#else
-#define BENCH_CLONES
-#endif
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// ---- read bandwidth -------------------------------------------------------------------------
+// ---- rooflines (kernels/roofline.h) ---------------------------------------------------------
 
-typedef float v8f __attribute__((vector_size(32)));
-// Sums n floats (n a multiple of 32) with four independent 32-byte accumulators.
-BENCH_CLONES float sum_floats(const float* p, size_t n) {
-  v8f a0{}, a1{}, a2{}, a3{};
-  for (size_t i = 0; i + 32 <= n; i += 32) {
-    v8f x0, x1, x2, x3;
-    std::memcpy(&x0, p + i, 32);
-    std::memcpy(&x1, p + i + 8, 32);
-    std::memcpy(&x2, p + i + 16, 32);
-    std::memcpy(&x3, p + i + 24, 32);
-    a0 += x0, a1 += x1, a2 += x2, a3 += x3;
-  }
-  const v8f a = (a0 + a1) + (a2 + a3);
-  return a[0] + a[7];
-}
-
-struct FloatBuf {
-  float* p = nullptr;
-  size_t n = 0;
-  explicit FloatBuf(size_t bytes) : n(bytes / sizeof(float)) {
-    p = static_cast<float*>(std::aligned_alloc(4096, n * sizeof(float)));
-#pragma omp parallel for schedule(static)  // first touch by the thread that reads it
-    for (size_t i = 0; i < n; ++i) p[i] = 1.f;
-  }
-  ~FloatBuf() { std::free(p); }
-};
-
-// Best of `passes` passes over a 1 GiB buffer with `threads` threads, each summing its own
-// contiguous part: bytes/s.
-double read_bandwidth(int threads, int passes) {
-  static FloatBuf buf(size_t(1) << 30);
-  double best = 1e30;
-  for (int pass = 0; pass < passes; ++pass) {
-    float total = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
-      const size_t nt = size_t(omp_get_num_threads()), t = size_t(omp_get_thread_num());
-      const size_t chunks = buf.n / 32, a = chunks * t / nt * 32, b = chunks * (t + 1) / nt * 32;
-      total += sum_floats(buf.p + a, b - a);
-    }
-    best = std::min(best, seconds_since(t0));
-    benchmark::DoNotOptimize(total);
-  }
-  return double(buf.n * sizeof(float)) / best;
-}
-
-// The all-thread roofline, measured once per run.
+// The all-thread read bandwidth, measured once per run.
 double roofline_bytes_per_s() {
-  static const double bw = read_bandwidth(omp_get_max_threads(), 5);
+  static const double bw = dsv4::kernels::measure_read_bandwidth();
   return bw;
 }
 
@@ -108,7 +56,7 @@ void BM_ReadBandwidth(benchmark::State& state) {
   const int threads = state.range(0) == 0 ? omp_get_max_threads() : int(state.range(0));
   double bw = 0;
   for (auto _ : state) {
-    bw = read_bandwidth(threads, 5);
+    bw = dsv4::kernels::measure_read_bandwidth(threads);
     state.SetIterationTime(double(size_t(1) << 30) / bw);
   }
   state.SetBytesProcessed(int64_t(state.iterations()) * (int64_t(1) << 30));
@@ -117,47 +65,15 @@ void BM_ReadBandwidth(benchmark::State& state) {
 // 1 thread, then all threads (0)
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(0)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
-// ---- multiply-add peak ----------------------------------------------------------------------
-
-// 12 independent accumulator chains of W-float vectors (W the kernels' width: all in registers).
-template <int W>
-BENCH_CLONES float fma_chains(int64_t iters, float seed) {
-  using v = typename dsv4::kernels::Vec<W>::type;
-  v acc[12];
-  for (int k = 0; k < 12; ++k) acc[k] = v{} + seed * float(k + 1);
-  const v a = v{} + 0.999999f, b = v{} + 1e-7f;
-  for (int64_t i = 0; i < iters; ++i)
-    for (int k = 0; k < 12; ++k) acc[k] = acc[k] * a + b;
-  float s = 0;
-  for (int k = 0; k < 12; ++k) s += acc[k][0];
-  return s;
-}
-
-// Multiply-adds per second on all threads.
-double fma_peak() {
-  const int w = dsv4::kernels::vector_floats();
-  const int64_t iters = int64_t(1) << 24 >> (w / 8);
-  double best = 1e30;
-  for (int pass = 0; pass < 3; ++pass) {
-    float total = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel reduction(+ : total)
-    total += w == 16 ? fma_chains<16>(iters, 1.f) : w == 8 ? fma_chains<8>(iters, 1.f) : fma_chains<4>(iters, 1.f);
-    best = std::min(best, seconds_since(t0));
-    benchmark::DoNotOptimize(total);
-  }
-  return double(omp_get_max_threads()) * double(iters) * 12 * w / best;
-}
-
 double fma_peak_per_s() {
-  static const double p = fma_peak();
+  static const double p = dsv4::kernels::measure_fma_peak();
   return p;
 }
 
 void BM_FmaPeak(benchmark::State& state) {
   double p = 0;
   for (auto _ : state) {
-    p = fma_peak();
+    p = dsv4::kernels::measure_fma_peak();
     state.SetIterationTime(1.0);
   }
   state.counters["G_madd_per_s"] = p * 1e-9;
