@@ -9,7 +9,7 @@
 // Any violation aborts. Tokenizer dir: $DSV4_FUZZ_TOKENIZER_DIR (a V3 or V4 tokenizer dir), else
 // the shared V3 asset with the V4 overlay written to a temp dir.
 //
-// fuzz-sources: src/core/error.cpp src/text/tokenizer.cpp src/text/tokenizer_json.cpp
+// fuzz-sources: src/core/error.cpp src/core/log.cpp src/text/tokenizer.cpp src/text/tokenizer_json.cpp
 // fuzz-sources: src/text/tokenizer_v4.cpp src/text/pretokenizer.cpp src/text/bpe.cpp
 // fuzz-sources: src/text/added_tokens.cpp src/text/utf8_util.cpp
 #include <cstdio>
