@@ -29,7 +29,7 @@ namespace {
 struct BenchArgs {
   std::string model, contexts, csv, numerics = "reference";
   int gen = 0;  // 0: 32, or 8 with --long
-  bool long_context = false;
+  bool long_context = false, synthetic_state = false;
   int64_t max_context = 1048576;
   int64_t chunk = engine::kDefaultPrefillChunk;
   uint64_t seed = 0;
@@ -66,6 +66,9 @@ void run_bench(const BenchArgs& a) {
   opt.gen = a.gen > 0 ? a.gen : (a.long_context ? 8 : 32);
   opt.chunk = a.chunk;
   opt.seed = a.seed;
+  opt.synthetic_state = a.synthetic_state;
+  if (a.synthetic_state)
+    for (int64_t& f : opt.contexts) f = f / 128 * 128;  // whole compressor windows
   const std::string dir =
       !a.model.empty() ? a.model : (a.long_context ? model::preset_model_dir("long") : model::default_model_dir());
   auto m = model::Model::load(dir);
@@ -89,6 +92,9 @@ void run_bench(const BenchArgs& a) {
   std::printf("bench: machine: %s, %u hardware threads, %d OpenMP threads, MemTotal %s\n",
               proc_field("/proc/cpuinfo", "model name").c_str(), std::thread::hardware_concurrency(),
               omp_get_max_threads(), proc_field("/proc/meminfo", "MemTotal").c_str());
+  if (a.synthetic_state)
+    std::printf("bench: SYNTHETIC STATE: no prefill; each frontier's state is filled with random compressed entries, "
+                "indexer keys and window rows of the right count and format, then decoded\n");
   std::printf("bench: numerics %s, prefill chunk %lld, %d decode tokens per frontier, synthetic prompt seed %llu\n",
               model::numerics_name(num), (long long)opt.chunk, opt.gen, (unsigned long long)opt.seed);
   // Rooflines measured in this run (issue 11): every speed below is also given as a ratio.
@@ -140,6 +146,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--max-context", a->max_context, "--long: last frontier")->capture_default_str();
   cmd->add_option("--chunk", a->chunk, "prefill chunk (tokens per forward pass)")->capture_default_str();
   cmd->add_option("--numerics", a->numerics, "reference | f32")->capture_default_str();
+  cmd->add_flag("--synthetic-state", a->synthetic_state,
+                "decode only: fill the state to each frontier with synthetic entries/keys of the right count and "
+                "format instead of prefilling (frontiers rounded down to multiples of 128)");
   cmd->add_option("--seed", a->seed, "seed of the synthetic prompt tokens")->capture_default_str();
   cmd->callback([a] { run_bench(*a); });
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -62,6 +63,45 @@ std::vector<int64_t> parse_context_list(const std::string& s) {
   return out;
 }
 
+void fill_state_synthetic(cache::SeqState& st, int64_t n, uint64_t seed) {
+  if (st.n_past() != 0) throw Error("bench: the synthetic state must start empty");
+  if (n <= 0 || n % 128) throw Error("bench: a synthetic state needs a multiple of 128 tokens, got " + std::to_string(n));
+  const cache::StateShape& sh = st.shape();
+  bench_tokens(seed, 0, n, 100000, st.tokens());
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E5ull;
+  auto normal = [&s]() {  // splitmix64 + Box-Muller (no std distributions: same values everywhere)
+    auto next = [&s]() {
+      uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      return z ^ (z >> 31);
+    };
+    const double u1 = (double(next() >> 11) + 1.0) / 9007199254740993.0, u2 = double(next() >> 11) / 9007199254740992.0;
+    return float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+  };
+  std::vector<float> row(size_t(std::max(sh.head_dim, sh.index_head_dim)));
+  auto fill_row = [&](int width) {
+    for (int i = 0; i < width; ++i) row[size_t(i)] = normal();
+  };
+  for (int l = 0; l < sh.n_layers; ++l) {
+    cache::LayerState& L = st.layer(l);
+    for (int64_t p = std::max<int64_t>(0, n - sh.window); p < n; ++p) {
+      fill_row(sh.head_dim);
+      st.window_store(l, p, row.data());
+    }
+    if (L.ratio == 0) continue;
+    for (int64_t e = 0; e < n / L.ratio; ++e) {
+      fill_row(sh.head_dim);
+      L.kv_compressed.append(row.data());
+    }
+    if (L.ratio != 4) continue;
+    for (int64_t e = 0; e < n / 4; ++e) {
+      fill_row(sh.index_head_dim);
+      L.index_keys.append(row.data());
+    }
+  }
+}
+
 // Stays whole: the prefill/decode alternation is the benchmark; splitting it hides the timing.
 std::vector<FrontierRow> run_frontier_bench(model::ForwardPass& fp, const FrontierBenchOptions& opt,
                                             const std::function<void(const FrontierRow&)>& on_row,
@@ -86,6 +126,26 @@ std::vector<FrontierRow> run_frontier_bench(model::ForwardPass& fp, const Fronti
   for (int64_t frontier : opt.contexts) {
     FrontierRow row;
     row.context = frontier;
+    if (opt.synthetic_state) {  // a fresh state filled to the frontier, no prefill
+      st = fp.new_state();
+      fill_state_synthetic(*st, frontier, opt.seed);
+      row.state_bytes = st->bytes();
+      row.state_bytes_model = cache::state_bytes_at(st->shape(), frontier, /*per_page=*/true).total();
+      row.rss_bytes = current_rss_bytes();
+      bench_tokens(opt.seed, frontier, 1, int32_t(c.vocab_size), seg);
+      auto dst = st->clone();
+      int32_t tok = seg[0];
+      row.gen = opt.gen;
+      for (int g = 0; g < opt.gen; ++g) {
+        const auto t1 = Clock::now();
+        decode_step(fp, *dst, tok, dlogits);
+        row.decode_seconds += seconds_since(t1);
+        tok = argmax(dlogits);
+      }
+      rows.push_back(row);
+      if (on_row) on_row(row);
+      continue;
+    }
     row.prefill_tokens = frontier - st->n_past();
     bench_tokens(opt.seed, st->n_past(), row.prefill_tokens, int32_t(c.vocab_size), seg);
     const auto t0 = Clock::now();

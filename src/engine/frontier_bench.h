@@ -19,6 +19,10 @@ struct FrontierBenchOptions {
   int gen = 32;                   // decoded tokens per frontier (>= 1)
   int64_t chunk = kDefaultPrefillChunk;
   uint64_t seed = 0;              // of the synthetic prompt tokens
+  // Instead of prefilling, fill the state to each frontier with synthetic compressed entries,
+  // indexer keys and window rows of the right count and format (fill_state_synthetic), so decode
+  // at a 1M context can be timed at real width without hours of prefill. prefill_* stay 0.
+  bool synthetic_state = false;
 };
 
 struct FrontierRow {
@@ -40,6 +44,13 @@ struct FrontierRow {
 // Synthetic prompt ids for benchmarks: deterministic in (seed, position), ordinary vocabulary
 // tokens (ids in [1000, min(vocab, 100000))), no specials.
 void bench_tokens(uint64_t seed, int64_t first_pos, int64_t n, int32_t vocab, std::vector<int32_t>& out);
+
+// Makes `st` (empty) a state of n tokens (n a multiple of 128, so every compressor window is
+// closed and the compressor states are legitimately empty): synthetic token ids, n/m random
+// compressed entries per CSA/HCA layer, n/4 random indexer keys per CSA layer and a full window
+// ring, each row stored through the state's own codec (native FP8/FP4 or fp32), values N(0, 1).
+// Deterministic in seed. Throws dsv4::Error if st is not empty or n is not a multiple of 128.
+void fill_state_synthetic(cache::SeqState& st, int64_t n, uint64_t seed);
 
 // Runs the benchmark; `on_row` (if set) sees each row as soon as it is measured, `progress`
 // (if set) every prefill chunk. Throws dsv4::Error for bad options.

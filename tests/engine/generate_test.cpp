@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 
 #include "core/error.h"
@@ -232,6 +233,41 @@ TEST(FrontierBench, MeasuresEachFrontier) {
   EXPECT_EQ(frontier_csv_line(rows[0]).substr(0, 3), "16,");
   opt.contexts = {40, 16};
   EXPECT_THROW(run_frontier_bench(tiny().fp, opt), Error);
+}
+
+// The synthetic state has exactly the rows a prefilled state of the same length has (same bytes,
+// same row counts per layer), and decoding from it works (finite logits, the state grows by one).
+TEST(FrontierBench, SyntheticStateHasThePrefilledShape) {
+  auto& t = tiny();
+  const int64_t n = 384;
+  auto syn = t.fp.new_state();
+  fill_state_synthetic(*syn, n, 7);
+  auto real = t.fp.new_state();
+  std::vector<int32_t> ids;
+  bench_tokens(7, 0, n, int32_t(t.model->config().vocab_size), ids);
+  std::vector<float> logits;
+  prefill(t.fp, *real, ids, logits, 128, {});
+  EXPECT_EQ(syn->n_past(), n);
+  EXPECT_EQ(syn->tokens(), real->tokens());
+  EXPECT_EQ(syn->bytes(), real->bytes());
+  for (int l = 0; l < t.model->config().n_layers; ++l) {
+    EXPECT_EQ(syn->layer(l).kv_compressed.size(), real->layer(l).kv_compressed.size()) << l;
+    EXPECT_EQ(syn->layer(l).index_keys.size(), real->layer(l).index_keys.size()) << l;
+  }
+  decode_step(t.fp, *syn, 1234, logits);
+  EXPECT_EQ(syn->n_past(), n + 1);
+  for (float v : logits) ASSERT_TRUE(std::isfinite(v));
+  auto other = t.fp.new_state();
+  EXPECT_THROW(fill_state_synthetic(*other, 100, 7), Error);  // not whole compressor windows
+  FrontierBenchOptions opt;
+  opt.contexts = {128, 256};
+  opt.gen = 2;
+  opt.synthetic_state = true;
+  const auto rows = run_frontier_bench(t.fp, opt);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].prefill_tokens, 0);
+  EXPECT_GT(rows[1].decode_ms_per_token(), 0);
+  EXPECT_EQ(rows[1].state_bytes, rows[1].state_bytes_model);
 }
 
 TEST(FrontierBench, ContextListAndTokens) {
