@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <string>
 
+#include "engine/default_model.h"
 #include "model/tiny_checkpoint.h"
 #include "test_util.h"
 
@@ -36,7 +37,7 @@ inline std::string tiny_checkpoint_dir() {
           fs::remove_all(e.path(), ec);
       }
     }
-    return model::ensure_preset_checkpoint((base / ("tiny-" + key)).string(), "tiny", 0);
+    return engine::ensure_preset_checkpoint((base / ("tiny-" + key)).string(), "tiny", 0);
   }();
   return dir;
 }

@@ -17,6 +17,7 @@
 #include "cli/common.h"
 #include "cli/progress.h"
 #include "core/error.h"
+#include "engine/default_model.h"
 #include "engine/frontier_bench.h"
 #include "kernels/roofline.h"
 #include "model/model_stats.h"
@@ -70,7 +71,7 @@ void run_bench(const BenchArgs& a) {
   if (a.synthetic_state)
     for (int64_t& f : opt.contexts) f = f / 128 * 128;  // whole compressor windows
   const std::string dir =
-      !a.model.empty() ? a.model : (a.long_context ? model::preset_model_dir("long") : model::default_model_dir());
+      !a.model.empty() ? a.model : (a.long_context ? engine::preset_model_dir("long") : engine::default_model_dir());
   auto m = model::Model::load(dir);
   model::ForwardPass fp(*m, num);
   const model::Config& c = m->config();

@@ -21,7 +21,7 @@
 #include "core/error.h"
 #include "engine/generate.h"
 #include "engine/scheduler.h"
-#include "model/tiny_checkpoint.h"
+#include "engine/default_model.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -118,7 +118,7 @@ void run_generate(const RunArgs& a) {
   using Clock = std::chrono::steady_clock;
   const model::Numerics num = parse_numerics(a.numerics);
   if (a.thinking && !a.chat) throw Error("--thinking needs --chat");
-  const std::string dir = a.model.empty() ? model::default_model_dir() : a.model;
+  const std::string dir = a.model.empty() ? engine::default_model_dir() : a.model;
   auto m = model::Model::load(dir);
   const auto tok = text::Tokenizer::load(dir);
   model::ForwardPass fp(*m, num);

@@ -12,7 +12,7 @@
 #include "core/log.h"
 #include "engine/scheduler.h"
 #include "model/forward.h"
-#include "model/tiny_checkpoint.h"
+#include "engine/default_model.h"
 #include "model/weights.h"
 #include "server/http_server.h"
 #include "text/chat_template.h"
@@ -45,7 +45,7 @@ void serve(const ServeArgs& a) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
-  const std::string dir = a.model.empty() ? model::default_model_dir() : a.model;
+  const std::string dir = a.model.empty() ? engine::default_model_dir() : a.model;
   model::Numerics numerics;
   if (!model::numerics_from_string(a.numerics, &numerics)) throw Error("--numerics: expected reference or f32, got '" + a.numerics + "'");
   auto m = model::Model::load(dir);

@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/tiny_checkpoint.h"
+#include "text/embedded_tokenizer.h"
 
 namespace dsv4::cli {
 
@@ -51,10 +52,12 @@ void run_tiny(const TinyArgs& a) {
   if (fs::exists(out)) {
     if (!fs::is_directory(out)) throw Error(a.out + ": exists and is not a directory");
     info = model::write_random_checkpoint(c, out.string(), opts);
+    text::write_embedded_v4_tokenizer(out.string());
   } else {
     const fs::path tmp = out.string() + ".tmp." + std::to_string(::getpid());
     try {
       info = model::write_random_checkpoint(c, tmp.string(), opts);
+      text::write_embedded_v4_tokenizer(tmp.string());
     } catch (...) {
       fs::remove_all(tmp, ec);
       throw;

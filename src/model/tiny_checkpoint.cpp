@@ -1,7 +1,7 @@
 // Random-weight checkpoints in the official layout (see tiny_checkpoint.h).
 //
 // Sections: presets; config files; the generator (PRNG, fills); quantising encoders; shard
-// planning and streaming safetensors writing; tokenizer; the embedded default model.
+// planning and streaming safetensors writing; adding a drafter.
 #include "model/tiny_checkpoint.h"
 
 #include <unistd.h>
@@ -21,7 +21,6 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "model/tensor_table.h"
-#include "text/tokenizer.h"
 
 namespace dsv4::model {
 
@@ -664,7 +663,6 @@ RandomCheckpointInfo write_random_checkpoint(const Config& cfg, const std::strin
   if (!opts.name_or_path.empty()) hf["_name_or_path"] = opts.name_or_path;
   write_text_file(dir / "config.json", hf.dump(2) + "\n");
   write_text_file(dir / "inference" / "config.json", config_to_model_args_json(c).dump(2) + "\n");
-  if (opts.write_tokenizer) write_embedded_v4_tokenizer(out_dir);
   return info;
 }
 
@@ -725,87 +723,6 @@ RandomCheckpointInfo add_random_drafter(const Config& cfg, const std::string& ou
     write_text_file(p, j.dump(2) + "\n");
   }
   return info;
-}
-
-// ---- tokenizer ----------------------------------------------------------------------------------
-
-void write_embedded_v4_tokenizer(const std::string& out_dir) {
-  const std::string_view tj = embedded_v3_tokenizer_json(), tc = embedded_v3_tokenizer_config_json();
-  if (tj.empty())
-    throw Error(out_dir + ": cannot write tokenizer.json: this dsv4 was built without the tokenizer assets "
-                "(assets/tokenizer/deepseek-v3)");
-  // text::write_v4_tokenizer reads a V3 directory and writes a V4 one; both live in a scratch
-  // directory inside out_dir, and the results are renamed into place.
-  const fs::path scratch = fs::path(out_dir) / (".tokenizer" + tmp_suffix());
-  std::error_code ec;
-  fs::create_directories(scratch / "v3", ec);
-  if (ec) throw Error(scratch.string() + ": cannot create directory: " + ec.message());
-  try {
-    write_text_file(scratch / "v3" / "tokenizer.json", std::string(tj));
-    if (!tc.empty()) write_text_file(scratch / "v3" / "tokenizer_config.json", std::string(tc));
-    text::write_v4_tokenizer((scratch / "v3").string(), (scratch / "v4").string());
-    rename_into_place(scratch / "v4" / "tokenizer.json", fs::path(out_dir) / "tokenizer.json");
-    rename_into_place(scratch / "v4" / "tokenizer_config.json", fs::path(out_dir) / "tokenizer_config.json");
-  } catch (...) {
-    fs::remove_all(scratch, ec);
-    throw;
-  }
-  fs::remove_all(scratch, ec);
-}
-
-// ---- the embedded default model -----------------------------------------------------------------
-
-std::string ensure_preset_checkpoint(const std::string& dir, const std::string& preset, uint64_t seed) {
-  fs::path final_dir(dir);
-  if (final_dir.filename().empty()) final_dir = final_dir.parent_path();  // "dir/" -> "dir"
-  // The directory only ever appears complete (rename below), so its existence is the check.
-  if (fs::is_regular_file(final_dir / "model.safetensors.index.json")) return final_dir.string();
-  const Config c = preset_config(preset);
-  std::error_code ec;
-  if (final_dir.has_parent_path()) {
-    fs::create_directories(final_dir.parent_path(), ec);
-    if (ec) throw Error(final_dir.parent_path().string() + ": cannot create directory: " + ec.message());
-  }
-  const fs::path tmp = final_dir.string() + tmp_suffix();
-  try {
-    RandomCheckpointOptions o;
-    o.seed = seed;
-    write_random_checkpoint(c, tmp.string(), o);
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
-  if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
-    const int err = errno;
-    fs::remove_all(tmp, ec);
-    // Another process won the race: use its copy.
-    if (!fs::is_regular_file(final_dir / "model.safetensors.index.json"))
-      throw Error(final_dir.string() + ": cannot create the checkpoint: " + std::strerror(err));
-  }
-  return final_dir.string();
-}
-
-namespace {
-fs::path model_cache_base() {
-  if (const char* h = std::getenv("DSV4_HOME"); h && *h) return h;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "dsv4";
-  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "dsv4";
-  throw Error("default model: none of DSV4_HOME, XDG_CACHE_HOME, HOME is set; pass --model DIR");
-}
-
-std::string cached_preset_dir(const std::string& name, const std::string& preset, const char* what) {
-  const fs::path dir = model_cache_base() / name;
-  if (!fs::is_regular_file(dir / "model.safetensors.index.json"))
-    log::info("writing %s (%s preset, seed 0) to %s", what, preset.c_str(), dir.c_str());
-  return ensure_preset_checkpoint(dir.string(), preset, 0);
-}
-}  // namespace
-
-std::string default_model_dir() { return cached_preset_dir("default-tiny-v1", "tiny", "the default model"); }
-
-std::string preset_model_dir(const std::string& preset) {
-  preset_config(preset);  // throws for an unknown name before anything is written
-  return cached_preset_dir(preset + "-v1", preset, "the model");
 }
 
 }  // namespace dsv4::model

@@ -2,8 +2,9 @@
 // model, test fixtures). Whatever the Config implies is written (tensor_table.h): config.json
 // (HF keys) + inference/config.json (ModelArgs keys, V4-ARCH §1.2), sharded safetensors with
 // model.safetensors.index.json, official names/dtypes/scale layouts (FP8 e4m3 + 128x128 e8m0,
-// FP4 e2m1 packed in I8 low nibble first + 1x32 e8m0, BF16, F32, I64 tid2eid), the MTP block, and
-// a V4 tokenizer (the V3 tokenizer embedded at build time with V4's added tokens overlaid).
+// FP4 e2m1 packed in I8 low nibble first + 1x32 e8m0, BF16, F32, I64 tid2eid) and the drafter.
+// The tokenizer files come from the text layer (text/embedded_tokenizer.h); a complete preset
+// checkpoint with both is engine/default_model.h.
 //
 // Weights are drawn from a seeded generator of our own (splitmix64 + Box-Muller; no std
 // distributions), one stream per (tensor, 128-row block), so the bytes depend only on the config
@@ -12,7 +13,6 @@
 #pragma once
 #include <cstdint>
 #include <string>
-#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -46,7 +46,6 @@ struct RandomCheckpointOptions {
   uint64_t seed = 0;
   int min_shards = 2;                        // the official layout is always sharded
   int64_t max_shard_bytes = int64_t(1) << 30;
-  bool write_tokenizer = true;
   std::string name_or_path;  // config.json "_name_or_path" when not empty (names the release layout)
 };
 
@@ -68,28 +67,5 @@ RandomCheckpointInfo write_random_checkpoint(const Config& c, const std::string&
 // and config.json / inference/config.json get c's compress_ratios and drafter keys. Used to make
 // 0731-layout copies of existing checkpoints (the oracle) for tests.
 RandomCheckpointInfo add_random_drafter(const Config& c, const std::string& out_dir, uint64_t seed = 0);
-
-// Writes tokenizer.json + tokenizer_config.json (V4 added tokens over the embedded V3 files).
-void write_embedded_v4_tokenizer(const std::string& out_dir);
-
-// The DeepSeek-V3 tokenizer files compiled into the library (assets/tokenizer/deepseek-v3);
-// empty when the build had no assets.
-std::string_view embedded_v3_tokenizer_json();
-std::string_view embedded_v3_tokenizer_config_json();
-
-// Makes `dir` hold the checkpoint of (preset, seed) unless it already does: generated into a
-// temporary sibling directory and renamed into place, so the directory only ever appears complete
-// and concurrent callers are safe (the loser of the rename discards its copy). Returns dir.
-std::string ensure_preset_checkpoint(const std::string& dir, const std::string& preset, uint64_t seed);
-
-// "The embedded default model": the tiny preset, seed 0, generated on first use into
-// $DSV4_HOME, else $XDG_CACHE_HOME/dsv4, else ~/.cache/dsv4, as default-tiny-v1/. The directory
-// appears atomically (a temporary directory renamed into place), so concurrent first uses are
-// safe: the loser of the rename discards its copy. Returns the directory path.
-std::string default_model_dir();
-
-// The checkpoint of `preset` (seed 0) in the same cache directory, as <preset>-v1/, generated on
-// first use the same way. Throws dsv4::Error for an unknown preset.
-std::string preset_model_dir(const std::string& preset);
 
 }  // namespace dsv4::model

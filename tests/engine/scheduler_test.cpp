@@ -1,6 +1,7 @@
 // Scheduler on the real tiny model (the embedded default checkpoint): a batch of N equals N
 // singles, prefix-cache reuse equals a cold run, cancellation frees the sequence, forced tool
 // calls close their block. The scheduler is driven with step_once() on the test thread.
+#include "engine/default_model.h"
 #include "engine/scheduler.h"
 
 #include <gtest/gtest.h>
@@ -29,7 +30,7 @@ struct Tiny {
 Tiny& tiny() {
   static Tiny t = [] {
     Tiny x;
-    const std::string dir = model::default_model_dir();
+    const std::string dir = engine::default_model_dir();
     x.model = model::Model::load(dir);
     x.tok = std::make_unique<text::Tokenizer>(text::Tokenizer::load(dir));
     x.fp = std::make_unique<model::ForwardPass>(*x.model, model::Numerics::reference);

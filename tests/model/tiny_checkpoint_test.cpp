@@ -17,7 +17,6 @@
 #include "model/tensor_table.h"
 #include "model/tiny_checkpoint.h"
 #include "test_util.h"
-#include "text/tokenizer.h"
 #include "tiny_fixture.h"
 
 using namespace dsv4;
@@ -161,28 +160,10 @@ TEST(TinyCheckpoint, QuantisedWithPowerOfTwoScales) {
   EXPECT_GT(n_fp4, 100);
 }
 
-TEST(TinyCheckpoint, TokenizerHasV4SpecialTokens) {
-  auto tok = text::Tokenizer::load(test::tiny_checkpoint_dir());
-  EXPECT_EQ(tok.vocab_size(), 129280u);
-  EXPECT_EQ(tok.bos_id(), 0);
-  EXPECT_EQ(tok.eos_id(), 1);
-  EXPECT_EQ(tok.token_id("<think>"), 128821);
-  EXPECT_EQ(tok.token_id("</think>"), 128822);
-  EXPECT_EQ(tok.token_id("<｜User｜>"), 128803);
-  EXPECT_EQ(tok.token_id("<｜Assistant｜>"), 128804);
-  EXPECT_EQ(tok.token_id("｜DSML｜"), 128825);
-  EXPECT_EQ(tok.token_id("<｜image｜>"), 129279);
-  const std::string s = "Hello, world! 123";
-  EXPECT_EQ(tok.decode(tok.encode_plain(s)), s);
-  // The embedded copy is the shared asset, byte for byte.
-  const std::string asset = test::assets_path("tokenizer/deepseek-v3/tokenizer.json");
-  if (fs::exists(asset)) EXPECT_EQ(std::string(model::embedded_v3_tokenizer_json()), test::read_file(asset));
-}
 
 TEST(TinyCheckpoint, DeterministicPerSeed) {
   const std::string base = test::make_temp_dir("dsv4tiny");
   model::RandomCheckpointOptions o;
-  o.write_tokenizer = false;
   const model::Config c = model::preset_config("tiny");
   o.seed = 0;
   model::write_random_checkpoint(c, base + "/a", o);
@@ -261,7 +242,6 @@ TEST(TinyCheckpoint, GeneratorFollowsTheConfig) {
   const std::string dir = test::make_temp_dir("dsv4tiny") + "/ck";
   model::RandomCheckpointOptions o;
   o.seed = 3;
-  o.write_tokenizer = false;
   const auto info = model::write_random_checkpoint(c, dir, o);
   EXPECT_GE(info.n_shards, 2);
   auto m = model::Model::load(dir);
@@ -282,25 +262,6 @@ TEST(TinyCheckpoint, SmallPresetSize) {
   EXPECT_LE(p.total_with_drafter(), 300'000'000);
 }
 
-// Concurrent first uses of the default model directory agree and leave one complete copy.
-TEST(TinyCheckpoint, DefaultModelDirConcurrentFirstUse) {
-  const std::string home = test::make_temp_dir("dsv4home");
-  ASSERT_EQ(::setenv("DSV4_HOME", home.c_str(), 1), 0);
-  std::string d1, d2;
-  std::thread t1([&] { d1 = model::default_model_dir(); });
-  std::thread t2([&] { d2 = model::default_model_dir(); });
-  t1.join();
-  t2.join();
-  ::unsetenv("DSV4_HOME");
-  EXPECT_EQ(d1, home + "/default-tiny-v1");
-  EXPECT_EQ(d1, d2);
-  int entries = 0;
-  for (const auto& e : fs::directory_iterator(home)) ++entries, (void)e;
-  EXPECT_EQ(entries, 1) << "temporary directories left behind";
-  EXPECT_TRUE(shard_bytes(d1) == shard_bytes(test::tiny_checkpoint_dir()));
-  EXPECT_NO_THROW(model::Model::load(d1));
-  fs::remove_all(home);
-}
 
 // Issue 2: prefill of 1,000 tokens on the tiny preset takes seconds (reported, not asserted).
 TEST(TinyCheckpoint, Prefill1000Tokens) {
