@@ -132,12 +132,7 @@ ojson build_report(const model::Config& c, const std::string& source, const mode
   cfg["num_hash_layers"] = c.n_hash_layers;
   cfg["num_nextn_predict_layers"] = c.n_mtp_layers;
   cfg["expert_dtype"] = c.expert_dtype;
-  if (c.dspark.present()) {
-    cfg["dspark_block_size"] = c.dspark.block_size;
-    cfg["dspark_noise_token_id"] = c.dspark.noise_token_id;
-    cfg["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
-    cfg["dspark_markov_rank"] = c.dspark.markov_rank;
-  }
+  model::put_dspark_keys(c, cfg);
   j["config"] = cfg;
 
   ojson layers = ojson::array();

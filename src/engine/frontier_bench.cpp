@@ -123,6 +123,18 @@ std::vector<FrontierRow> run_frontier_bench(model::ForwardPass& fp, const Fronti
   std::vector<float> logits, dlogits;
   std::vector<int32_t> seg;
   double total_prefill = 0;
+  // Greedy decode of opt.gen tokens on a clone, so the next segment continues from exactly the
+  // frontier; only the forward passes are timed.
+  auto time_decode = [&](int32_t tok, FrontierRow& row) {
+    auto dst = st->clone();
+    row.gen = opt.gen;
+    for (int g = 0; g < opt.gen; ++g) {
+      const auto t1 = Clock::now();
+      decode_step(fp, *dst, tok, dlogits);
+      row.decode_seconds += seconds_since(t1);
+      tok = argmax(dlogits);
+    }
+  };
   for (int64_t frontier : opt.contexts) {
     FrontierRow row;
     row.context = frontier;
@@ -133,15 +145,7 @@ std::vector<FrontierRow> run_frontier_bench(model::ForwardPass& fp, const Fronti
       row.state_bytes_model = cache::state_bytes_at(st->shape(), frontier, /*per_page=*/true).total();
       row.rss_bytes = current_rss_bytes();
       bench_tokens(opt.seed, frontier, 1, int32_t(c.vocab_size), seg);
-      auto dst = st->clone();
-      int32_t tok = seg[0];
-      row.gen = opt.gen;
-      for (int g = 0; g < opt.gen; ++g) {
-        const auto t1 = Clock::now();
-        decode_step(fp, *dst, tok, dlogits);
-        row.decode_seconds += seconds_since(t1);
-        tok = argmax(dlogits);
-      }
+      time_decode(seg[0], row);
       rows.push_back(row);
       if (on_row) on_row(row);
       continue;
@@ -157,17 +161,7 @@ std::vector<FrontierRow> run_frontier_bench(model::ForwardPass& fp, const Fronti
     row.state_bytes_model = cache::state_bytes_at(st->shape(), frontier, /*per_page=*/true).total();
     row.rss_bytes = current_rss_bytes();
 
-    // Decode on a clone, so the next segment continues from exactly this frontier.
-    auto dst = st->clone();
-    int32_t tok = argmax(logits);
-    row.gen = opt.gen;
-    for (int g = 0; g < opt.gen; ++g) {
-      const auto t1 = Clock::now();
-      decode_step(fp, *dst, tok, dlogits);
-      row.decode_seconds += seconds_since(t1);
-      tok = argmax(dlogits);
-    }
-    dst.reset();
+    time_decode(argmax(logits), row);
     rows.push_back(row);
     if (on_row) on_row(row);
   }

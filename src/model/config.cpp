@@ -101,6 +101,16 @@ int as_int32(const Reader& r, const std::string& key, int64_t v) {
 
 }  // namespace
 
+void put_dspark_keys(const Config& c, nlohmann::ordered_json& j) {
+  for (const char* k : {"dspark_block_size", "dspark_noise_token_id", "dspark_target_layer_ids", "dspark_markov_rank"})
+    j.erase(k);
+  if (!c.dspark.present()) return;
+  j["dspark_block_size"] = c.dspark.block_size;
+  j["dspark_noise_token_id"] = c.dspark.noise_token_id;
+  j["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
+  j["dspark_markov_rank"] = c.dspark.markov_rank;
+}
+
 Config config_from_json(const json& j, const std::string& source) {
   if (!j.is_object()) throw Error(source + ": config is not a JSON object");
   // HF config.json has hidden_size; ModelArgs uses dim.

@@ -90,6 +90,10 @@ struct Config {
   DrafterKind drafter_kind() const;
 };
 
+// Sets (or, without a DSpark drafter, removes) the four dspark_* keys of a config JSON object; the
+// same keys in config.json and inference/config.json.
+void put_dspark_keys(const Config& c, nlohmann::ordered_json& j);
+
 // Parses and validates. Throws dsv4::Error naming `source` and the offending key.
 Config config_from_json(const nlohmann::json& j, const std::string& source);
 Config config_from_file(const std::string& path);

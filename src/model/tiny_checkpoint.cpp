@@ -266,12 +266,7 @@ ojson config_to_hf_json(const Config& c) {
   j["topk_method"] = "noaux_tc";
   j["num_hash_layers"] = c.n_hash_layers;
   j["num_nextn_predict_layers"] = c.n_mtp_layers;
-  if (c.dspark.present()) {
-    j["dspark_block_size"] = c.dspark.block_size;
-    j["dspark_noise_token_id"] = c.dspark.noise_token_id;
-    j["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
-    j["dspark_markov_rank"] = c.dspark.markov_rank;
-  }
+  put_dspark_keys(c, j);
   j["bos_token_id"] = c.bos_token_id;
   j["eos_token_id"] = c.eos_token_id;
   j["tie_word_embeddings"] = false;
@@ -329,12 +324,7 @@ ojson config_to_model_args_json(const Config& c) {
   j["hc_mult"] = c.hc_mult;
   j["hc_sinkhorn_iters"] = c.hc_sinkhorn_iters;
   j["hc_eps"] = clean_float(c.hc_eps);
-  if (c.dspark.present()) {
-    j["dspark_block_size"] = c.dspark.block_size;
-    j["dspark_noise_token_id"] = c.dspark.noise_token_id;
-    j["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
-    j["dspark_markov_rank"] = c.dspark.markov_rank;
-  }
+  put_dspark_keys(c, j);
   return j;
 }
 
@@ -670,14 +660,7 @@ namespace {
 void write_drafter_config_keys(const Config& c, nlohmann::ordered_json& j, bool hf) {
   j["compress_ratios"] = c.compress_ratios;
   j[hf ? "num_nextn_predict_layers" : "n_mtp_layers"] = c.n_mtp_layers;
-  for (const char* k : {"dspark_block_size", "dspark_noise_token_id", "dspark_target_layer_ids", "dspark_markov_rank"})
-    j.erase(k);
-  if (c.dspark.present()) {
-    j["dspark_block_size"] = c.dspark.block_size;
-    j["dspark_noise_token_id"] = c.dspark.noise_token_id;
-    j["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
-    j["dspark_markov_rank"] = c.dspark.markov_rank;
-  }
+  put_dspark_keys(c, j);
 }
 }  // namespace
 

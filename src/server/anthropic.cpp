@@ -16,11 +16,6 @@ using text::Json;
 
 namespace {
 
-const Json* member(const Json& j, const char* k) {
-  auto it = j.find(k);
-  return it == j.end() || it->is_null() ? nullptr : &*it;
-}
-
 std::string frame(const char* event, const Json& data) {
   return std::string("event: ") + event + "\ndata: " + dump_json(data) + "\n\n";
 }
@@ -164,7 +159,7 @@ class MessagesResponder : public Responder {
 };
 
 std::string resolve_model(const Json& j, const DialectContext& ctx) {
-  const Json* v = member(j, "model");
+  const Json* v = text::json_member(j, "model");
   if (!v) throw bad_request("model: required", "model");
   if (!v->is_string()) throw bad_request("model: expected a string", "model");
   auto r = ctx.model.resolve(v->get<std::string>());
@@ -173,7 +168,7 @@ std::string resolve_model(const Json& j, const DialectContext& ctx) {
 }
 
 text::ChatRequest chat_request(Json& j, const DialectContext& ctx) {
-  const Json* msgs = member(j, "messages");
+  const Json* msgs = text::json_member(j, "messages");
   if (!msgs) throw bad_request("messages: Field required", "messages");
   if (!msgs->is_array() || msgs->empty()) throw bad_request("messages: expected a non-empty list", "messages");
   // Assistant turns with tool_use blocks but no (or an empty) thinking block get their
@@ -220,36 +215,36 @@ PreparedRequest prepare_messages(const std::string& body, const DialectContext& 
   Json j = parse_request_json(body);
   PreparedRequest pr;
   pr.model = resolve_model(j, ctx);
-  const Json* mt = member(j, "max_tokens");
+  const Json* mt = text::json_member(j, "max_tokens");
   if (!mt) throw bad_request("max_tokens: Field required", "max_tokens");
   text::ChatRequest cr = chat_request(j, ctx);
-  if (const Json* s = member(j, "stream")) {
+  if (const Json* s = text::json_member(j, "stream")) {
     if (!s->is_boolean()) throw bad_request("stream: expected a boolean", "stream");
     pr.stream = s->get<bool>();
   }
   engine::SamplingParams& sp = pr.gen.sampling;
-  if (const Json* t = member(j, "temperature")) {
+  if (const Json* t = text::json_member(j, "temperature")) {
     if (!t->is_number() || t->get<double>() < 0 || t->get<double>() > 2) throw bad_request("temperature: expected a number in [0, 2]", "temperature");
     sp.temperature = float(t->get<double>());
   }
-  if (const Json* t = member(j, "top_p")) {
+  if (const Json* t = text::json_member(j, "top_p")) {
     if (!t->is_number() || t->get<double>() <= 0 || t->get<double>() > 1) throw bad_request("top_p: expected a number in (0, 1]", "top_p");
     sp.top_p = float(t->get<double>());
   }
-  if (const Json* t = member(j, "top_k")) {
+  if (const Json* t = text::json_member(j, "top_k")) {
     if (!t->is_number_integer() || t->get<int64_t>() < 0) throw bad_request("top_k: expected a non-negative integer", "top_k");
     sp.top_k = int(t->get<int64_t>());
   }
-  if (const Json* ss = member(j, "stop_sequences")) {
+  if (const Json* ss = text::json_member(j, "stop_sequences")) {
     if (!ss->is_array()) throw bad_request("stop_sequences: expected a list of strings", "stop_sequences");
     for (const auto& s : *ss) {
       if (!s.is_string()) throw bad_request("stop_sequences: expected a list of strings", "stop_sequences");
       if (!s.get<std::string>().empty()) pr.gen.output.stop.push_back(s.get<std::string>());
     }
   }
-  const Json* tools = member(j, "tools");
-  if (const Json* tc = member(j, "tool_choice")) {
-    const Json* ty = tc->is_object() ? member(*tc, "type") : nullptr;
+  const Json* tools = text::json_member(j, "tools");
+  if (const Json* tc = text::json_member(j, "tool_choice")) {
+    const Json* ty = tc->is_object() ? text::json_member(*tc, "type") : nullptr;
     if (!ty || !ty->is_string()) throw bad_request("tool_choice.type: required", "tool_choice");
     const std::string t = ty->get<std::string>();
     // chat_request_from_anthropic put the tools (as OpenAI functions) on the system message.
@@ -257,7 +252,7 @@ PreparedRequest prepare_messages(const std::string& body, const DialectContext& 
     if (t == "none") sp.logit_bias.push_back({dsml_token_id(), -std::numeric_limits<float>::infinity()});
     else if (t == "any") pr.gen.forced_tool = forced_tool_from_tools(tools ? oa_tools : Json(), "");
     else if (t == "tool") {
-      const Json* name = member(*tc, "name");
+      const Json* name = text::json_member(*tc, "name");
       if (!name || !name->is_string()) throw bad_request("tool_choice.name: required for type tool", "tool_choice");
       pr.gen.forced_tool = forced_tool_from_tools(tools ? oa_tools : Json(), name->get<std::string>());
     } else if (t != "auto") {

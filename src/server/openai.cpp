@@ -162,13 +162,8 @@ int resolve_max_tokens(const Json* v, const char* key, int64_t prompt_tokens, co
 namespace openai {
 namespace {
 
-const Json* member(const Json& j, const char* k) {
-  auto it = j.find(k);
-  return it == j.end() || it->is_null() ? nullptr : &*it;
-}
-
 double get_number(const Json& j, const char* k, double def, double lo, double hi) {
-  const Json* v = member(j, k);
+  const Json* v = text::json_member(j, k);
   if (!v) return def;
   if (!v->is_number()) throw bad_request(std::string(k) + ": expected a number", k);
   const double x = v->get<double>();
@@ -179,7 +174,7 @@ double get_number(const Json& j, const char* k, double def, double lo, double hi
 
 std::string resolve_model(const Json& j, const DialectContext& ctx) {
   std::string m;
-  if (const Json* v = member(j, "model")) {
+  if (const Json* v = text::json_member(j, "model")) {
     if (!v->is_string()) throw bad_request("model: expected a string", "model");
     m = v->get<std::string>();
   }
@@ -195,12 +190,12 @@ void read_sampling(const Json& j, PreparedRequest* pr, bool chat) {
   if (s.top_p <= 0.0f) s.top_p = 1e-6f;
   s.presence_penalty = float(get_number(j, "presence_penalty", 0.0, -2.0, 2.0));
   s.frequency_penalty = float(get_number(j, "frequency_penalty", 0.0, -2.0, 2.0));
-  if (const Json* v = member(j, "seed")) {
+  if (const Json* v = text::json_member(j, "seed")) {
     if (!v->is_number_integer()) throw bad_request("seed: expected an integer", "seed");
     s.seed = uint64_t(v->get<int64_t>());
     s.has_seed = true;
   }
-  if (const Json* v = member(j, "logprobs")) {
+  if (const Json* v = text::json_member(j, "logprobs")) {
     if (chat) {
       if (!v->is_boolean()) throw bad_request("logprobs: expected a boolean", "logprobs");
       s.logprobs = v->get<bool>();
@@ -210,7 +205,7 @@ void read_sampling(const Json& j, PreparedRequest* pr, bool chat) {
       s.top_logprobs = int(v->get<int64_t>());
     }
   }
-  if (const Json* v = member(j, "top_logprobs")) {
+  if (const Json* v = text::json_member(j, "top_logprobs")) {
     if (!v->is_number_integer()) throw bad_request("top_logprobs: expected an integer", "top_logprobs");
     s.top_logprobs = int(v->get<int64_t>());
     if (!s.logprobs) throw bad_request("top_logprobs requires logprobs: true", "top_logprobs");
@@ -218,7 +213,7 @@ void read_sampling(const Json& j, PreparedRequest* pr, bool chat) {
   if (s.top_logprobs < 0 || s.top_logprobs > engine::kMaxTopLogprobs)
     throw bad_request("top_logprobs: must be between 0 and 20", "top_logprobs");
   pr->want_logprobs = s.logprobs;
-  if (const Json* v = member(j, "stop")) {
+  if (const Json* v = text::json_member(j, "stop")) {
     if (v->is_string()) {
       if (!v->get<std::string>().empty()) pr->gen.output.stop.push_back(v->get<std::string>());
     }
@@ -240,7 +235,7 @@ void read_sampling(const Json& j, PreparedRequest* pr, bool chat) {
 }
 
 bool get_stream(const Json& j) {
-  const Json* v = member(j, "stream");
+  const Json* v = text::json_member(j, "stream");
   if (!v) return false;
   if (!v->is_boolean()) throw bad_request("stream: expected a boolean", "stream");
   return v->get<bool>();
@@ -502,8 +497,8 @@ class CompletionResponder : public Responder {
 };
 
 bool include_usage_of(const Json& j) {
-  if (const Json* so = member(j, "stream_options"); so && so->is_object())
-    if (const Json* iu = member(*so, "include_usage"); iu && iu->is_boolean()) return iu->get<bool>();
+  if (const Json* so = text::json_member(j, "stream_options"); so && so->is_object())
+    if (const Json* iu = text::json_member(*so, "include_usage"); iu && iu->is_boolean()) return iu->get<bool>();
   return false;
 }
 
@@ -513,7 +508,7 @@ PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx)
   Json j = parse_request_json(body);
   PreparedRequest pr;
   pr.model = resolve_model(j, ctx);
-  const Json* msgs = member(j, "messages");
+  const Json* msgs = text::json_member(j, "messages");
   if (!msgs) throw bad_request("messages: required", "messages");
   if (!msgs->is_array() || msgs->empty()) throw bad_request("messages: expected a non-empty list", "messages");
   pr.stream = get_stream(j);
@@ -523,7 +518,7 @@ PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx)
   if (ctx.memo) {
     for (auto& m : j["messages"]) {
       if (!m.is_object() || !m.contains("tool_calls") || !m["tool_calls"].is_array() || m["tool_calls"].empty()) continue;
-      const Json* rc = member(m, "reasoning_content");
+      const Json* rc = text::json_member(m, "reasoning_content");
       if (rc && rc->is_string() && !rc->get<std::string>().empty()) continue;
       const Json& tc = m["tool_calls"][0];
       std::string reasoning;
@@ -540,34 +535,34 @@ PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx)
   }
 
   // tool_choice: none | auto | required | {"type":"function","function":{"name":...}}
-  const Json* tools = member(j, "tools");
-  if (const Json* tc = member(j, "tool_choice")) {
+  const Json* tools = text::json_member(j, "tools");
+  if (const Json* tc = text::json_member(j, "tool_choice")) {
     if (tc->is_string()) {
       const std::string s = tc->get<std::string>();
       if (s == "none") pr.gen.sampling.logit_bias.push_back({dsml_token_id(), -std::numeric_limits<float>::infinity()});
       else if (s == "required") pr.gen.forced_tool = forced_tool_from_tools(tools ? *tools : Json(), "");
       else if (s != "auto") throw bad_request("tool_choice: expected none, auto, required or a function object", "tool_choice");
     } else if (tc->is_object()) {
-      const Json* fn = member(*tc, "function");
-      const Json* name = fn && fn->is_object() ? member(*fn, "name") : nullptr;
+      const Json* fn = text::json_member(*tc, "function");
+      const Json* name = fn && fn->is_object() ? text::json_member(*fn, "name") : nullptr;
       if (!name || !name->is_string()) throw bad_request("tool_choice.function.name: required", "tool_choice");
       pr.gen.forced_tool = forced_tool_from_tools(tools ? *tools : Json(), name->get<std::string>());
     } else {
       throw bad_request("tool_choice: expected a string or an object", "tool_choice");
     }
   }
-  if (const Json* rf = member(j, "response_format"); rf && rf->is_object()) {
-    const Json* t = member(*rf, "type");
+  if (const Json* rf = text::json_member(j, "response_format"); rf && rf->is_object()) {
+    const Json* t = text::json_member(*rf, "type");
     if (!t || !t->is_string()) throw bad_request("response_format.type: required", "response_format");
     const std::string ty = t->get<std::string>();
     if (ty != "text" && ty != "json_object" && ty != "json_schema")
       throw bad_request("response_format.type: expected text, json_object or json_schema", "response_format");
   }
   render_chat_prompt(cr, ctx, &pr);
-  const Json* mt = member(j, "max_completion_tokens");
+  const Json* mt = text::json_member(j, "max_completion_tokens");
   const char* mt_key = "max_completion_tokens";
   if (!mt) {
-    mt = member(j, "max_tokens");
+    mt = text::json_member(j, "max_tokens");
     mt_key = "max_tokens";
   }
   pr.gen.max_tokens = resolve_max_tokens(mt, mt_key, int64_t(pr.gen.prompt.size()), ctx);
@@ -580,7 +575,7 @@ PreparedRequest prepare_completion(const std::string& body, const DialectContext
   Json j = parse_request_json(body);
   PreparedRequest pr;
   pr.model = resolve_model(j, ctx);
-  const Json* p = member(j, "prompt");
+  const Json* p = text::json_member(j, "prompt");
   if (!p) throw bad_request("prompt: required", "prompt");
   std::string prompt;
   if (p->is_string()) prompt = p->get<std::string>();
@@ -591,7 +586,7 @@ PreparedRequest prepare_completion(const std::string& body, const DialectContext
   const text::Tokenizer& tok = ctx.tok;
   std::vector<int32_t>& ids = pr.gen.prompt;
   ids.push_back(tok.bos_id());
-  if (const Json* sfx = member(j, "suffix")) {
+  if (const Json* sfx = text::json_member(j, "suffix")) {
     if (!sfx->is_string()) throw bad_request("suffix: expected a string", "suffix");
     const int32_t b = tok.token_id("<｜fim▁begin｜>"), h = tok.token_id("<｜fim▁hole｜>"), e = tok.token_id("<｜fim▁end｜>");
     if (b < 0 || h < 0 || e < 0) throw bad_request("suffix: this model's tokenizer has no FIM tokens", "suffix");
@@ -607,7 +602,7 @@ PreparedRequest prepare_completion(const std::string& body, const DialectContext
     throw bad_request("the prompt has " + std::to_string(ids.size()) + " tokens, but the context window (--ctx) is " +
                       std::to_string(ctx.model.ctx) + " tokens", "prompt");
   pr.gen.output.mode = engine::OutputMode::chat;  // the text as the answer: no reasoning to split off
-  const Json* mt = member(j, "max_tokens");
+  const Json* mt = text::json_member(j, "max_tokens");
   pr.gen.max_tokens = resolve_max_tokens(mt ? mt : nullptr, "max_tokens", int64_t(ids.size()), ctx);
   if (!mt) pr.gen.max_tokens = std::min(pr.gen.max_tokens, 16);  // OpenAI's default for completions
   pr.gen.id = ctx.request_id;
