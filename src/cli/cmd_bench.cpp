@@ -68,8 +68,6 @@ void run_bench(const BenchArgs& a) {
   opt.chunk = a.chunk;
   opt.seed = a.seed;
   opt.synthetic_state = a.synthetic_state;
-  if (a.synthetic_state)
-    for (int64_t& f : opt.contexts) f = f / 128 * 128;  // whole compressor windows
   const std::string dir =
       !a.model.empty() ? a.model : (a.long_context ? engine::preset_model_dir("long") : engine::default_model_dir());
   auto m = model::Model::load(dir);
@@ -84,6 +82,8 @@ void run_bench(const BenchArgs& a) {
                  (long long)opt.contexts.back(), (long long)moved, opt.gen, (long long)limit);
     opt.contexts.back() = moved;
   }
+  if (a.synthetic_state)
+    for (int64_t& f : opt.contexts) f = f / 128 * 128;  // whole compressor windows
 
   std::string sched;
   for (int l = 0; l < c.n_layers; ++l) sched += std::string(l ? "," : "") + model::attn_kind_name(c.attn_kind(l));

@@ -27,7 +27,7 @@ PrefixCache::Match PrefixCache::find(std::span<const int32_t> prompt) const {
     int64_t c = common_prefix(prompt, toks);
     if (c == 0) continue;
     const bool exact = c == int64_t(toks.size());
-    if (!exact && !allow_truncate_) {
+    if (!exact) {
       // Cut back to the newest recorded snapshot inside the shared prefix, short of the whole
       // prompt (the last prompt token must run to give logits).
       const int64_t limit = std::min<int64_t>(c, int64_t(prompt.size()) - 1);

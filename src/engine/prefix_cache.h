@@ -8,7 +8,7 @@
 // newest state snapshot at or before the cut and replays the rest (model/forward.h). The cache
 // only cuts at a position where the entry's state holds a snapshot (taken at the request's
 // snapshot_at points, engine/request.h: where the prompt's renderer expects a later prompt to
-// diverge), so a cut costs no replay. With `allow_truncate` any cut is allowed.
+// diverge), so a cut costs no replay.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -23,7 +23,7 @@ namespace dsv4::engine {
 
 class PrefixCache {
  public:
-  PrefixCache(size_t budget_bytes, bool allow_truncate) : budget_(budget_bytes), allow_truncate_(allow_truncate) {}
+  explicit PrefixCache(size_t budget_bytes) : budget_(budget_bytes) {}
 
   struct Match {
     int entry = -1;       // -1: nothing usable
@@ -68,7 +68,6 @@ class PrefixCache {
   std::string dir_;
 
   size_t budget_;
-  bool allow_truncate_;
   std::vector<Entry> entries_;
   size_t bytes_ = 0;
   uint64_t clock_ = 0;

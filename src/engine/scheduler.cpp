@@ -39,7 +39,7 @@ Scheduler::Scheduler(model::ForwardPass& fp, const text::Tokenizer& tok, Schedul
       eos_(tok.eos_id()),
       shape_(fp.state_shape()),
       queue_(cfg.queue_capacity),
-      prefix_cache_(cfg.cache_budget_bytes, cfg.cache_allow_truncate) {
+      prefix_cache_(cfg.cache_budget_bytes) {
   const cache::StateShape& shape = shape_;
   if (!cfg_.cache_dir.empty()) {
     prefix_cache_.open_dir(cfg_.cache_dir, shape);  // the front end prints what was loaded (stats)

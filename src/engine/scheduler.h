@@ -34,7 +34,6 @@ struct SchedulerConfig {
   size_t queue_capacity = 64;       // waiting requests before 503
   size_t kv_budget_bytes = size_t(8) << 30;     // states of running sequences
   size_t cache_budget_bytes = size_t(2) << 30;  // prefix cache
-  bool cache_allow_truncate = false;
   std::string cache_dir;            // persist prefix-cache entries here ("" = RAM only)
 };
 
