@@ -288,6 +288,22 @@ Json logprobs_json(std::span<const TokenLogprobInfo> lp) {
 
 std::string sse(const Json& j) { return "data: " + dump_json(j) + "\n\n"; }
 
+// The end of an OpenAI stream after the finish chunk: the usage chunk (`head` with choices: [])
+// when stream_options.include_usage asked for it, then [DONE].
+std::string stream_tail(bool include_usage, Json head, const Usage& usage) {
+  std::string out;
+  if (include_usage) {
+    head["choices"] = Json::array();
+    head["usage"] = usage_json(usage);
+    out = sse(head);
+  }
+  return out + "data: [DONE]\n\n";
+}
+
+std::string sse_error(const std::string& msg) {
+  return sse({{"error", {{"message", msg}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
+}
+
 class ChatResponder : public Responder {
  public:
   ChatResponder(std::string id, std::string model, bool include_usage, bool logprobs)
@@ -366,24 +382,16 @@ class ChatResponder : public Responder {
   std::string stream_end(const Outcome& o) override {
     Json last = chunk(Json::object(), finish_name(o.finish));
     if (logprobs_ && !pending_lp_.empty()) last["choices"][0]["logprobs"] = logprobs_json(pending_lp_);
-    std::string out = sse(last);
-    if (include_usage_) {
-      Json u;
-      u["id"] = id_;
-      u["object"] = "chat.completion.chunk";
-      u["created"] = created_;
-      u["model"] = model_;
-      u["system_fingerprint"] = "fp_dsv4";
-      u["choices"] = Json::array();
-      u["usage"] = usage_json(o.usage);
-      out += sse(u);
-    }
-    return out + "data: [DONE]\n\n";
+    Json head;
+    head["id"] = id_;
+    head["object"] = "chat.completion.chunk";
+    head["created"] = created_;
+    head["model"] = model_;
+    head["system_fingerprint"] = "fp_dsv4";
+    return sse(last) + stream_tail(include_usage_, head, o.usage);
   }
 
-  std::string stream_error(const std::string& msg) override {
-    return sse({{"error", {{"message", msg}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
-  }
+  std::string stream_error(const std::string& msg) override { return sse_error(msg); }
 
   std::string response(const Outcome& o) override {
     Json msg;
@@ -471,18 +479,9 @@ class CompletionResponder : public Responder {
   std::string stream_end(const Outcome& o) override {
     Json c = base();
     c["choices"] = Json::array({choice("", finish_name(o.finish), {})});
-    std::string out = sse(c);
-    if (include_usage_) {
-      Json u = base();
-      u["choices"] = Json::array();
-      u["usage"] = usage_json(o.usage);
-      out += sse(u);
-    }
-    return out + "data: [DONE]\n\n";
+    return sse(c) + stream_tail(include_usage_, base(), o.usage);
   }
-  std::string stream_error(const std::string& msg) override {
-    return sse({{"error", {{"message", msg}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
-  }
+  std::string stream_error(const std::string& msg) override { return sse_error(msg); }
   std::string response(const Outcome& o) override {
     Json r = base();
     r["choices"] = Json::array({choice(o.message.reasoning_content + o.message.content, finish_name(o.finish), o.logprobs)});
