@@ -107,16 +107,18 @@ d_pp, d_tg = float(row["prefill_tok_s"]), float(row["decode_tok_s"])
 l = {}
 for f in (lj, ljd):
     for r in json.load(open(f)):
-        l[(r["n_prompt"], r["n_gen"], r.get("n_depth", 0))] = (r["avg_ts"], r["stddev_ts"])
-l_pp, l_pp_sd = l[(pp, 0, 0)]
-l_tg0, l_tg0_sd = l[(0, tg, 0)]
-l_tg, l_tg_sd = l[(0, tg, pp)]
+        ts = sorted(r.get("samples_ts") or [r["avg_ts"]])
+        med = ts[len(ts) // 2] if len(ts) % 2 else 0.5 * (ts[len(ts) // 2 - 1] + ts[len(ts) // 2])
+        l[(r["n_prompt"], r["n_gen"], r.get("n_depth", 0))] = (med, ts[0], ts[-1])
+# llama-bench's repetitions: the median (a first repetition can be an outlier), and the range
+l_pp, l_tg0, l_tg = l[(pp, 0, 0)], l[(0, tg, 0)], l[(0, tg, pp)]
+f = lambda v, p: f"{v[0]:.{p}f} ({v[1]:.{p}f}-{v[2]:.{p}f})"
 print()
-print(f"| test | dsv4 tok/s | llama.cpp tok/s | dsv4 / llama.cpp |")
+print(f"| test | dsv4 tok/s | llama.cpp tok/s, median (range) | dsv4 / llama.cpp |")
 print(f"|---|---:|---:|---:|")
-print(f"| prefill {pp} (pp{pp}) | {d_pp:.1f} | {l_pp:.1f} ± {l_pp_sd:.1f} | {d_pp / l_pp:.2f} |")
-print(f"| decode {tg} at context {pp} (tg{tg} @ d{pp}) | {d_tg:.2f} | {l_tg:.2f} ± {l_tg_sd:.2f} | {d_tg / l_tg:.2f} |")
-print(f"| decode {tg} at context 0 (llama-bench tg{tg}; dsv4 row is @ {pp}) | {d_tg:.2f} | {l_tg0:.2f} ± {l_tg0_sd:.2f} | {d_tg / l_tg0:.2f} |")
+print(f"| prefill {pp} (pp{pp}) | {d_pp:.1f} | {f(l_pp, 1)} | {d_pp / l_pp[0]:.2f} |")
+print(f"| decode {tg} at context {pp} (tg{tg} @ d{pp}) | {d_tg:.2f} | {f(l_tg, 2)} | {d_tg / l_tg[0]:.2f} |")
+print(f"| decode {tg} at context 0 (llama-bench tg{tg}; dsv4 row is @ {pp}) | {d_tg:.2f} | {f(l_tg0, 2)} | {d_tg / l_tg0[0]:.2f} |")
 EOF
 
 # ---- agreement (rough) --------------------------------------------------------------------------
