@@ -87,8 +87,8 @@ void run_bench(const BenchArgs& a) {
 
   std::string sched;
   for (int l = 0; l < c.n_layers; ++l) sched += std::string(l ? "," : "") + model::attn_kind_name(c.attn_kind(l));
-  std::printf("bench: model %s: D=%d, %d layers [%s] + MTP, H=%d, Dh=%d, R=%d, Hi=%d, Di=%d, topk=%d\n", dir.c_str(),
-              c.dim, c.n_layers, sched.c_str(), c.n_heads, c.head_dim, c.rope_head_dim, c.index_n_heads,
+  std::printf("bench: model %s: D=%d, %d layers [%s], drafter %s (not run), H=%d, Dh=%d, R=%d, Hi=%d, Di=%d, topk=%d\n",
+              dir.c_str(), c.dim, c.n_layers, sched.c_str(), model::drafter_kind_name(m->weights().drafter), c.n_heads, c.head_dim, c.rope_head_dim, c.index_n_heads,
               c.index_head_dim, c.index_topk);
   std::printf("bench: machine: %s, %u hardware threads, %d OpenMP threads, MemTotal %s\n",
               proc_field("/proc/cpuinfo", "model name").c_str(), std::thread::hardware_concurrency(),
