@@ -42,4 +42,12 @@ inline std::string tiny_checkpoint_dir() {
   return dir;
 }
 
+// The bytes of a two-shard checkpoint's safetensors files, concatenated (to compare checkpoints).
+inline std::string shard_bytes(const std::string& dir) {
+  std::string all;
+  for (int i = 1; std::filesystem::exists(dir + "/model-0000" + std::to_string(i) + "-of-00002.safetensors"); ++i)
+    all += read_file(dir + "/model-0000" + std::to_string(i) + "-of-00002.safetensors");
+  return all;
+}
+
 }  // namespace dsv4::test

@@ -15,15 +15,6 @@
 using namespace dsv4;
 namespace fs = std::filesystem;
 
-namespace {
-std::string shard_bytes(const std::string& dir) {
-  std::string all;
-  for (int i = 1; fs::exists(dir + "/model-0000" + std::to_string(i) + "-of-00002.safetensors"); ++i)
-    all += test::read_file(dir + "/model-0000" + std::to_string(i) + "-of-00002.safetensors");
-  return all;
-}
-}  // namespace
-
 // Concurrent first uses of the default model directory agree and leave one complete copy.
 TEST(DefaultModel, ConcurrentFirstUse) {
   const std::string home = test::make_temp_dir("dsv4home");
@@ -39,7 +30,7 @@ TEST(DefaultModel, ConcurrentFirstUse) {
   int entries = 0;
   for (const auto& e : fs::directory_iterator(home)) ++entries, (void)e;
   EXPECT_EQ(entries, 1) << "temporary directories left behind";
-  EXPECT_TRUE(shard_bytes(d1) == shard_bytes(test::tiny_checkpoint_dir()));
+  EXPECT_TRUE(test::shard_bytes(d1) == test::shard_bytes(test::tiny_checkpoint_dir()));
   EXPECT_NO_THROW(model::Model::load(d1));
   EXPECT_TRUE(fs::exists(d1 + "/tokenizer.json"));
   EXPECT_TRUE(fs::exists(d1 + "/tokenizer_config.json"));

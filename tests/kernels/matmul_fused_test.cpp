@@ -14,69 +14,10 @@
 
 #include "core/dtype.h"
 #include "kernels/linear.h"
+#include "random_linear.h"
 
 namespace dsv4::kernels {
 namespace {
-
-struct Owned {
-  std::vector<uint8_t> w, s;
-  Linear lin;
-};
-
-// Random weights; FP4 scales [out, ceil(in/32)], FP8 [ceil(out/128), ceil(in/128)].
-Owned make(WeightFormat fmt, int64_t out, int64_t in, uint32_t seed) {
-  std::mt19937 rng(seed);
-  Owned o;
-  Linear& l = o.lin;
-  l.fmt = fmt;
-  l.out = out;
-  l.in = in;
-  l.ld = in;
-  std::normal_distribution<float> nd(0.f, 0.05f);
-  switch (fmt) {
-    case WeightFormat::f32:
-      o.w.resize(size_t(out * in * 4));
-      for (int64_t i = 0; i < out * in; ++i) {
-        const float v = nd(rng);
-        std::memcpy(&o.w[size_t(i * 4)], &v, 4);
-      }
-      l.w = TensorView{o.w.data(), Dtype::f32, 2, {out, in}};
-      break;
-    case WeightFormat::bf16:
-      o.w.resize(size_t(out * in * 2));
-      for (int64_t i = 0; i < out * in; ++i) {
-        const uint16_t h = f32_to_bf16(nd(rng));
-        std::memcpy(&o.w[size_t(i * 2)], &h, 2);
-      }
-      l.w = TensorView{o.w.data(), Dtype::bf16, 2, {out, in}};
-      break;
-    case WeightFormat::fp8_block128: {
-      o.w.resize(size_t(out * in));
-      for (auto& b : o.w) {
-        b = uint8_t(rng());
-        if ((b & 0x7f) == 0x7f) b ^= 1;  // no NaN codes here
-      }
-      const int64_t so = (out + 127) / 128, si = (in + 127) / 128;
-      o.s.resize(size_t(so * si));
-      for (auto& b : o.s) b = uint8_t(118 + rng() % 4);
-      l.w = TensorView{o.w.data(), Dtype::e4m3, 2, {out, in}};
-      l.scale = TensorView{o.s.data(), Dtype::e8m0, 2, {so, si}};
-      break;
-    }
-    case WeightFormat::fp4_block32: {
-      o.w.resize(size_t(out * ((in + 1) / 2)));
-      for (auto& b : o.w) b = uint8_t(rng());
-      const int64_t sb = (in + 31) / 32;
-      o.s.resize(size_t(out * sb));
-      for (auto& b : o.s) b = uint8_t(121 + rng() % 4);
-      l.ld = (in + 1) / 2 * 2;
-      l.w = TensorView{o.w.data(), Dtype::u8, 2, {out, l.ld / 2}};
-      l.scale = TensorView{o.s.data(), Dtype::e8m0, 2, {out, sb}};
-      break;
-    }
-  }
-  return o;
-}
 
 const char* name(WeightFormat f) {
   switch (f) {
@@ -154,7 +95,7 @@ TEST_P(FusedFormats, EveryShapeAndTokenCountGivesTheReferenceBits) {
   // K: multiples of 128, of 16 only, of 2 only (FP4 packs two per byte)
   for (int64_t in : {int64_t(256), int64_t(208), int64_t(130), int64_t(1000)}) {
     const int64_t out = 67;
-    Owned o = make(f, out, in, uint32_t(in));
+    test::Owned o = test::make_random_linear(f, out, in, uint32_t(in));
     const std::vector<float> x = randn(size_t(64 * in), 3);
     check_all_n(o.lin, x, in, {}, std::string(name(f)) + " in=" + std::to_string(in));
   }
@@ -163,7 +104,7 @@ TEST_P(FusedFormats, EveryShapeAndTokenCountGivesTheReferenceBits) {
 TEST_P(FusedFormats, RowAndColumnSubBlocks) {
   const WeightFormat f = GetParam();
   const int64_t out = 300, in = 512;
-  Owned o = make(f, out, in, 7);
+  test::Owned o = test::make_random_linear(f, out, in, 7);
   const std::vector<float> x = randn(size_t(64 * in), 4);
   // rows crossing FP8's 128-row scale groups, odd starts
   check_all_n(o.lin.rows(101, 60), x, in, {}, std::string(name(f)) + " rows(101,60)");
@@ -178,7 +119,7 @@ TEST_P(FusedFormats, RowAndColumnSubBlocks) {
 TEST_P(FusedFormats, MatmulOptions) {
   const WeightFormat f = GetParam();
   const int64_t out = 45, in = 384;
-  Owned o = make(f, out, in, 9);
+  test::Owned o = test::make_random_linear(f, out, in, 9);
   const std::vector<float> x = randn(size_t(64 * in), 5);
   MatmulOpts ob;
   ob.out_bf16 = true;
@@ -201,7 +142,7 @@ INSTANTIATE_TEST_SUITE_P(Stored, FusedFormats,
 // copy under- or overflows.
 TEST(FusedFp8, ExtremeScalesAndActivations) {
   const int64_t out = 300, in = 384;
-  Owned o = make(WeightFormat::fp8_block128, out, in, 11);
+  test::Owned o = test::make_random_linear(WeightFormat::fp8_block128, out, in, 11);
   // groups x column blocks: 3 x 3
   o.s = {0, 127, 134, 135, 120, 1, 200, 64, 127};
   o.lin.scale.data = o.s.data();
@@ -215,7 +156,7 @@ TEST(FusedFp8, ExtremeScalesAndActivations) {
 // FP4 scale exponents: 0, 128 (largest folded), 129 and 254 (rows fall back), 255 (NaN).
 TEST(FusedFp4, ExtremeScales) {
   const int64_t out = 20, in = 256;
-  Owned o = make(WeightFormat::fp4_block32, out, in, 12);
+  test::Owned o = test::make_random_linear(WeightFormat::fp4_block32, out, in, 12);
   o.s[0] = 0;
   o.s[8 * 1 + 3] = 128;
   o.s[8 * 2 + 7] = 129;
@@ -228,7 +169,7 @@ TEST(FusedFp4, ExtremeScales) {
 // e4m3 NaN codes (0x7f, 0xff) make their row's result NaN in every path.
 TEST(FusedFp8, NanCodesGiveNan) {
   const int64_t out = 8, in = 256;
-  Owned o = make(WeightFormat::fp8_block128, out, in, 13);
+  test::Owned o = test::make_random_linear(WeightFormat::fp8_block128, out, in, 13);
   o.w[size_t(2 * in + 17)] = 0x7f;
   o.w[size_t(5 * in + 200)] = 0xff;
   const std::vector<float> x = randn(size_t(64 * in), 9);
@@ -242,7 +183,7 @@ TEST(FusedFp8, NanCodesGiveNan) {
 TEST(FusedDecode, EachCodeTimesOneActivation) {
   for (WeightFormat f : {WeightFormat::fp8_block128, WeightFormat::fp4_block32}) {
     const int64_t in = f == WeightFormat::fp8_block128 ? 256 : 512, out = 1;
-    Owned o = make(f, out, in, 14);
+    test::Owned o = test::make_random_linear(f, out, in, 14);
     for (int c = 0; c < 256; ++c) o.w[size_t(c)] = (f == WeightFormat::fp8_block128 && (c & 0x7f) == 0x7f) ? 0 : uint8_t(c);
     std::vector<float> row(static_cast<size_t>(in));
     o.lin.decode_row(0, row.data());

@@ -12,76 +12,16 @@
 
 #include "core/dtype.h"
 #include "kernels/linear.h"
+#include "random_linear.h"
 
 namespace dsv4::kernels {
 namespace {
-
-// Random weights of one format with their scales; owns the bytes the Linear points at.
-struct OwnedLinear {
-  std::vector<uint8_t> w, s;
-  Linear lin;
-};
-
-OwnedLinear make_linear(WeightFormat fmt, int64_t out, int64_t in, uint32_t seed) {
-  std::mt19937 rng(seed);
-  OwnedLinear o;
-  Linear& l = o.lin;
-  l.fmt = fmt;
-  l.out = out;
-  l.in = in;
-  l.ld = in;
-  switch (fmt) {
-    case WeightFormat::f32: {
-      o.w.resize(size_t(out * in * 4));
-      std::normal_distribution<float> nd(0.f, 0.05f);
-      for (int64_t i = 0; i < out * in; ++i) {
-        const float v = nd(rng);
-        std::memcpy(&o.w[size_t(i * 4)], &v, 4);
-      }
-      l.w = TensorView{o.w.data(), Dtype::f32, 2, {out, in}};
-      break;
-    }
-    case WeightFormat::bf16: {
-      o.w.resize(size_t(out * in * 2));
-      std::normal_distribution<float> nd(0.f, 0.05f);
-      for (int64_t i = 0; i < out * in; ++i) {
-        const uint16_t h = f32_to_bf16(nd(rng));
-        std::memcpy(&o.w[size_t(i * 2)], &h, 2);
-      }
-      l.w = TensorView{o.w.data(), Dtype::bf16, 2, {out, in}};
-      break;
-    }
-    case WeightFormat::fp8_block128: {
-      o.w.resize(size_t(out * in));
-      for (auto& b : o.w) {
-        b = uint8_t(rng());
-        if ((b & 0x7f) == 0x7f) b = 0x7e;  // no NaN codes
-      }
-      const int64_t so = (out + 127) / 128, si = (in + 127) / 128;
-      o.s.resize(size_t(so * si));
-      for (auto& b : o.s) b = uint8_t(118 + rng() % 4);  // 2^-9 .. 2^-6
-      l.w = TensorView{o.w.data(), Dtype::e4m3, 2, {out, in}};
-      l.scale = TensorView{o.s.data(), Dtype::e8m0, 2, {so, si}};
-      break;
-    }
-    case WeightFormat::fp4_block32: {
-      o.w.resize(size_t(out * in / 2));
-      for (auto& b : o.w) b = uint8_t(rng());
-      o.s.resize(size_t(out * in / 32));
-      for (auto& b : o.s) b = uint8_t(121 + rng() % 4);
-      l.w = TensorView{o.w.data(), Dtype::u8, 2, {out, in / 2}};
-      l.scale = TensorView{o.s.data(), Dtype::e8m0, 2, {out, in / 32}};
-      break;
-    }
-  }
-  return o;
-}
 
 class MatmulFormats : public ::testing::TestWithParam<WeightFormat> {};
 
 TEST_P(MatmulFormats, MatchesDoubleAndIsIndependentOfBatchAndBlocks) {
   const int64_t out = 300, in = 384, n = 21;  // out not a multiple of the row block or of 128
-  OwnedLinear o = make_linear(GetParam(), out, in, 17);
+  test::Owned o = test::make_random_linear(GetParam(), out, in, 17);
   const Linear& W = o.lin;
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.f, 1.f);

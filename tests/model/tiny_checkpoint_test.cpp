@@ -45,13 +45,6 @@ std::vector<float> run_logits(const model::Model& m, model::Numerics num, const 
   return logits;
 }
 
-std::string shard_bytes(const std::string& dir) {
-  std::string all;
-  for (int i = 1; fs::exists(dir + "/model-0000" + std::to_string(i) + "-of-00002.safetensors"); ++i)
-    all += test::read_file(dir + "/model-0000" + std::to_string(i) + "-of-00002.safetensors");
-  return all;
-}
-
 }  // namespace
 
 TEST(TinyCheckpoint, OfficialLayout) {
@@ -169,8 +162,8 @@ TEST(TinyCheckpoint, DeterministicPerSeed) {
   model::write_random_checkpoint(c, base + "/a", o);
   o.seed = 1;
   model::write_random_checkpoint(c, base + "/b", o);
-  const std::string a = shard_bytes(base + "/a"), b = shard_bytes(base + "/b");
-  const std::string ref = shard_bytes(test::tiny_checkpoint_dir());  // seed 0, written by another call
+  const std::string a = test::shard_bytes(base + "/a"), b = test::shard_bytes(base + "/b");
+  const std::string ref = test::shard_bytes(test::tiny_checkpoint_dir());  // seed 0, written by another call
   EXPECT_EQ(a.size(), ref.size());
   EXPECT_TRUE(a == ref) << "seed 0 twice gave different bytes";
   EXPECT_EQ(a.size(), b.size());
