@@ -1,11 +1,7 @@
 // Complete preset checkpoints generated on first use (see default_model.h).
 #include "engine/default_model.h"
 
-#include <unistd.h>
-
-#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,20 +9,13 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/temp_name.h"
 #include "model/tiny_checkpoint.h"
 #include "text/embedded_tokenizer.h"
 
 namespace dsv4::engine {
 
 namespace fs = std::filesystem;
-
-namespace {
-// A name for a temporary sibling, unique per process and call.
-std::string tmp_suffix() {
-  static std::atomic<uint64_t> n{0};
-  return ".tmp." + std::to_string(::getpid()) + "." + std::to_string(n++);
-}
-}  // namespace
 
 std::string ensure_preset_checkpoint(const std::string& dir, const std::string& preset, uint64_t seed) {
   fs::path final_dir(dir);

@@ -19,6 +19,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/temp_name.h"
 #include "core/log.h"
 #include "model/tensor_table.h"
 
@@ -481,11 +482,6 @@ void encode_block(const TensorSpec& t, const Config& c, uint64_t seed, uint64_t 
 }
 
 // ---- files --------------------------------------------------------------------------------------
-
-std::string tmp_suffix() {
-  static std::atomic<uint64_t> counter{0};
-  return ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-}
 
 void rename_into_place(const fs::path& tmp, const fs::path& dst) {
   std::error_code ec;

@@ -4,14 +4,12 @@
 // depend on the two files. Without the assets the accessors return empty views.
 #include "text/embedded_tokenizer.h"
 
-#include <unistd.h>
-
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string_view>
 
 #include "core/error.h"
+#include "core/temp_name.h"
 #include "text/tokenizer.h"
 
 #ifdef DSV4_EMBED_TOKENIZER_DIR
@@ -65,8 +63,7 @@ void write_embedded_v4_tokenizer(const std::string& out_dir) {
                 "(assets/tokenizer/deepseek-v3)");
   // write_v4_tokenizer reads a V3 directory and writes a V4 one; both live in a scratch directory
   // inside out_dir, and the results are renamed into place (each file appears complete).
-  const fs::path scratch = fs::path(out_dir) / (".tokenizer.tmp." + std::to_string(::getpid()) + "." +
-                                                std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+  const fs::path scratch = fs::path(out_dir) / (".tokenizer" + tmp_suffix());
   std::error_code ec;
   fs::create_directories(scratch / "v3", ec);
   if (ec) throw Error(scratch.string() + ": cannot create directory: " + ec.message());
