@@ -151,6 +151,12 @@ TEST(FusedFp8, ExtremeScalesAndActivations) {
   x[in + 7] = 1e-44f;    // token 1: subnormal; scaling by 2^(0-7) loses bits (group 0, block 0)
   x[2 * in + 300] = 0.f;
   check_all_n(o.lin, x, in, {}, "fp8 extreme", /*check_double=*/false);
+  // weight_bf16 (wo_a): scale exponents 0..2 make some decoded weights lose bits in bf16, so their
+  // groups must take the rounding path; 3 and above are exact and stay fused.
+  MatmulOpts wb;
+  wb.weight_bf16 = true;
+  o.s = {0, 1, 2, 3, 2, 4, 127, 64, 134};
+  check_all_n(o.lin, x, in, wb, "fp8 extreme weight_bf16", /*check_double=*/false);
 }
 
 // FP4 scale exponents: 0, 128 (largest folded), 129 and 254 (rows fall back), 255 (NaN).

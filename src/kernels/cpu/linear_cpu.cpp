@@ -443,13 +443,18 @@ DSV4_CLONES bool e4m3_any_nan(const RowPtr* rp, int64_t n) {
 }
 
 // x * 2^(e - 7) for FP8 column blocks (scale exponents e from srow, block of column col0 + k):
-// false if a factor or a product is not exact (then the caller takes the decode-to-buffer path).
-DSV4_CLONES bool fp8_scale_x(const float* x, int64_t n, int64_t col0, const uint8_t* srow, float* xs) {
+// false if a factor or a product is not exact (then the caller takes the decode-to-buffer path),
+// or if a scale exponent is below min_e. With weight_bf16 (wo_a) the caller passes 3: every
+// decoded weight e4m3 x 2^(e - 127) has at most 4 significant bits and an exponent >= e - 136, so
+// for e >= 3 it is a bf16 value already and rounding it to bf16 changes nothing; the fused
+// kernels (which never round weights) then give the decode-to-buffer path's bits.
+DSV4_CLONES bool fp8_scale_x(const float* x, int64_t n, int64_t col0, const uint8_t* srow, float* xs,
+                             uint32_t min_e) {
   bool ok = true;
   for (int64_t k = 0; k < n;) {
     const int64_t c = col0 + k, end = std::min(n, k + (128 - c % 128));
     const uint32_t e = srow[c / 128];
-    if (e > 134) return false;  // 2^(e - 7) not a finite float (e = 255 is NaN)
+    if (e > 134 || e < min_e) return false;  // 2^(e - 7) not a finite float (e = 255 is NaN)
     const float f = std::bit_cast<float>((e + 120u) << 23), inv = std::bit_cast<float>((134u - e) << 23);
     for (int64_t j = k; j < end; ++j) {
       xs[j] = x[j] * f;
@@ -504,6 +509,8 @@ void matmul_fused_t(const Linear& L, const float* x, int64_t lx, int64_t n, floa
     auto slow_row = [&](int64_t r) {
       wrow.resize(size_t(in));
       L.decode_row(r, wrow.data());
+      if (opts.weight_bf16)
+        for (float& v : wrow) v = round_bf16(v);
       for (int64_t t = 0; t < n; ++t) y[t * ldy + r] = finish(dot_f32(wrow.data(), x + t * lx, in), opts.out_bf16);
     };
     // Rows [r, r + nr) (nr == R, or 1) for tokens [t0, t0 + TT).
@@ -532,7 +539,7 @@ void matmul_fused_t(const Linear& L, const float* x, int64_t lx, int64_t n, floa
           const uint8_t* srow = L.scale.as<uint8_t>() + g * L.scale.dim(1);
           xs_ok = true;
           for (int64_t t = 0; t < n && xs_ok; ++t) {
-            xs_ok = fp8_scale_x(x + t * lx, in, L.col0, srow, xtmp.data());
+            xs_ok = fp8_scale_x(x + t * lx, in, L.col0, srow, xtmp.data(), opts.weight_bf16 ? 3u : 0u);
             permute_x<F, W>(xtmp.data(), in, xs.data() + t * in);
           }
         }
@@ -618,7 +625,10 @@ void matmul(const Linear& W, const float* x, int64_t n, int64_t ldx, float* y, i
   const int64_t lx = opts.act_fp8 ? in : ldx;
   // Small products stay on one thread: a parallel region costs more than they do.
   const bool par = out * in * n >= (int64_t(1) << 16);
-  if (n <= kFusedTokens && !opts.weight_bf16 && (W.fmt != WeightFormat::fp4_block32 || W.col0 % 32 == 0)) {
+  // weight_bf16 rounds decoded weights to bf16: a no-op for FP8 codes under ordinary scales (see
+  // fp8_scale_x), so FP8 takes the fused kernels then too; the other formats keep the buffer path.
+  const bool fused_ok = !opts.weight_bf16 || W.fmt == WeightFormat::fp8_block128;
+  if (n <= kFusedTokens && fused_ok && (W.fmt != WeightFormat::fp4_block32 || W.col0 % 32 == 0)) {
     switch (vector_floats()) {
       case 16: matmul_fused<16>(W, xin, lx, n, y, ldy, opts, par); break;
       case 8: matmul_fused<8>(W, xin, lx, n, y, ldy, opts, par); break;
