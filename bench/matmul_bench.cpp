@@ -15,7 +15,7 @@
 // (moe_inter_dim x dim of V4-Flash), a bf16 [4096 x 1024]. The weights are random bytes; speed does
 // not depend on their values.
 #include <benchmark/benchmark.h>
-#include <omp.h>
+#include "core/thread_pool.h"
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,7 +53,7 @@ double roofline_bytes_per_s() {
 }
 
 void BM_ReadBandwidth(benchmark::State& state) {
-  const int threads = state.range(0) == 0 ? omp_get_max_threads() : int(state.range(0));
+  const int threads = state.range(0) == 0 ? dsv4::ThreadPool::default_threads() : int(state.range(0));
   double bw = 0;
   for (auto _ : state) {
     bw = dsv4::kernels::measure_read_bandwidth(threads);

@@ -5,7 +5,6 @@
 // --long defaults to the narrow `long` preset (model/tiny_checkpoint.h) and the frontiers 1K,
 // 32K, 256K and 1M. Rows are printed (and the CSV flushed) as each frontier completes, so a long
 // run that is stopped early keeps what it measured.
-#include <omp.h>
 
 #include <cstdio>
 #include <fstream>
@@ -19,6 +18,7 @@
 #include "core/error.h"
 #include "engine/default_model.h"
 #include "engine/frontier_bench.h"
+#include "kernels/backend.h"
 #include "kernels/roofline.h"
 #include "model/model_stats.h"
 #include "model/tiny_checkpoint.h"
@@ -90,9 +90,9 @@ void run_bench(const BenchArgs& a) {
   std::printf("bench: model %s: D=%d, %d layers [%s], drafter %s (not run), H=%d, Dh=%d, R=%d, Hi=%d, Di=%d, topk=%d\n",
               dir.c_str(), c.dim, c.n_layers, sched.c_str(), model::drafter_kind_name(m->weights().drafter), c.n_heads, c.head_dim, c.rope_head_dim, c.index_n_heads,
               c.index_head_dim, c.index_topk);
-  std::printf("bench: machine: %s, %u hardware threads, %d OpenMP threads, MemTotal %s\n",
+  std::printf("bench: machine: %s, %u hardware threads, %d compute threads, MemTotal %s\n",
               proc_field("/proc/cpuinfo", "model name").c_str(), std::thread::hardware_concurrency(),
-              omp_get_max_threads(), proc_field("/proc/meminfo", "MemTotal").c_str());
+              kernels::default_backend().threads(), proc_field("/proc/meminfo", "MemTotal").c_str());
   if (a.synthetic_state)
     std::printf("bench: SYNTHETIC STATE: no prefill; each frontier's state is filled with random compressed entries, "
                 "indexer keys and window rows of the right count and format, then decoded\n");
@@ -102,7 +102,7 @@ void run_bench(const BenchArgs& a) {
   const double bw = kernels::measure_read_bandwidth(), peak = kernels::measure_fma_peak();
   const model::TokenWork work = model::token_work(c);
   std::printf("bench: rooflines measured now: read bandwidth %.1f GB/s (%d threads), multiply-add peak %.1f G/s\n",
-              bw / 1e9, omp_get_max_threads(), peak / 1e9);
+              bw / 1e9, kernels::default_backend().threads(), peak / 1e9);
   std::printf("bench: per token the main model's matmuls read %.1f MB of weights (K of E experts) and do %.2f G "
               "multiply-adds\n",
               double(work.weight_bytes) / 1e6, double(work.weight_macs) / 1e9);

@@ -1,5 +1,6 @@
 #include "kernels/ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/linear.h"
@@ -40,6 +41,35 @@ void hadamard_orthonormal(float* x, int n) {
 
 void round_bf16_inplace(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = round_bf16(x[i]);
+}
+
+void sinkhorn_split(float* C, int hc, int iters, float eps) {
+  for (int j = 0; j < hc; ++j) {  // row softmax, then + eps
+    float* r = C + j * hc;
+    float m = *std::max_element(r, r + hc);
+    float s = 0;
+    for (int k = 0; k < hc; ++k) s += (r[k] = std::exp(r[k] - m));
+    for (int k = 0; k < hc; ++k) r[k] = r[k] / s + eps;
+  }
+  auto col_norm = [&] {
+    for (int k = 0; k < hc; ++k) {
+      float s = 0;
+      for (int j = 0; j < hc; ++j) s += C[j * hc + k];
+      for (int j = 0; j < hc; ++j) C[j * hc + k] /= (s + eps);
+    }
+  };
+  auto row_norm = [&] {
+    for (int j = 0; j < hc; ++j) {
+      float s = 0;
+      for (int k = 0; k < hc; ++k) s += C[j * hc + k];
+      for (int k = 0; k < hc; ++k) C[j * hc + k] /= (s + eps);
+    }
+  };
+  col_norm();
+  for (int it = 1; it < iters; ++it) {
+    row_norm();
+    col_norm();
+  }
 }
 
 float softplus(float z) { return std::fmax(z, 0.f) + std::log1p(std::exp(-std::fabs(z))); }

@@ -20,6 +20,10 @@ void hadamard_orthonormal(float* x, int n);
 // Rounds n floats to bf16 in place.
 void round_bf16_inplace(float* x, int64_t n);
 
+// mHC SinkhornSplit (V4-ARCH §2.2, exact order): row softmax + eps, column normalisation, then
+// (iters-1) x (row, column). In place on C [hc, hc].
+void sinkhorn_split(float* C, int hc, int iters, float eps);
+
 // Numerically stable softplus.
 float softplus(float z);
 float sigmoid(float z);

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "kernels/linear.h"
 #include "kernels/ops.h"
@@ -17,7 +16,6 @@
 
 namespace dsv4::model {
 
-using kernels::matmul;
 using kernels::MatmulOpts;
 using kernels::WeightFormat;
 
@@ -39,14 +37,13 @@ static void kv_fp8_sim(float* kv, int dn) {
 
 // Post-processing of a pooled main-compressor entry (V4-ARCH §2.3.5): bf16, RMSNorm, RoPE at
 // the window's first position, FP8 on the no-RoPE dims.
-static void finish_kv_entry(float* e, const CompressorWeights& w, const RopeTable& rope, int64_t entry, const Config& c,
-                            bool ref) {
+static void finish_kv_entry(kernels::Backend& be, float* e, const CompressorWeights& w, const RopeTable& rope,
+                            int64_t entry, const Config& c, bool ref) {
   const int Dh = c.head_dim;
   round_if(ref, e, Dh);
-  kernels::rms_norm(e, &w.norm, c.norm_eps, Dh, e);
-  round_if(ref, e, Dh);
-  rope.apply(e, Dh, entry * w.ratio);
-  round_if(ref, e, Dh);
+  be.rms_norm(e, 1, Dh, Dh, &w.norm, c.norm_eps, ref);
+  const int64_t pos = entry * w.ratio;
+  be.rope(e, 1, 1, Dh, Dh, &pos, rope.freqs(), /*inverse=*/false, ref);
   if (ref) kv_fp8_sim(e, c.nope_head_dim());
 }
 
@@ -66,28 +63,6 @@ static void for_each_visible_entry(AttnKind kind, int64_t t, const std::vector<i
   }
 }
 
-// Softmax attention with a per-head sink logit (V4-ARCH §2.3.7): the sink takes part in the
-// normalisation but contributes no value, so a head can attend to "nothing". K = V (shared
-// head). `s` is scratch of keys.size() floats. In reference numerics the probabilities are
-// rounded to bf16 before the weighted sum, as the official kernel does.
-static void sink_attention(const float* qh, const std::vector<const float*>& keys, float sink, float scale, int Dh,
-                           bool ref, std::vector<float>& s, float* oh) {
-  s.resize(keys.size());
-  float mx = sink;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    s[i] = kernels::dot_f32(qh, keys[i], Dh) * scale;
-    mx = std::max(mx, s[i]);
-  }
-  float den = std::exp(sink - mx);
-  for (size_t i = 0; i < keys.size(); ++i) den += (s[i] = std::exp(s[i] - mx));
-  std::fill(oh, oh + Dh, 0.f);
-  for (size_t i = 0; i < keys.size(); ++i) {
-    float p = s[i] / den;
-    if (ref) p = round_bf16(p);
-    kernels::axpy_f32(p, keys[i], oh, Dh);
-  }
-}
-
 void attention_forward(const LayerWeights& L, const RopeTable& rope, const float* xn, BatchLayout& b, float* y,
                        AttentionDebug* dbg) {
   const Config& c = *b.config;
@@ -96,35 +71,25 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   const int64_t N = b.n_rows(), D = c.dim, H = c.n_heads, Dh = c.head_dim, Q = c.q_lora_rank;
   const int Dn = c.nope_head_dim(), W = c.window_size;
 
+  kernels::Backend& be = *b.backend;
+  const int64_t* pos = b.positions.data();
+
   // ---- q path (§2.3.2) ------------------------------------------------------------------
   std::vector<float> qr(static_cast<size_t>(N * Q));  // [N, Q]
-  matmul(A.wq_a, xn, N, D, qr.data(), Q, gemm_opts(A.wq_a, ref));
-  for (int64_t r = 0; r < N; ++r) {
-    kernels::rms_norm(&qr[size_t(r * Q)], &A.q_norm, c.norm_eps, Q, &qr[size_t(r * Q)]);
-    round_if(ref, &qr[size_t(r * Q)], Q);
-  }
+  be.matmul(A.wq_a, xn, N, D, qr.data(), Q, gemm_opts(A.wq_a, ref));
+  be.rms_norm(qr.data(), N, Q, Q, &A.q_norm, c.norm_eps, ref);
   std::vector<float> q(static_cast<size_t>(N * H * Dh));  // [N, H, Dh]
-  matmul(A.wq_b, qr.data(), N, Q, q.data(), H * Dh, gemm_opts(A.wq_b, ref));
-#pragma omp parallel for schedule(static) if (N * H * Dh >= 16384)
-  for (int64_t rh = 0; rh < N * H; ++rh) {
-    float* qh = &q[size_t(rh * Dh)];
-    kernels::rms_norm(qh, nullptr, c.norm_eps, Dh, qh);  // weightless per-head RMSNorm
-    round_if(ref, qh, Dh);
-    rope.apply(qh, int(Dh), b.rows[size_t(rh / H)].pos);
-    round_if(ref, qh, Dh);
-  }
+  be.matmul(A.wq_b, qr.data(), N, Q, q.data(), H * Dh, gemm_opts(A.wq_b, ref));
+  be.rms_norm(q.data(), N * H, Dh, Dh, nullptr, c.norm_eps, ref);  // weightless per-head RMSNorm
+  be.rope(q.data(), N, H, Dh, H * Dh, pos, rope.freqs(), /*inverse=*/false, ref);
 
   // ---- window KV (§2.3.3) ------------------------------------------------------------------
   std::vector<float> kv(static_cast<size_t>(N * Dh));  // [N, Dh]
-  matmul(A.wkv, xn, N, D, kv.data(), Dh, gemm_opts(A.wkv, ref));
-  for (int64_t r = 0; r < N; ++r) {
-    float* k = &kv[size_t(r * Dh)];
-    kernels::rms_norm(k, &A.kv_norm, c.norm_eps, Dh, k);
-    round_if(ref, k, Dh);
-    rope.apply(k, int(Dh), b.rows[size_t(r)].pos);
-    round_if(ref, k, Dh);
-    if (ref) kv_fp8_sim(k, Dn);
-  }
+  be.matmul(A.wkv, xn, N, D, kv.data(), Dh, gemm_opts(A.wkv, ref));
+  be.rms_norm(kv.data(), N, Dh, Dh, &A.kv_norm, c.norm_eps, ref);
+  be.rope(kv.data(), N, 1, Dh, Dh, pos, rope.freqs(), /*inverse=*/false, ref);
+  if (ref)
+    for (int64_t r = 0; r < N; ++r) kv_fp8_sim(&kv[size_t(r * Dh)], Dn);
 
   // ---- compressed entries (§2.3.5), emitted into each sequence's state ----------------------
   if (A.has_compressor) {
@@ -135,9 +100,9 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
     for (const BatchItem& it : b.items) {
       cache::LayerState& S = it.state->layer(L.index);
       for (int64_t i = 0; i < it.n; ++i) {
-        const int64_t r = it.row0 + i, pos = it.start + i;
-        if (compressor_push(S.compressor, &ca[size_t(r * cols)], &cg[size_t(r * cols)], pos, entry.data())) {
-          finish_kv_entry(entry.data(), A.compressor, rope, pos / L.ratio, c, ref);
+        const int64_t r = it.row0 + i, p = it.start + i;
+        if (compressor_push(be, S.compressor, &ca[size_t(r * cols)], &cg[size_t(r * cols)], p, entry.data())) {
+          finish_kv_entry(be, entry.data(), A.compressor, rope, p / L.ratio, c, ref);
           S.kv_compressed.append(entry.data());
         }
       }
@@ -151,7 +116,8 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   // ---- which keys each row sees (§2.3.4) ---------------------------------------------------
   // Rows of the cache are decoded once per item into fp32 scratch: the window positions before
   // this chunk (from the ring) and the compressed entries some row of the item attends to.
-  std::vector<std::vector<const float*>> keys(static_cast<size_t>(N));
+  std::vector<const float*> keys;  // row r's keys: keys[key_begin[r] .. key_begin[r + 1])
+  std::vector<int64_t> key_begin(static_cast<size_t>(N + 1), 0);
   std::vector<std::vector<float>> decoded(b.items.size());
   for (size_t ii = 0; ii < b.items.size(); ++ii) {
     const BatchItem& it = b.items[ii];
@@ -179,11 +145,12 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
       if (slot[size_t(j)] >= 0) S.kv_compressed.decode(j, &buf[size_t(slot[size_t(j)] * Dh)]);
     for (int64_t i = 0; i < it.n; ++i) {
       const int64_t r = it.row0 + i, t = it.start + i;
-      auto& ks = keys[size_t(r)];
+      key_begin[size_t(r)] = int64_t(keys.size());
       for (int64_t p = std::max<int64_t>(0, t - W + 1); p <= t; ++p)
-        ks.push_back(p >= it.start ? &kv[size_t((it.row0 + p - it.start) * Dh)] : &buf[size_t((p - ring_lo) * Dh)]);
+        keys.push_back(p >= it.start ? &kv[size_t((it.row0 + p - it.start) * Dh)] : &buf[size_t((p - ring_lo) * Dh)]);
       for_each_visible_entry(L.kind, t, selection(r),
-                             [&](int64_t j) { ks.push_back(&buf[size_t(slot[size_t(j)] * Dh)]); });
+                             [&](int64_t j) { keys.push_back(&buf[size_t(slot[size_t(j)] * Dh)]); });
+      key_begin[size_t(r + 1)] = int64_t(keys.size());
     }
   }
   if (dbg && A.has_indexer) dbg->csa_selected = selected;
@@ -191,20 +158,9 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   // ---- core attention with sink (§2.3.7) and inverse RoPE (§2.3.8) --------------------------
   std::vector<float> o(static_cast<size_t>(N * H * Dh));  // [N, H, Dh]
   const float scale = 1.f / std::sqrt(float(Dh));
-  const float* sink = A.attn_sink.as<float>();
-#pragma omp parallel
-  {
-    std::vector<float> s;
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t rh = 0; rh < N * H; ++rh) {
-      const int64_t r = rh / H, h = rh % H;
-      float* oh = &o[size_t(rh * Dh)];
-      sink_attention(&q[size_t(rh * Dh)], keys[size_t(r)], sink[h], scale, int(Dh), ref, s, oh);
-      round_if(ref, oh, Dh);
-      rope.apply(oh, int(Dh), b.rows[size_t(r)].pos, /*inverse=*/true);
-      round_if(ref, oh, Dh);
-    }
-  }
+  be.sink_attention(q.data(), N, H, Dh, keys.data(), key_begin.data(), A.attn_sink.as<float>(), scale,
+                    /*round_probs=*/ref, /*round_out=*/ref, o.data());
+  be.rope(o.data(), N, H, Dh, H * Dh, pos, rope.freqs(), /*inverse=*/true, ref);
 
   // ---- window ring update: the last W rows of each item ------------------------------------
   for (const BatchItem& it : b.items) {
@@ -219,8 +175,8 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   oa.weight_bf16 = ref;
   oa.out_bf16 = ref;
   for (int64_t g = 0; g < G; ++g)
-    matmul(A.wo_a.rows(g * Ro, Ro), &o[size_t(g * gin)], N, H * Dh, &z[size_t(g * Ro)], G * Ro, oa);
-  matmul(A.wo_b, z.data(), N, G * Ro, y, D, gemm_opts(A.wo_b, ref));
+    be.matmul(A.wo_a.rows(g * Ro, Ro), &o[size_t(g * gin)], N, H * Dh, &z[size_t(g * Ro)], G * Ro, oa);
+  be.matmul(A.wo_b, z.data(), N, G * Ro, y, D, gemm_opts(A.wo_b, ref));
 }
 
 }  // namespace dsv4::model

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "cache/seq_state.h"
+#include "kernels/backend.h"
 #include "model/config.h"
 #include "model/forward.h"
 
@@ -22,12 +23,15 @@ struct BatchItem {
   int64_t start;     // absolute position of the first row (= state's n_past before the pass)
 };
 
+// The pass's context for the ops: the batch and the backend that runs it.
 struct BatchLayout {
   const Config* config;
+  kernels::Backend* backend;
   Numerics numerics;
   bool ref() const { return numerics == Numerics::reference; }
   std::vector<BatchRow> rows;
   std::vector<BatchItem> items;
+  std::vector<int64_t> positions;  // [rows] absolute position of each row (RoPE)
   int64_t n_rows() const { return int64_t(rows.size()); }
 };
 

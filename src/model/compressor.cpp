@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "kernels/linear.h"
 
@@ -14,8 +13,8 @@ void compressor_project(const CompressorWeights& w, const float* xn, const Batch
   a.resize(size_t(N * cols));
   g.resize(size_t(N * cols));
   // Reference: fp32 projections (bf16 weights upcast), no activation quantisation.
-  kernels::matmul(w.wkv, xn, N, D, a.data(), cols);
-  kernels::matmul(w.wgate, xn, N, D, g.data(), cols);
+  b.backend->matmul(w.wkv, xn, N, D, a.data(), cols);
+  b.backend->matmul(w.wgate, xn, N, D, g.data(), cols);
   const float* ape = w.ape.as<float>();
   for (int64_t r = 0; r < N; ++r) {
     const float* bias = ape + (b.rows[size_t(r)].pos % w.ratio) * cols;
@@ -24,7 +23,8 @@ void compressor_project(const CompressorWeights& w, const float* xn, const Batch
   }
 }
 
-bool compressor_push(cache::CompressorState& st, const float* a, const float* g, int64_t pos, float* entry) {
+bool compressor_push(kernels::Backend& be, cache::CompressorState& st, const float* a, const float* g, int64_t pos,
+                     float* entry) {
   const int m = st.ratio, W = st.width, cols = st.cols();
   if (m == 4) {
     // rows 0..3 = previous window, rows 4..7 = current window (full 2*W-wide rows).
@@ -32,25 +32,17 @@ bool compressor_push(cache::CompressorState& st, const float* a, const float* g,
     std::copy(a, a + cols, st.kv.begin() + slot * cols);
     std::copy(g, g + cols, st.score.begin() + slot * cols);
     if ((pos + 1) % 4 != 0) return false;
-    for (int ch = 0; ch < W; ++ch) {
-      // 8 slots: previous window's first half (Ca, Ga), current window's second half (Cb, Gb).
-      float sc[8], v[8];
-      for (int r = 0; r < 4; ++r) {
-        sc[r] = st.score[size_t(r * cols + ch)];
-        v[r] = st.kv[size_t(r * cols + ch)];
-        sc[4 + r] = st.score[size_t((4 + r) * cols + W + ch)];
-        v[4 + r] = st.kv[size_t((4 + r) * cols + W + ch)];
-      }
-      float mx = sc[0];
-      for (int s = 1; s < 8; ++s) mx = std::max(mx, sc[s]);
-      float den = 0, num = 0;
-      for (int s = 0; s < 8; ++s) {
-        float e = std::exp(sc[s] - mx);  // exp(-inf) = 0 for the missing previous window
-        den += e;
-        num += e * v[s];
-      }
-      entry[ch] = num / den;
+    // 8 slots: previous window's first half (Ca, Ga), current window's second half (Cb, Gb); the
+    // previous window's scores are -inf before the first window, so those slots weigh 0.
+    const float* v[8];
+    const float* sc[8];
+    for (int r = 0; r < 4; ++r) {
+      v[r] = &st.kv[size_t(r * cols)];
+      sc[r] = &st.score[size_t(r * cols)];
+      v[4 + r] = &st.kv[size_t((4 + r) * cols + W)];
+      sc[4 + r] = &st.score[size_t((4 + r) * cols + W)];
     }
+    be.softmax_pool(v, sc, 8, W, entry);
     // prev = cur (whole rows)
     std::copy(st.kv.begin() + 4 * cols, st.kv.begin() + 8 * cols, st.kv.begin());
     std::copy(st.score.begin() + 4 * cols, st.score.begin() + 8 * cols, st.score.begin());
@@ -60,17 +52,12 @@ bool compressor_push(cache::CompressorState& st, const float* a, const float* g,
   std::copy(a, a + cols, st.kv.begin() + slot * cols);
   std::copy(g, g + cols, st.score.begin() + slot * cols);
   if ((pos + 1) % m != 0) return false;
-  for (int ch = 0; ch < W; ++ch) {
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int s = 0; s < m; ++s) mx = std::max(mx, st.score[size_t(s * cols + ch)]);
-    float den = 0, num = 0;
-    for (int s = 0; s < m; ++s) {
-      float e = std::exp(st.score[size_t(s * cols + ch)] - mx);
-      den += e;
-      num += e * st.kv[size_t(s * cols + ch)];
-    }
-    entry[ch] = num / den;
+  std::vector<const float*> v(static_cast<size_t>(m)), sc(static_cast<size_t>(m));
+  for (int s = 0; s < m; ++s) {
+    v[size_t(s)] = &st.kv[size_t(s * cols)];
+    sc[size_t(s)] = &st.score[size_t(s * cols)];
   }
+  be.softmax_pool(v.data(), sc.data(), m, W, entry);
   return true;
 }
 

@@ -14,6 +14,8 @@ void compressor_project(const CompressorWeights& w, const float* xn, const Batch
 
 // Feeds one token's projections into the state. Returns true when the token completes a window;
 // then `entry` [width] holds the pooled (pre-norm) entry for window pos div m.
-bool compressor_push(cache::CompressorState& st, const float* a, const float* g, int64_t pos, float* entry);
+// The pooling itself is the backend's softmax_pool.
+bool compressor_push(kernels::Backend& be, cache::CompressorState& st, const float* a, const float* g, int64_t pos,
+                     float* entry);
 
 }  // namespace dsv4::model

@@ -25,7 +25,8 @@ bool numerics_from_string(const std::string& s, Numerics* out) {
   return true;
 }
 
-ForwardPass::ForwardPass(const Model& model, Numerics numerics) : model_(model), numerics_(numerics) {
+ForwardPass::ForwardPass(const Model& model, Numerics numerics, kernels::Backend* backend)
+    : model_(model), numerics_(numerics), backend_(backend ? backend : &kernels::default_backend()) {
 #ifdef M_MMAP_THRESHOLD
   // Transient per-step buffers that scale with context (decoded index keys, attention key rows)
   // must go back to the OS when freed, or glibc's adaptive threshold parks them on the heap and
@@ -64,8 +65,10 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
   const bool ref = numerics_ == Numerics::reference;
   const int64_t D = c.dim, hc = c.hc_mult, V = c.vocab_size;
 
+  kernels::Backend& be = *backend_;
   BatchLayout b;
   b.config = &c;
+  b.backend = &be;
   b.numerics = numerics_;
   for (size_t i = 0; i < batch.size(); ++i) {
     const SeqChunk& ch = batch[i];
@@ -76,6 +79,7 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
       if (tok < 0 || tok >= V) throw Error("token id " + std::to_string(tok) + " outside the vocabulary [0, " +
                                            std::to_string(V) + ")");
       b.rows.push_back(BatchRow{int(i), it.start + j, tok});
+      b.positions.push_back(it.start + j);
     }
     b.items.push_back(it);
   }
@@ -88,8 +92,8 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
     for (int64_t k = 0; k < hc; ++k)
       for (int64_t d = 0; d < D; ++d) X[size_t((r * hc + k) * D + d)] = bf16_to_f32(emb[b.rows[size_t(r)].token * D + d]);
 
-  std::vector<float> xin(static_cast<size_t>(N * D)), xn(static_cast<size_t>(N * D)), y(static_cast<size_t>(N * D));
-  std::vector<HcMix> mix(static_cast<size_t>(N));
+  std::vector<float> xn(static_cast<size_t>(N * D)), y(static_cast<size_t>(N * D));
+  std::vector<kernels::HcMix> mix(static_cast<size_t>(N));
   const RopeTable rope_swa(c, false), rope_comp(c, true);
   if (debug_layer_streams) debug_layer_streams->clear();
   if (debug_experts) debug_experts->clear();
@@ -97,12 +101,8 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
 
   for (const LayerWeights& L : Wt.layers) {
     // Attention sub-layer (§2.2 block).
-#pragma omp parallel for schedule(static) if (N > 1)
-    for (int64_t r = 0; r < N; ++r) {
-      hc_pre_one(&X[size_t(r * hc * D)], L.hc_attn, c, ref, &xin[size_t(r * D)], &mix[size_t(r)]);
-      kernels::rms_norm(&xin[size_t(r * D)], &L.attn_norm, c.norm_eps, D, &xn[size_t(r * D)]);
-      round_if(ref, &xn[size_t(r * D)], D);
-    }
+    be.mhc_pre(X.data(), N, hc_site(L.hc_attn, c), ref, xn.data(), mix.data());
+    be.rms_norm(xn.data(), N, D, D, &L.attn_norm, c.norm_eps, ref);
     AttentionDebug adbg;
     attention_forward(L, L.kind != AttnKind::swa ? rope_comp : rope_swa, xn.data(), b, y.data(), debug_csa_selected ? &adbg : nullptr);
     if (debug_csa_selected && L.kind == AttnKind::csa) {
@@ -114,19 +114,14 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
       }
       debug_csa_selected->push_back(std::move(flat));
     }
-#pragma omp parallel for schedule(static) if (N > 1)
-    for (int64_t r = 0; r < N; ++r) {
-      hc_post_one(&X[size_t(r * hc * D)], &y[size_t(r * D)], mix[size_t(r)], c, ref);
-      // FFN sub-layer input.
-      hc_pre_one(&X[size_t(r * hc * D)], L.hc_ffn, c, ref, &xin[size_t(r * D)], &mix[size_t(r)]);
-      kernels::rms_norm(&xin[size_t(r * D)], &L.ffn_norm, c.norm_eps, D, &xn[size_t(r * D)]);
-      round_if(ref, &xn[size_t(r * D)], D);
-    }
+    be.mhc_post(X.data(), y.data(), N, mix.data(), int(hc), D, ref);
+    // FFN sub-layer input.
+    be.mhc_pre(X.data(), N, hc_site(L.hc_ffn, c), ref, xn.data(), mix.data());
+    be.rms_norm(xn.data(), N, D, D, &L.ffn_norm, c.norm_eps, ref);
     MoeRouting rt;
     moe_forward(L.ffn, L.hash, xn.data(), b, y.data(), debug_experts ? &rt : nullptr);
     if (debug_experts) debug_experts->push_back(rt.experts);
-#pragma omp parallel for schedule(static) if (N > 1)
-    for (int64_t r = 0; r < N; ++r) hc_post_one(&X[size_t(r * hc * D)], &y[size_t(r * D)], mix[size_t(r)], c, ref);
+    be.mhc_post(X.data(), y.data(), N, mix.data(), int(hc), D, ref);
     if (debug_layer_streams) debug_layer_streams->push_back(X);
   }
 
@@ -141,16 +136,13 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
       out_rows.push_back(it.row0 + it.n - 1);
   }
   const int64_t M = int64_t(out_rows.size());
-  std::vector<float> hn(static_cast<size_t>(M * D));
-#pragma omp parallel for schedule(static) if (M > 1)
-  for (int64_t i = 0; i < M; ++i) {
-    float* h = &hn[size_t(i * D)];
-    hc_head_one(&X[size_t(out_rows[size_t(i)] * hc * D)], Wt.hc_head, c, ref, h);
-    kernels::rms_norm(h, &Wt.norm, c.norm_eps, D, h);
-    round_if(ref, h, D);
-  }
+  std::vector<float> xh(static_cast<size_t>(M * hc * D)), hn(static_cast<size_t>(M * D));
+  for (int64_t i = 0; i < M; ++i)
+    std::copy_n(&X[size_t(out_rows[size_t(i)] * hc * D)], hc * D, &xh[size_t(i * hc * D)]);
+  be.mhc_head(xh.data(), M, hc_site(Wt.hc_head, c), ref, hn.data());
+  be.rms_norm(hn.data(), M, D, D, &Wt.norm, c.norm_eps, ref);
   logits.resize(size_t(M * V));
-  kernels::matmul(Wt.head, hn.data(), M, D, logits.data(), V);  // fp32 LM head
+  be.matmul(Wt.head, hn.data(), M, D, logits.data(), V);  // fp32 LM head
 
   for (size_t i = 0; i < batch.size(); ++i) {
     auto& toks = batch[i].state->tokens();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cache/seq_state.h"
+#include "kernels/backend.h"
 #include "model/weights.h"
 
 namespace dsv4::model {
@@ -27,8 +28,10 @@ struct SeqChunk {
 
 class ForwardPass {
  public:
-  ForwardPass(const Model& model, Numerics numerics);
+  // backend null: kernels::default_backend() (the process's CPU backend).
+  ForwardPass(const Model& model, Numerics numerics, kernels::Backend* backend = nullptr);
   const Model& model() const { return model_; }
+  kernels::Backend& backend() const { return *backend_; }
   Numerics numerics() const { return numerics_; }
   cache::StateShape state_shape() const;
   std::unique_ptr<cache::SeqState> new_state() const;
@@ -43,6 +46,7 @@ class ForwardPass {
  private:
   const Model& model_;
   Numerics numerics_;
+  kernels::Backend* backend_;
 };
 
 // Truncates a state back to its first n tokens, restoring window ring, compressor states,

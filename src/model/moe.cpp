@@ -14,7 +14,7 @@ void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayou
   const Config& c = *b.config;
   const int64_t N = b.n_rows(), D = c.dim, E = c.n_routed_experts, K = c.n_activated_experts;
   std::vector<float> logits(static_cast<size_t>(N * E));
-  kernels::matmul(w.gate, xn, N, D, logits.data(), E);  // fp32 router
+  b.backend->matmul(w.gate, xn, N, D, logits.data(), E);  // fp32 router
   out.experts.assign(size_t(N * K), 0);
   out.weights.assign(size_t(N * K), 0.f);
   std::vector<float> s(static_cast<size_t>(E)), biased(static_cast<size_t>(E));
@@ -43,26 +43,14 @@ void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayou
 }
 
 // One expert over a gathered set of rows: out = w2 . (silu(min(w1 x, L)) * clamp(w3 x, -L, L) * weight).
-static void expert_forward(const ExpertWeights& ew, const float* x, int64_t n, const float* row_weight, const Config& c,
-                           bool ref, float* out) {
+static void expert_forward(kernels::Backend& be, const ExpertWeights& ew, const float* x, int64_t n,
+                           const float* row_weight, const Config& c, bool ref, float* out) {
   const int64_t D = c.dim, I = c.moe_inter_dim;
   std::vector<float> g(static_cast<size_t>(n * I)), u(static_cast<size_t>(n * I));
-  kernels::matmul(ew.w1, x, n, D, g.data(), I, gemm_opts(ew.w1, ref));
-  kernels::matmul(ew.w3, x, n, D, u.data(), I, gemm_opts(ew.w3, ref));
-  const float lim = c.swiglu_limit;
-  for (int64_t t = 0; t < n; ++t) {
-    const float wt = row_weight ? row_weight[t] : 1.f;
-    for (int64_t i = 0; i < I; ++i) {
-      float gv = g[size_t(t * I + i)], uv = u[size_t(t * I + i)];
-      if (lim > 0) {
-        gv = std::min(gv, lim);
-        uv = std::clamp(uv, -lim, lim);
-      }
-      float h = kernels::silu(gv) * uv * wt;
-      g[size_t(t * I + i)] = ref ? round_bf16(h) : h;
-    }
-  }
-  kernels::matmul(ew.w2, g.data(), n, I, out, D, gemm_opts(ew.w2, ref));
+  be.matmul(ew.w1, x, n, D, g.data(), I, gemm_opts(ew.w1, ref));
+  be.matmul(ew.w3, x, n, D, u.data(), I, gemm_opts(ew.w3, ref));
+  be.swiglu(g.data(), u.data(), n, I, c.swiglu_limit, row_weight, ref);
+  be.matmul(ew.w2, g.data(), n, I, out, D, gemm_opts(ew.w2, ref));
 }
 
 void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y,
@@ -89,13 +77,13 @@ void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLay
       std::copy_n(xn + (list[size_t(j)] / K) * D, D, &xg[size_t(j * D)]);
       wg[size_t(j)] = rt.weights[size_t(list[size_t(j)])];
     }
-    expert_forward(w.experts[size_t(e)], xg.data(), n, wg.data(), c, ref, og.data());
+    expert_forward(*b.backend, w.experts[size_t(e)], xg.data(), n, wg.data(), c, ref, og.data());
     for (int64_t j = 0; j < n; ++j) std::copy_n(&og[size_t(j * D)], D, &outs[size_t(list[size_t(j)] * D)]);
   }
   std::vector<float> shared;
   if (w.has_shared) {
     shared.resize(size_t(N * D));
-    expert_forward(w.shared, xn, N, nullptr, c, ref, shared.data());
+    expert_forward(*b.backend, w.shared, xn, N, nullptr, c, ref, shared.data());
   }
   // Sum in slot order, fp32, then the shared expert.
   for (int64_t r = 0; r < N; ++r) {

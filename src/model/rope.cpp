@@ -34,20 +34,4 @@ RopeTable::RopeTable(const Config& c, bool compressed_layer) {
                             : rope_frequencies(c.rope_head_dim, c.rope_theta, 1.f, 0, 0, 0, false);
 }
 
-void RopeTable::angles(int64_t pos, float* cos_out, float* sin_out) const {
-  const float p = float(pos);
-  for (size_t i = 0; i < omega_.size(); ++i) {
-    float a = p * omega_[i];
-    cos_out[i] = std::cos(a);
-    sin_out[i] = std::sin(a);
-  }
-}
-
-void RopeTable::apply(float* x, int n, int64_t pos, bool inverse) const {
-  float cs[256], sn[256];
-  const int np = npairs();
-  angles(pos, cs, sn);
-  kernels::rope_rotate(x + (n - 2 * np), cs, sn, np, inverse);
-}
-
 }  // namespace dsv4::model

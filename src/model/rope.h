@@ -4,6 +4,7 @@
 #pragma once
 #include <vector>
 
+#include "kernels/backend.h"
 #include "model/config.h"
 
 namespace dsv4::model {
@@ -14,10 +15,8 @@ class RopeTable {
   RopeTable(const Config& c, bool compressed_layer);
   int npairs() const { return int(omega_.size()); }
   const std::vector<float>& omega() const { return omega_; }
-  // cos/sin of angle float(pos) * omega_i (fp32 product, as the reference).
-  void angles(int64_t pos, float* cos_out, float* sin_out) const;
-  // Rotates the last 2*npairs dims of x (length n) at position pos.
-  void apply(float* x, int n, int64_t pos, bool inverse = false) const;
+  // The frequencies as the backend's rope op takes them (kernels/backend.h).
+  kernels::RopeFreqs freqs() const { return {omega_.data(), npairs()}; }
 
  private:
   std::vector<float> omega_;

@@ -16,11 +16,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/temp_name.h"
 #include "core/log.h"
+#include "core/thread_pool.h"
 #include "model/tensor_table.h"
 
 namespace dsv4::model {
@@ -574,6 +576,7 @@ void write_shard(const Shard& sh, const fs::path& path, const Config& c, uint64_
   f.write(hs.data(), std::streamsize(hs.size()));
 
   std::vector<uint8_t> main, scale;
+  ThreadPool pool;  // the writer's own threads (checkpoint generation is not model compute)
   for (const TensorSpec* t : sh.tensors) {
     const uint64_t nh = fnv1a64(t->name);
     const int64_t rows = t->rows, n_blocks = (rows + kRowBlock - 1) / kRowBlock;
@@ -590,17 +593,17 @@ void write_shard(const Shard& sh, const fs::path& path, const Config& c, uint64_
       const int64_t r_begin = b0 * kRowBlock, r_end = std::min(rows, b1 * kRowBlock);
       main.assign(size_t((r_end - r_begin) * row_bytes), 0);
       std::string err;
-#pragma omp parallel for schedule(dynamic)
-      for (int64_t rb = b0; rb < b1; ++rb) {
-        const int64_t r0 = rb * kRowBlock, nr = std::min(kRowBlock, rows - r0);
+      std::mutex err_mu;
+      pool.for_each_dynamic(b1 - b0, 1, [&](int64_t i, int) {
+        const int64_t rb = b0 + i, r0 = rb * kRowBlock, nr = std::min(kRowBlock, rows - r0);
         try {
           encode_block(*t, c, seed, nh, rb, nr, &main[size_t((r0 - r_begin) * row_bytes)],
                        scale.empty() ? nullptr : &scale[size_t(rb * scale_block)]);
         } catch (const Error& e) {
-#pragma omp critical
+          std::lock_guard<std::mutex> lock(err_mu);
           err = e.what();
         }
-      }
+      });
       if (!err.empty()) throw Error(err);
       f.write(reinterpret_cast<const char*>(main.data()), std::streamsize(main.size()));
     }

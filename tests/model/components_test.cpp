@@ -82,7 +82,7 @@ TEST(Components, SinkhornColumnsSumToOne) {
       float C[16];
       double R[16];
       for (int i = 0; i < 16; ++i) R[i] = C[i] = float(spread * next());
-      model::sinkhorn_split(C, 4, 20, 1e-6f);
+      kernels::sinkhorn_split(C, 4, 20, 1e-6f);
       sinkhorn_reference(R, 4, 20, 1e-6);
       for (int k = 0; k < 4; ++k) {
         double col = 0, row = 0;

@@ -1,7 +1,6 @@
 // CPU matmul with in-kernel weight decoding. Hot loops are compiled for several ISAs
 // (target_clones: AVX-512, AVX2, baseline) and picked at run time by the loader (ifunc), so the
 // shipped binary runs on any x86-64; other architectures get the portable build.
-#include <omp.h>
 
 #include <algorithm>
 #include <bit>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/linear.h"
 
@@ -187,17 +187,15 @@ inline float finish(float v, bool out_bf16) {
 // The body of matmul for R x T blocks: weight rows decoded R at a time and reused for every
 // token of the batch; leftover tokens and rows go through dot_f32 (same arithmetic).
 template <int R, int T, int W>
-static void matmul_blocked(const Linear& Wt, const float* xin, int64_t lx, int64_t n, float* y, int64_t ldy,
-                           const MatmulOpts& opts, bool par) {
+static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin, int64_t lx, int64_t n, float* y,
+                           int64_t ldy, const MatmulOpts& opts, bool par) {
   const int64_t in = Wt.in, out = Wt.out;
   const int64_t rows_per_block = n == 1 ? 1 : R;
   const int64_t n_blocks = (out + rows_per_block - 1) / rows_per_block;
-#pragma omp parallel if (par)
-  {
+  pool.for_ranges(n_blocks, [&](int64_t b0, int64_t b1, int) {
     std::vector<float> wblk(static_cast<size_t>(R * in));
     float tile[R * T];
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < n_blocks; ++b) {
+    for (int64_t b = b0; b < b1; ++b) {
       const int64_t r0 = b * rows_per_block, nr = std::min(rows_per_block, out - r0);
       for (int64_t i = 0; i < nr; ++i) Wt.decode_row(r0 + i, &wblk[size_t(i * in)]);
       if (opts.weight_bf16)
@@ -214,7 +212,7 @@ static void matmul_blocked(const Linear& Wt, const float* xin, int64_t lx, int64
       for (; t < n; ++t)
         for (int64_t i = 0; i < nr; ++i) put(t, i, dot_f32(&wblk[size_t(i * in)], xin + t * lx, in));
     }
-  }
+  }, par ? 2 : n_blocks + 1);
 }
 
 // ---- fused decode + dot for few tokens --------------------------------------------------------
@@ -475,7 +473,7 @@ inline bool fp4_scales_ok(const uint8_t* s, int64_t nblocks) {
 // y = W x for n <= kFusedTokens tokens with the fused kernels: rows split into one contiguous range
 // per thread, R rows x T tokens at a time.
 template <WeightFormat F, int R, int T, int W>
-void matmul_fused_t(const Linear& L, const float* x, int64_t lx, int64_t n, float* y, int64_t ldy,
+void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t lx, int64_t n, float* y, int64_t ldy,
                     const MatmulOpts& opts, bool par) {
   const int64_t in = L.in, out = L.out;
   const bool fp8 = F == WeightFormat::fp8_block128, fp4 = F == WeightFormat::fp4_block32;
@@ -484,9 +482,7 @@ void matmul_fused_t(const Linear& L, const float* x, int64_t lx, int64_t n, floa
   std::vector<float> xp(F == WeightFormat::bf16 || fp4 ? size_t(n * in) : 0);
   if (!xp.empty())
     for (int64_t t = 0; t < n; ++t) permute_x<F, W>(x + t * lx, in, xp.data() + t * in);
-#pragma omp parallel if (par)
-  {
-    const int64_t nt = omp_get_num_threads(), th = omp_get_thread_num();
+  auto body = [&](int64_t th, int64_t nt) {
     const int64_t units = (out + R - 1) / R;  // contiguous row range per thread, R-aligned
     const int64_t ra = std::min(out, units * th / nt * R), rb = std::min(out, units * (th + 1) / nt * R);
     std::vector<float> xs(fp8 ? size_t(n * in) : 0), xtmp(fp8 ? size_t(in) : 0), wrow;
@@ -568,31 +564,36 @@ void matmul_fused_t(const Linear& L, const float* x, int64_t lx, int64_t n, floa
       }
       r += nr;
     }
+  };
+  if (par) {
+    pool.run([&](int th, int nt) { body(th, nt); });
+  } else {
+    body(0, 1);
   }
 }
 
 // Rows per block and tokens per pass for the fused kernels (registers: R x T x 16 / W accumulators).
 template <WeightFormat F, int W>
-void matmul_fused_f(const Linear& L, const float* x, int64_t lx, int64_t n, float* y, int64_t ldy,
-                    const MatmulOpts& opts, bool par) {
+void matmul_fused_f(ThreadPool& pool, const Linear& L, const float* x, int64_t lx, int64_t n, float* y,
+                    int64_t ldy, const MatmulOpts& opts, bool par) {
   // rows per block for one token: bf16 4 (2 measured slower on Zen 3), the others 2
   constexpr int R1 = W == 4 ? 1 : F == WeightFormat::bf16 ? 4 : 2;
   switch (n) {
-    case 1: matmul_fused_t<F, R1, 1, W>(L, x, lx, n, y, ldy, opts, par); break;
-    case 2: matmul_fused_t<F, 1, 2, W>(L, x, lx, n, y, ldy, opts, par); break;
-    case 3: matmul_fused_t<F, 1, 3, W>(L, x, lx, n, y, ldy, opts, par); break;
-    default: matmul_fused_t<F, 1, 4, W>(L, x, lx, n, y, ldy, opts, par); break;
+    case 1: matmul_fused_t<F, R1, 1, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
+    case 2: matmul_fused_t<F, 1, 2, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
+    case 3: matmul_fused_t<F, 1, 3, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
+    default: matmul_fused_t<F, 1, 4, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
   }
 }
 
 template <int W>
-void matmul_fused(const Linear& L, const float* x, int64_t lx, int64_t n, float* y, int64_t ldy,
-                  const MatmulOpts& opts, bool par) {
+void matmul_fused(ThreadPool& pool, const Linear& L, const float* x, int64_t lx, int64_t n, float* y,
+                  int64_t ldy, const MatmulOpts& opts, bool par) {
   switch (L.fmt) {
-    case WeightFormat::f32: matmul_fused_f<WeightFormat::f32, W>(L, x, lx, n, y, ldy, opts, par); break;
-    case WeightFormat::bf16: matmul_fused_f<WeightFormat::bf16, W>(L, x, lx, n, y, ldy, opts, par); break;
-    case WeightFormat::fp8_block128: matmul_fused_f<WeightFormat::fp8_block128, W>(L, x, lx, n, y, ldy, opts, par); break;
-    case WeightFormat::fp4_block32: matmul_fused_f<WeightFormat::fp4_block32, W>(L, x, lx, n, y, ldy, opts, par); break;
+    case WeightFormat::f32: matmul_fused_f<WeightFormat::f32, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
+    case WeightFormat::bf16: matmul_fused_f<WeightFormat::bf16, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
+    case WeightFormat::fp8_block128: matmul_fused_f<WeightFormat::fp8_block128, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
+    case WeightFormat::fp4_block32: matmul_fused_f<WeightFormat::fp4_block32, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
   }
 }
 
@@ -606,7 +607,8 @@ void act_quant_fp8_row(float* x, int64_t k) {
   for (int64_t b = 0; b < k; b += 128) fp8_sim_block(x + b, size_t(std::min<int64_t>(128, k - b)));
 }
 
-void matmul(const Linear& W, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
+namespace cpu {
+void matmul(ThreadPool& pool, const Linear& W, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
             const MatmulOpts& opts) {
   DSV4_CHECK(W.w.valid(), "matmul: weight not bound");
   const int64_t in = W.in, out = W.out;
@@ -615,11 +617,12 @@ void matmul(const Linear& W, const float* x, int64_t n, int64_t ldx, float* y, i
   std::vector<float> xq;
   if (opts.act_fp8) {
     xq.resize(size_t(n * in));
-#pragma omp parallel for schedule(static) if (n * in >= (int64_t(1) << 16))
-    for (int64_t t = 0; t < n; ++t) {
-      std::copy(x + t * ldx, x + t * ldx + in, xq.data() + t * in);
-      act_quant_fp8_row(xq.data() + t * in, in);
-    }
+    pool.for_ranges(n, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        std::copy(x + t * ldx, x + t * ldx + in, xq.data() + t * in);
+        act_quant_fp8_row(xq.data() + t * in, in);
+      }
+    }, n * in >= (int64_t(1) << 16) ? 2 : n + 1);
     xin = xq.data();
   }
   const int64_t lx = opts.act_fp8 ? in : ldx;
@@ -630,17 +633,19 @@ void matmul(const Linear& W, const float* x, int64_t n, int64_t ldx, float* y, i
   const bool fused_ok = !opts.weight_bf16 || W.fmt == WeightFormat::fp8_block128;
   if (n <= kFusedTokens && fused_ok && (W.fmt != WeightFormat::fp4_block32 || W.col0 % 32 == 0)) {
     switch (vector_floats()) {
-      case 16: matmul_fused<16>(W, xin, lx, n, y, ldy, opts, par); break;
-      case 8: matmul_fused<8>(W, xin, lx, n, y, ldy, opts, par); break;
-      default: matmul_fused<4>(W, xin, lx, n, y, ldy, opts, par); break;
+      case 16: matmul_fused<16>(pool, W, xin, lx, n, y, ldy, opts, par); break;
+      case 8: matmul_fused<8>(pool, W, xin, lx, n, y, ldy, opts, par); break;
+      default: matmul_fused<4>(pool, W, xin, lx, n, y, ldy, opts, par); break;
     }
     return;
   }
   switch (vector_floats()) {  // register blocks that fit each ISA's register file
-    case 16: matmul_blocked<4, 4, 16>(W, xin, lx, n, y, ldy, opts, par); break;
-    case 8: matmul_blocked<2, 2, 8>(W, xin, lx, n, y, ldy, opts, par); break;
-    default: matmul_blocked<2, 1, 4>(W, xin, lx, n, y, ldy, opts, par); break;
+    case 16: matmul_blocked<4, 4, 16>(pool, W, xin, lx, n, y, ldy, opts, par); break;
+    case 8: matmul_blocked<2, 2, 8>(pool, W, xin, lx, n, y, ldy, opts, par); break;
+    default: matmul_blocked<2, 1, 4>(pool, W, xin, lx, n, y, ldy, opts, par); break;
   }
 }
+
+}  // namespace cpu
 
 }  // namespace dsv4::kernels

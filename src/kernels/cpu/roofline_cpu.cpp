@@ -1,11 +1,12 @@
 // Rooflines of this machine (see kernels/roofline.h).
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
+#include "core/thread_pool.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/roofline.h"
 
@@ -55,23 +56,33 @@ volatile float g_sink;  // keeps the measured sums alive
 }  // namespace
 
 double measure_read_bandwidth(int threads, size_t bytes, int passes) {
-  if (threads <= 0) threads = omp_get_max_threads();
+  if (threads <= 0) threads = ThreadPool::default_threads();
+  ThreadPool pool(threads);  // its own threads: the count asked for, as the kernels' pool runs them
   const size_t n = bytes / sizeof(float) / 32 * 32;
   float* p = static_cast<float*>(std::aligned_alloc(4096, n * sizeof(float)));
   if (!p) return 0;
-#pragma omp parallel for schedule(static) num_threads(threads)  // first touch by the reading thread
-  for (size_t i = 0; i < n; ++i) p[i] = 1.f;
+  const size_t chunks = n / 32;
+  auto part = [&](int t, int nt, size_t* a, size_t* b) {
+    *a = chunks * size_t(t) / size_t(nt) * 32;
+    *b = chunks * size_t(t + 1) / size_t(nt) * 32;
+  };
+  pool.run([&](int t, int nt) {  // first touch by the reading thread
+    size_t a, b;
+    part(t, nt, &a, &b);
+    for (size_t i = a; i < b; ++i) p[i] = 1.f;
+  });
   double best = 1e30;
+  std::vector<float> sums(size_t(pool.size()));
   for (int pass = 0; pass < std::max(1, passes); ++pass) {
-    float total = 0;
     const auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
-      const size_t nt = size_t(omp_get_num_threads()), t = size_t(omp_get_thread_num());
-      const size_t chunks = n / 32, a = chunks * t / nt * 32, b = chunks * (t + 1) / nt * 32;
-      total += sum_floats(p + a, b - a);
-    }
+    pool.run([&](int t, int nt) {
+      size_t a, b;
+      part(t, nt, &a, &b);
+      sums[size_t(t)] = sum_floats(p + a, b - a);
+    });
     best = std::min(best, seconds_since(t0));
+    float total = 0;
+    for (float v : sums) total += v;
     g_sink = total;
   }
   std::free(p);
@@ -81,16 +92,20 @@ double measure_read_bandwidth(int threads, size_t bytes, int passes) {
 double measure_fma_peak() {
   const int w = vector_floats();
   const int64_t iters = int64_t(1) << 24 >> (w / 8);
+  ThreadPool pool;
+  std::vector<float> sums(size_t(pool.size()));
   double best = 1e30;
   for (int pass = 0; pass < 3; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
-    float s = 0;
-#pragma omp parallel reduction(+ : s)
-    s += w == 16 ? fma_chains<16>(iters, 1.f) : w == 8 ? fma_chains<8>(iters, 1.f) : fma_chains<4>(iters, 1.f);
+    pool.run([&](int t, int) {
+      sums[size_t(t)] = w == 16 ? fma_chains<16>(iters, 1.f) : w == 8 ? fma_chains<8>(iters, 1.f) : fma_chains<4>(iters, 1.f);
+    });
     best = std::min(best, seconds_since(t0));
+    float s = 0;
+    for (float v : sums) s += v;
     g_sink = s;
   }
-  return double(omp_get_max_threads()) * double(iters) * 12.0 * double(w) / best;
+  return double(pool.size()) * double(iters) * 12.0 * double(w) / best;
 }
 
 }  // namespace dsv4::kernels

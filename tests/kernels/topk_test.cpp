@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "model/indexer.h"
+#include "kernels/topk.h"
 
-namespace dsv4::model {
+namespace dsv4::kernels {
 namespace {
 
 std::vector<int32_t> naive_topk(const std::vector<float>& s, int64_t k) {
@@ -93,4 +93,4 @@ TEST(RunningTopk, EqualsTopkIndicesWhenMergedAcrossRanges) {
 }
 
 }  // namespace
-}  // namespace dsv4::model
+}  // namespace dsv4::kernels

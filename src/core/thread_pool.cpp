@@ -1,0 +1,96 @@
+#include "core/thread_pool.h"
+
+#include <sched.h>
+
+#include <cstdlib>
+#include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DSV4_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define DSV4_CPU_RELAX() asm volatile("yield" ::: "memory")
+#else
+#define DSV4_CPU_RELAX() ((void)0)
+#endif
+
+namespace dsv4 {
+
+namespace {
+// Spins before sleeping: ~50-100 us of pause instructions, longer than the gap between the runs
+// of one decode step, far shorter than a scheduler time slice.
+constexpr int kSpins = 4096;
+thread_local bool t_in_run = false;
+
+int env_threads(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return (end && *end == '\0' && n > 0 && n <= 4096) ? int(n) : 0;
+}
+}  // namespace
+
+int ThreadPool::default_threads() {
+  if (int n = env_threads("DSV4_THREADS")) return n;
+  if (int n = env_threads("OMP_NUM_THREADS")) return n;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  const unsigned h = std::thread::hardware_concurrency();
+  return h > 0 ? int(h) : 1;
+}
+
+ThreadPool::ThreadPool(int n_threads) : n_(n_threads > 0 ? n_threads : default_threads()) {
+  workers_.reserve(size_t(n_ - 1));
+  for (int i = 1; i < n_; ++i) workers_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  stop_.store(true, std::memory_order_relaxed);
+  epoch_.fetch_add(1, std::memory_order_release);
+  epoch_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::run_impl(Call call, void* ctx) {
+  std::unique_lock<std::mutex> lock(run_mu_, std::try_to_lock);
+  if (n_ == 1 || t_in_run || !lock.owns_lock()) {
+    call(ctx, 0, 1);
+    return;
+  }
+  call_ = call;
+  ctx_ = ctx;
+  pending_.store(n_ - 1, std::memory_order_relaxed);
+  epoch_.fetch_add(1, std::memory_order_release);
+  epoch_.notify_all();
+  t_in_run = true;
+  call(ctx, 0, n_);
+  t_in_run = false;
+  int spins = 0;
+  for (int32_t p; (p = pending_.load(std::memory_order_acquire)) != 0;) {
+    if (++spins < kSpins) DSV4_CPU_RELAX();
+    else pending_.wait(p, std::memory_order_acquire);
+  }
+}
+
+void ThreadPool::worker(int id) {
+  t_in_run = true;  // a run from inside a job stays on its thread
+  uint32_t seen = 0;
+  for (;;) {
+    int spins = 0;
+    uint32_t e;
+    while ((e = epoch_.load(std::memory_order_acquire)) == seen) {
+      if (++spins < kSpins) DSV4_CPU_RELAX();
+      else epoch_.wait(seen, std::memory_order_acquire);
+    }
+    seen = e;
+    if (stop_.load(std::memory_order_relaxed)) return;
+    call_(ctx_, id, n_);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+  }
+}
+
+}  // namespace dsv4
