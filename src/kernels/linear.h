@@ -3,6 +3,7 @@
 // happens inside the kernel (V4-ARCH §4.3). Model code never touches SIMD (it still has OpenMP
 // loops of its own: the backend seam of issue 11 is not built yet).
 #pragma once
+#include <atomic>
 #include <cstdint>
 
 #include "core/tensor.h"
@@ -22,6 +23,10 @@ struct Linear {
   int64_t out = 0, in = 0;  // logical size of this (sub)matrix
   int64_t row0 = 0, col0 = 0;
   int64_t ld = 0;           // logical columns of the stored tensor
+  // FP8 only: whether the whole stored tensor holds e4m3 NaN codes (0x7f, 0xff), filled in by the
+  // first matmul on it: -1 not known yet, 0 none, 1 some. Owned by whoever bound the weight (the
+  // Model); null: the kernels look for NaN codes in the rows on every call.
+  std::atomic<int8_t>* nan_codes = nullptr;
 
   Linear rows(int64_t r0, int64_t n) const;            // sub-block of rows
   Linear cols(int64_t c0, int64_t n) const;            // sub-block of columns

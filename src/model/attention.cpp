@@ -116,9 +116,14 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   // ---- which keys each row sees (§2.3.4) ---------------------------------------------------
   // Rows of the cache are decoded once per item into fp32 scratch: the window positions before
   // this chunk (from the ring) and the compressed entries some row of the item attends to.
-  std::vector<const float*> keys;  // row r's keys: keys[key_begin[r] .. key_begin[r + 1])
-  std::vector<int64_t> key_begin(static_cast<size_t>(N + 1), 0);
-  std::vector<std::vector<float>> decoded(b.items.size());
+  // The buffers live in the pass's scratch (kept between steps: a decode step allocates nothing
+  // here once they have grown).
+  PassScratch& ws = *b.scratch;
+  std::vector<const float*>& keys = ws.keys;  // row r's keys: keys[key_begin[r] .. key_begin[r + 1])
+  std::vector<int64_t>& key_begin = ws.key_begin;
+  keys.clear();
+  key_begin.assign(static_cast<size_t>(N + 1), 0);
+  if (ws.decoded.size() < b.items.size()) ws.decoded.resize(b.items.size());
   for (size_t ii = 0; ii < b.items.size(); ++ii) {
     const BatchItem& it = b.items[ii];
     const cache::SeqState& st = *it.state;
@@ -126,7 +131,8 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
     const int64_t ring_lo = std::max<int64_t>(0, it.start - W + 1);  // oldest position any row needs
     const int64_t n_ring = it.start - ring_lo;
     const int64_t n_ent = L.kind != AttnKind::swa ? S.kv_compressed.size() : 0;
-    std::vector<int64_t> slot(static_cast<size_t>(n_ent), -1);
+    std::vector<int64_t>& slot = ws.slot;
+    slot.assign(static_cast<size_t>(n_ent), -1);
     int64_t n_dec = n_ring;
     static const std::vector<int32_t> none;
     auto selection = [&](int64_t r) -> const std::vector<int32_t>& {
@@ -138,7 +144,7 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
         if (slot[size_t(j)] < 0) slot[size_t(j)] = n_dec++;
       });
     }
-    auto& buf = decoded[ii];
+    auto& buf = ws.decoded[ii];
     buf.resize(size_t(n_dec * Dh));
     for (int64_t p = ring_lo; p < it.start; ++p) st.window_decode(L.index, p, &buf[size_t((p - ring_lo) * Dh)]);
     for (int64_t j = 0; j < n_ent; ++j)

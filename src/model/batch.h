@@ -23,10 +23,19 @@ struct BatchItem {
   int64_t start;     // absolute position of the first row (= state's n_past before the pass)
 };
 
-// The pass's context for the ops: the batch and the backend that runs it.
+// Buffers of a forward pass kept between passes (ForwardPass owns them), so that a decode step
+// does not allocate what the previous one already had.
+struct PassScratch {
+  std::vector<std::vector<float>> decoded;  // attention: cache rows decoded per item
+  std::vector<const float*> keys;           // attention: every row's keys
+  std::vector<int64_t> key_begin, slot;
+};
+
+// The pass's context for the ops: the batch, the backend that runs it and the pass's scratch.
 struct BatchLayout {
   const Config* config;
   kernels::Backend* backend;
+  PassScratch* scratch;
   Numerics numerics;
   bool ref() const { return numerics == Numerics::reference; }
   std::vector<BatchRow> rows;

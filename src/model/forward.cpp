@@ -26,7 +26,10 @@ bool numerics_from_string(const std::string& s, Numerics* out) {
 }
 
 ForwardPass::ForwardPass(const Model& model, Numerics numerics, kernels::Backend* backend)
-    : model_(model), numerics_(numerics), backend_(backend ? backend : &kernels::default_backend()) {
+    : model_(model),
+      numerics_(numerics),
+      backend_(backend ? backend : &kernels::default_backend()),
+      scratch_(std::make_unique<PassScratch>()) {
 #ifdef M_MMAP_THRESHOLD
   // Transient per-step buffers that scale with context (decoded index keys, attention key rows)
   // must go back to the OS when freed, or glibc's adaptive threshold parks them on the heap and
@@ -40,6 +43,8 @@ ForwardPass::ForwardPass(const Model& model, Numerics numerics, kernels::Backend
   (void)once;
 #endif
 }
+
+ForwardPass::~ForwardPass() = default;
 
 cache::StateShape state_shape_for(const Config& c, Numerics n) {
   cache::StateShape s;
@@ -69,6 +74,7 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
   BatchLayout b;
   b.config = &c;
   b.backend = &be;
+  b.scratch = scratch_.get();
   b.numerics = numerics_;
   for (size_t i = 0; i < batch.size(); ++i) {
     const SeqChunk& ch = batch[i];

@@ -26,10 +26,13 @@ struct SeqChunk {
   bool all_logits = false;          // logits for every token, else only for the last one
 };
 
+struct PassScratch;  // batch.h
+
 class ForwardPass {
  public:
   // backend null: kernels::default_backend() (the process's CPU backend).
   ForwardPass(const Model& model, Numerics numerics, kernels::Backend* backend = nullptr);
+  ~ForwardPass();
   const Model& model() const { return model_; }
   kernels::Backend& backend() const { return *backend_; }
   Numerics numerics() const { return numerics_; }
@@ -47,6 +50,7 @@ class ForwardPass {
   const Model& model_;
   Numerics numerics_;
   kernels::Backend* backend_;
+  std::unique_ptr<PassScratch> scratch_;
 };
 
 // Truncates a state back to its first n tokens, restoring window ring, compressor states,

@@ -70,6 +70,7 @@ class WeightBinder : public TensorSink {
       for (auto f : t.accepts) exp += std::string(exp.empty() ? "" : " or ") + kernels::weight_format_name(f);
       bad(e, wn, std::string("dtype ") + dtype_safetensors_name(e.view.dtype) + ", expected " + exp);
     }
+    if (l.fmt == WeightFormat::fp8_block128) l.nan_codes = &m_.fp8_nan_.emplace_back(int8_t(-1));
     const std::string sn = t.scale_name();
     if (l.fmt == WeightFormat::fp4_block32) {
       if (in % 32) bad(e, wn, "FP4 weight input dim " + std::to_string(in) + " is not a multiple of 32");

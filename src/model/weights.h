@@ -4,6 +4,7 @@
 // Letters: D hidden, H heads, Dh head dim, Q q rank, G o groups, Ro o rank, E experts,
 // I expert width, V vocab, Hi/Di indexer heads/dim, hc mHC streams, m compress ratio.
 #pragma once
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -139,6 +140,7 @@ class Model {
   Config config_;
   std::unique_ptr<Checkpoint> ckpt_;
   ModelWeights weights_;
+  std::deque<std::atomic<int8_t>> fp8_nan_;  // Linear::nan_codes of the FP8 weights (stable addresses)
   std::vector<std::string> used_;
   friend class WeightBinder;
 };

@@ -5,6 +5,7 @@
 // a double-precision product, and the same as in the n = 64 product.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -183,6 +184,29 @@ TEST(FusedFp8, NanCodesGiveNan) {
   std::vector<float> y(out);
   matmul(o.lin, x.data(), 1, in, y.data(), out);
   for (int64_t r = 0; r < out; ++r) EXPECT_EQ(std::isnan(y[size_t(r)]), r == 2 || r == 5) << r;
+  // With the per-tensor NaN-code state a loaded model keeps (Linear::nan_codes): the first call
+  // finds the codes, and the results stay the reference bits, NaN rows included.
+  std::atomic<int8_t> state{-1};
+  o.lin.nan_codes = &state;
+  check_all_n(o.lin, x, in, {}, "fp8 nan, tensor state", /*check_double=*/false);
+  EXPECT_EQ(state.load(), 1);
+  matmul(o.lin, x.data(), 1, in, y.data(), out);
+  for (int64_t r = 0; r < out; ++r) EXPECT_EQ(std::isnan(y[size_t(r)]), r == 2 || r == 5) << r;
+  // A tensor without NaN codes is found clean (rows then skip the scan) and gives the same bits.
+  o.w[size_t(2 * in + 17)] = 0x7e;
+  o.w[size_t(5 * in + 200)] = 0x80;
+  state.store(-1);
+  check_all_n(o.lin, x, in, {}, "fp8 clean, tensor state", /*check_double=*/false);
+  EXPECT_EQ(state.load(), 0);
+  // The NaN code in the last byte (the scan's tail) and in a 32-byte body chunk are both found.
+  for (size_t at : {o.w.size() - 1, size_t(64)}) {
+    o.w[at] = 0xff;
+    state.store(-1);
+    matmul(o.lin, x.data(), 1, in, y.data(), out);
+    EXPECT_EQ(state.load(), 1) << at;
+    EXPECT_TRUE(std::isnan(y[at / size_t(in)])) << at;
+    o.w[at] = 0;
+  }
 }
 
 // Every e4m3 code (all 256, NaN excepted) and e2m1 nibble pair, one at a time: y = w_k * x_k.

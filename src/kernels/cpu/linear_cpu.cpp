@@ -440,6 +440,35 @@ DSV4_CLONES bool e4m3_any_nan(const RowPtr* rp, int64_t n) {
   return mx == 0x7f;
 }
 
+// Whether n e4m3 codes hold a NaN code: bytes with (b & 0x7f) == 0x7f, found as the carry of
+// (b & 0x7f) + 1 into bit 7 (no carry crosses a byte).
+DSV4_CLONES bool e4m3_bytes_have_nan(const uint8_t* p, int64_t n) {
+  typedef uint64_t U __attribute__((vector_size(32)));
+  U acc = {};
+  int64_t k = 0;
+  for (; k + 32 <= n; k += 32) {
+    U v;
+    std::memcpy(&v, p + k, 32);
+    acc |= (v & 0x7f7f7f7f7f7f7f7full) + 0x0101010101010101ull;
+  }
+  uint64_t m = 0;
+  for (int j = 0; j < 4; ++j) m |= acc[j];
+  if (m & 0x8080808080808080ull) return true;
+  for (; k < n; ++k)
+    if ((p[k] & 0x7f) == 0x7f) return true;
+  return false;
+}
+
+// The whole stored tensor's NaN-code state (Linear::nan_codes), scanned once on first use.
+bool tensor_has_nan_codes(const Linear& L) {
+  int8_t st = L.nan_codes->load(std::memory_order_relaxed);
+  if (st < 0) {
+    st = e4m3_bytes_have_nan(L.w.as<uint8_t>(), L.w.numel()) ? 1 : 0;
+    L.nan_codes->store(st, std::memory_order_relaxed);
+  }
+  return st == 1;
+}
+
 // x * 2^(e - 7) for FP8 column blocks (scale exponents e from srow, block of column col0 + k):
 // false if a factor or a product is not exact (then the caller takes the decode-to-buffer path),
 // or if a scale exponent is below min_e. With weight_bf16 (wo_a) the caller passes 3: every
@@ -482,6 +511,8 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
   std::vector<float> xp(F == WeightFormat::bf16 || fp4 ? size_t(n * in) : 0);
   if (!xp.empty())
     for (int64_t t = 0; t < n; ++t) permute_x<F, W>(x + t * lx, in, xp.data() + t * in);
+  // FP8 rows need no NaN-code scan when the stored tensor is known to hold none
+  const bool fp8_nan_free = fp8 && L.nan_codes && !tensor_has_nan_codes(L);
   auto body = [&](int64_t th, int64_t nt) {
     const int64_t units = (out + R - 1) / R;  // contiguous row range per thread, R-aligned
     const int64_t ra = std::min(out, units * th / nt * R), rb = std::min(out, units * (th + 1) / nt * R);
@@ -545,7 +576,7 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
         constexpr int RR = decltype(rr)::value;
         RowPtr rp[RR];
         for (int k = 0; k < RR; ++k) rp[k] = row_ptr(r1 + k);
-        if constexpr (F == WeightFormat::fp8_block128) return xs_ok && !e4m3_any_nan<RR>(rp, in);
+        if constexpr (F == WeightFormat::fp8_block128) return xs_ok && (fp8_nan_free || !e4m3_any_nan<RR>(rp, in));
         bool ok = true;
         if constexpr (F == WeightFormat::fp4_block32)
           for (int k = 0; k < RR; ++k) ok = ok && fp4_scales_ok(rp[k].s, (in + 31) / 32);
