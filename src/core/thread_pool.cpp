@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
@@ -17,10 +18,28 @@
 namespace dsv4 {
 
 namespace {
-// Spins before sleeping: ~50-100 us of pause instructions, longer than the gap between the runs
-// of one decode step, far shorter than a scheduler time slice.
-constexpr int kSpins = 4096;
 thread_local bool t_in_run = false;
+
+// How a thread waits for `ready()`: a few pause instructions, then sched_yield() until ~200 us have
+// passed, then a futex sleep (`sleep()`). Yielding instead of spinning matters on a shared machine:
+// when other processes want the cores, a waiting thread gives its slice away at once (as
+// OMP_WAIT_POLICY=passive would), yet on an idle machine sched_yield returns at once and the
+// thread picks up the next run within microseconds (the gap between a decode step's runs),
+// where a futex wake would cost tens of microseconds per run.
+template <class Ready, class Sleep>
+void wait_for(Ready&& ready, Sleep&& sleep) {
+  for (int i = 0; i < 64; ++i) {
+    if (ready()) return;
+    DSV4_CPU_RELAX();
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 1;; ++i) {
+    if (ready()) return;
+    sched_yield();
+    if (i % 16 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(200)) break;
+  }
+  while (!ready()) sleep();
+}
 
 int env_threads(const char* name) {
   const char* v = std::getenv(name);
@@ -69,23 +88,18 @@ void ThreadPool::run_impl(Call call, void* ctx) {
   t_in_run = true;
   call(ctx, 0, n_);
   t_in_run = false;
-  int spins = 0;
-  for (int32_t p; (p = pending_.load(std::memory_order_acquire)) != 0;) {
-    if (++spins < kSpins) DSV4_CPU_RELAX();
-    else pending_.wait(p, std::memory_order_acquire);
-  }
+  int32_t p = 0;
+  wait_for([&] { return (p = pending_.load(std::memory_order_acquire)) == 0; },
+           [&] { pending_.wait(p, std::memory_order_acquire); });
 }
 
 void ThreadPool::worker(int id) {
   t_in_run = true;  // a run from inside a job stays on its thread
   uint32_t seen = 0;
   for (;;) {
-    int spins = 0;
-    uint32_t e;
-    while ((e = epoch_.load(std::memory_order_acquire)) == seen) {
-      if (++spins < kSpins) DSV4_CPU_RELAX();
-      else epoch_.wait(seen, std::memory_order_acquire);
-    }
+    uint32_t e = seen;
+    wait_for([&] { return (e = epoch_.load(std::memory_order_acquire)) != seen; },
+             [&] { epoch_.wait(seen, std::memory_order_acquire); });
     seen = e;
     if (stop_.load(std::memory_order_relaxed)) return;
     call_(ctx_, id, n_);

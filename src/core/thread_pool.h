@@ -3,10 +3,10 @@
 //
 // run(fn) calls fn(thread, n_threads) on every thread of the pool (the caller is thread 0) and
 // returns when all have finished: a fork/join like an OpenMP parallel region, without OpenMP.
-// Between runs the workers spin briefly (a decode step issues thousands of short runs, and waking
-// a sleeping thread costs tens of microseconds), then sleep on a futex (std::atomic::wait), so a
-// machine whose cores are busy with other work is not taken from it by idle spinning (issue 11
-// point 5: libgomp's default spinning made every command ~7x slower there).
+// Between runs the workers poll briefly, yielding the core (a decode step issues thousands of
+// short runs, and waking a sleeping thread costs tens of microseconds), then sleep on a futex
+// (std::atomic::wait), so a machine whose cores are busy with other work is not taken from it by
+// idle spinning (issue 11 point 5: libgomp's default spinning made every command ~7x slower there).
 //
 // A run from inside a run (nested parallelism) or from a second thread while one is in progress
 // executes fn(0, 1) on the calling thread: kernels give the same bits for any thread count, so
