@@ -77,7 +77,7 @@ void check_all_n(const Linear& W, const std::vector<float>& x, int64_t ldx, cons
       }
     }
   }
-  for (int64_t n : {1, 2, 3, 4, 5, 8, 17}) {
+  for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 17}) {
     for (int64_t t0 : {int64_t(0), 64 - n}) {  // first and last tokens
       std::vector<float> y(size_t(n * out));
       matmul(W, &x[size_t(t0 * ldx)], n, ldx, y.data(), out, o);

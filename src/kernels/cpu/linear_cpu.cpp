@@ -553,8 +553,25 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
       const float* xt = fp8 ? xs.data() : xp.empty() ? x : xp.data();
       const int64_t ldxt = fp8 || !xp.empty() ? in : lx;
       int64_t t0 = 0;
-      for (; t0 + T <= n; t0 += T) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, T>{});
-      for (; t0 < n; ++t0) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 1>{});
+      if constexpr (T == 4) {
+        // 5..8 tokens in passes of 4, 3 or 2 (5 = 3 + 2, 6 = 3 + 3, 7 = 4 + 3): each pass decodes
+        // the rows once, so no token is left to a one-token pass (MoE experts in prefill get a
+        // handful of tokens each).
+        for (int64_t left = n; left > 0;) {
+          const int64_t take = left >= 7 ? 4 : left >= 5 ? 3 : left;
+          switch (take) {
+            case 4: rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 4>{}); break;
+            case 3: rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 3>{}); break;
+            case 2: rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 2>{}); break;
+            default: rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 1>{}); break;
+          }
+          t0 += take;
+          left -= take;
+        }
+      } else {
+        for (; t0 + T <= n; t0 += T) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, T>{});
+        for (; t0 < n; ++t0) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 1>{});
+      }
     };
     for (int64_t r = ra; r < rb;) {
       int64_t nr = std::min<int64_t>(R, rb - r);
