@@ -184,35 +184,44 @@ inline float finish(float v, bool out_bf16) {
 
 }  // namespace
 
-// The body of matmul for R x T blocks: weight rows decoded R at a time and reused for every
-// token of the batch; leftover tokens and rows go through dot_f32 (same arithmetic).
+// The body of matmul for many tokens: a group of G x R weight rows is decoded into a buffer (sized
+// to stay in L2), then every pair of T tokens runs through the group's R x T register blocks, so
+// the tokens' activations are read from beyond L2 once per group instead of once per R rows.
+// Leftover tokens and rows go through dot_f32 (same arithmetic).
 template <int R, int T, int W>
 static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin, int64_t lx, int64_t n, float* y,
                            int64_t ldy, const MatmulOpts& opts, bool par) {
   const int64_t in = Wt.in, out = Wt.out;
   const int64_t rows_per_block = n == 1 ? 1 : R;
+  // blocks per group: the group's decoded rows take at most ~192 KiB
+  const int64_t group = std::clamp<int64_t>((int64_t(192) << 10) / (rows_per_block * std::max<int64_t>(in, 1) * 4), 1, 8);
   const int64_t n_blocks = (out + rows_per_block - 1) / rows_per_block;
-  pool.for_ranges(n_blocks, [&](int64_t b0, int64_t b1, int) {
-    std::vector<float> wblk(static_cast<size_t>(R * in));
+  const int64_t n_groups = (n_blocks + group - 1) / group;
+  pool.for_ranges(n_groups, [&](int64_t g0, int64_t g1, int) {
+    std::vector<float> wblk(static_cast<size_t>(group * rows_per_block * in));
     float tile[R * T];
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t r0 = b * rows_per_block, nr = std::min(rows_per_block, out - r0);
-      for (int64_t i = 0; i < nr; ++i) Wt.decode_row(r0 + i, &wblk[size_t(i * in)]);
+    auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r] = finish(v, opts.out_bf16); };
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t r_lo = g * group * rows_per_block, r_hi = std::min(out, r_lo + group * rows_per_block);
+      for (int64_t r = r_lo; r < r_hi; ++r) Wt.decode_row(r, &wblk[size_t((r - r_lo) * in)]);
       if (opts.weight_bf16)
-        for (int64_t i = 0; i < nr * in; ++i) wblk[size_t(i)] = round_bf16(wblk[size_t(i)]);
-      auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r0 + r] = finish(v, opts.out_bf16); };
+        for (int64_t i = 0; i < (r_hi - r_lo) * in; ++i) wblk[size_t(i)] = round_bf16(wblk[size_t(i)]);
+      const int64_t full_hi = r_lo + (r_hi - r_lo) / R * R;  // rows in whole R-blocks
       int64_t t = 0;
-      if (nr == R) {
-        for (; t + T <= n; t += T) {
-          dot_block<R, T, W>(wblk.data(), in, xin + t * lx, lx, in, tile, R);
-          for (int64_t k = 0; k < T; ++k)
-            for (int64_t i = 0; i < R; ++i) put(t + k, i, tile[k * R + i]);
-        }
+      if (rows_per_block == R) {
+        for (; t + T <= n; t += T)
+          for (int64_t r0 = r_lo; r0 < full_hi; r0 += R) {
+            dot_block<R, T, W>(&wblk[size_t((r0 - r_lo) * in)], in, xin + t * lx, lx, in, tile, R);
+            for (int64_t k = 0; k < T; ++k)
+              for (int64_t i = 0; i < R; ++i) put(t + k, r0 + i, tile[k * R + i]);
+          }
       }
-      for (; t < n; ++t)
-        for (int64_t i = 0; i < nr; ++i) put(t, i, dot_f32(&wblk[size_t(i * in)], xin + t * lx, in));
+      // tokens past the last whole T-block (all rows), and rows past the last whole R-block
+      for (int64_t tt = 0; tt < n; ++tt)
+        for (int64_t r = (tt < t ? full_hi : r_lo); r < r_hi; ++r)
+          put(tt, r, dot_f32(&wblk[size_t((r - r_lo) * in)], xin + tt * lx, in));
     }
-  }, par ? 2 : n_blocks + 1);
+  }, par ? 2 : n_groups + 1);
 }
 
 // ---- fused decode + dot for few tokens --------------------------------------------------------
