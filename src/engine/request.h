@@ -47,6 +47,9 @@ struct GenRequest {
   OutputSpec output;                 // how the text is read, stop strings (decided by the text layer)
   bool report_prefill = false;       // also send a progress event after each prefill chunk
   std::shared_ptr<ForcedToolCall> forced_tool;  // null: free decoding
+  // Thinking mode: after this many reasoning tokens the engine writes </think> itself (Anthropic
+  // thinking.budget_tokens); < 0: no budget.
+  int reasoning_budget = -1;
   std::chrono::steady_clock::time_point enqueued = std::chrono::steady_clock::now();
 };
 

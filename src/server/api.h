@@ -27,8 +27,9 @@ struct ApiError : std::runtime_error {
   int status;
   std::string type;   // OpenAI error.type / Anthropic error.type
   std::string param;
-  ApiError(int st, std::string ty, const std::string& msg, std::string p = "")
-      : std::runtime_error(msg), status(st), type(std::move(ty)), param(std::move(p)) {}
+  std::string code;   // OpenAI error.code ("" = the default for the status)
+  ApiError(int st, std::string ty, const std::string& msg, std::string p = "", std::string c = "")
+      : std::runtime_error(msg), status(st), type(std::move(ty)), param(std::move(p)), code(std::move(c)) {}
 };
 ApiError bad_request(const std::string& msg, const std::string& param = "");
 
@@ -107,6 +108,12 @@ std::string models_body(const ServedModel& m);
 std::string model_body(const ServedModel& m);
 std::string health_body(const ServedModel& m, const std::string& status, int running, int waiting);
 }  // namespace openai
+
+// The Responses API (responses.cpp): POST /v1/responses, GET /v1/responses/{id}.
+namespace responses {
+PreparedRequest prepare(const std::string& body, const DialectContext& ctx);
+std::string get(const std::string& id);  // a stored response's body; ApiError 404 if not held
+}  // namespace responses
 
 namespace anthropic {
 PreparedRequest prepare_messages(const std::string& body, const DialectContext& ctx);

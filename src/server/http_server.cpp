@@ -153,7 +153,8 @@ void HttpServer::routes() {
   s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     ApiError e(res.status, res.status == 404 ? "not_found_error" : "invalid_request_error",
-               res.status == 404 ? "no route for " + req.method + " " + req.path : "request failed");
+               res.status == 404 ? "no route for " + req.method + " " + req.path : "request failed", "",
+               res.status == 404 ? "unknown_route" : "");
     res.set_content(error_for(req.path, e), "application/json");
   });
 
@@ -184,8 +185,22 @@ void HttpServer::routes() {
   auto gen = [this](Dialect d) {
     return [this, d](const httplib::Request& req, httplib::Response& res) { handle_generate(d, &req, &res); };
   };
-  for (const char* p : {"/v1/chat/completions", "/chat/completions"}) s.Post(p, gen(Dialect::openai_chat));
-  for (const char* p : {"/v1/completions", "/completions"}) s.Post(p, gen(Dialect::openai_completion));
+  // /beta: DeepSeek's base URL for strict tools and FIM (https://api.deepseek.com/beta).
+  for (const char* p : {"/v1/chat/completions", "/chat/completions", "/beta/chat/completions", "/beta/v1/chat/completions"})
+    s.Post(p, gen(Dialect::openai_chat));
+  for (const char* p : {"/v1/completions", "/completions", "/beta/completions", "/beta/v1/completions"})
+    s.Post(p, gen(Dialect::openai_completion));
+  for (const char* p : {"/v1/responses", "/responses"}) s.Post(p, gen(Dialect::openai_responses));
+  auto stored_response = [](const httplib::Request& req, httplib::Response& res) {
+    try {
+      res.set_content(responses::get(req.matches[1]), "application/json");
+    } catch (const ApiError& e) {
+      res.status = e.status;
+      res.set_content(openai::error_body(e), "application/json");
+    }
+  };
+  s.Get(R"(/v1/responses/([^/]+))", stored_response);
+  s.Get(R"(/responses/([^/]+))", stored_response);
   for (const char* p : {"/v1/messages", "/messages"}) s.Post(p, gen(Dialect::anthropic));
 
   auto count = [this](const httplib::Request& req, httplib::Response& res) {
@@ -208,13 +223,15 @@ void HttpServer::routes() {
 void HttpServer::handle_generate(Dialect d, const void* req_p, void* res_p) {
   const auto& req = *static_cast<const httplib::Request*>(req_p);
   auto& res = *static_cast<httplib::Response*>(res_p);
-  const std::string id = new_id(d == Dialect::anthropic ? "msg_" : d == Dialect::openai_chat ? "chatcmpl-" : "cmpl-");
+  const std::string id = new_id(d == Dialect::anthropic ? "msg_" : d == Dialect::openai_chat ? "chatcmpl-"
+                                 : d == Dialect::openai_responses ? "resp_" : "cmpl-");
   DialectContext ctx{tok_, opt_.model, id, &runs_, &memo_};
   PreparedRequest pr;
   try {
     switch (d) {
       case Dialect::openai_chat: pr = openai::prepare_chat(req.body, ctx); break;
       case Dialect::openai_completion: pr = openai::prepare_completion(req.body, ctx); break;
+      case Dialect::openai_responses: pr = responses::prepare(req.body, ctx); break;
       case Dialect::anthropic: pr = anthropic::prepare_messages(req.body, ctx); break;
     }
   } catch (const ApiError& e) {
