@@ -16,8 +16,9 @@
 //   reasoning.effort                  -> reasoning_effort ("none": thinking off)
 //   max_output_tokens                 -> max_completion_tokens
 //   previous_response_id              -> the stored conversation of that response in front
-// Output: reasoning items (content [{type:reasoning_text}], summary []), one message item with
-// an output_text part, function_call items. Streams are `event: <type>` + `data:` SSE frames
+// Output: a reasoning item (content [{type:reasoning_text}]; when reasoning.summary is set, the
+// whole reasoning as its summary_text instead, which is what Codex and the AI SDK display), one
+// message item with an output_text part, function_call items. Streams are `event: <type>` + `data:` SSE frames
 // with sequence_number, in the order the openai SDK's ResponseStream and Codex parse.
 #include <chrono>
 #include <ctime>
@@ -132,6 +133,7 @@ struct Converted {
                                     // previous_response_id continues from
   Json echo = Json::object();       // request fields the response object repeats
   bool store = true;
+  bool summary = false;             // reasoning.summary asked: reasoning comes as summary_text
 };
 
 // Appends `input` (string or items) to `msgs` as chat messages.
@@ -353,6 +355,10 @@ Converted convert(const Json& j) {
       if (e->get<std::string>() == "none") chat["thinking"] = {{"type", "disabled"}};
       else chat["reasoning_effort"] = *e;
     }
+    if (const Json* sm = member(*r, "summary"); sm && !sm->is_null()) {
+      if (!sm->is_string()) throw bad_request("reasoning.summary: expected a string", "reasoning.summary");
+      cv.summary = sm->get<std::string>() != "none";
+    }
     echo["reasoning"] = *r;
   }
   if (const Json* th = member(j, "thinking"); th && !th->is_null()) chat["thinking"] = *th;  // DeepSeek's own switch
@@ -395,9 +401,9 @@ bool is_length(engine::FinishReason f) {
 
 class ResponsesResponder : public Responder {
  public:
-  ResponsesResponder(std::string id, std::string model, Json echo, Json history, bool store)
+  ResponsesResponder(std::string id, std::string model, Json echo, Json history, bool store, bool summary)
       : id_(std::move(id)), model_(std::move(model)), echo_(std::move(echo)), history_(std::move(history)),
-        store_(store), created_(int64_t(std::time(nullptr))) {}
+        store_(store), summary_(summary), created_(int64_t(std::time(nullptr))) {}
 
   std::string stream_begin(const Usage&) override {
     Json r = response_object("in_progress", Json::array(), nullptr);
@@ -419,10 +425,14 @@ class ResponsesResponder : public Responder {
                          {{"output_index", output_.size()},
                           {"item", {{"id", item_id_}, {"type", "reasoning"}, {"summary", Json::array()}, {"content", Json::array()},
                                     {"status", "in_progress"}}}});
-            out += event("response.content_part.added", part_event({{"type", "reasoning_text"}, {"text", ""}}));
+            if (summary_)
+              out += event("response.reasoning_summary_part.added", summary_event({{"part", summary_part("")}}));
+            else
+              out += event("response.content_part.added", part_event({{"type", "reasoning_text"}, {"text", ""}}));
           }
           text_ += e.text;
-          out += event("response.reasoning_text.delta", delta_event(e.text));
+          if (summary_) out += event("response.reasoning_summary_text.delta", summary_event({{"delta", e.text}}));
+          else out += event("response.reasoning_text.delta", delta_event(e.text));
           break;
         case text::ParseEventKind::content_delta:
           if (e.text.empty()) break;
@@ -492,10 +502,7 @@ class ResponsesResponder : public Responder {
     const auto& m = o.message;
     const bool incomplete = is_length(o.finish);
     const char* item_status = incomplete ? "incomplete" : "completed";
-    if (!m.reasoning_content.empty())
-      output.push_back({{"id", item_id("rs", output.size())}, {"type", "reasoning"}, {"summary", Json::array()},
-                        {"content", Json::array({{{"type", "reasoning_text"}, {"text", m.reasoning_content}}})},
-                        {"status", item_status}});
+    if (!m.reasoning_content.empty()) output.push_back(reasoning_item(item_id("rs", output.size()), m.reasoning_content, item_status));
     if (!m.content.empty() || (m.tool_calls.empty() && m.reasoning_content.empty()))
       output.push_back({{"id", item_id("msg", output.size())}, {"type", "message"}, {"status", item_status}, {"role", "assistant"},
                         {"content", Json::array({output_text_part(m.content)})}});
@@ -524,6 +531,20 @@ class ResponsesResponder : public Responder {
   static Json output_text_part(const std::string& text) {
     return {{"type", "output_text"}, {"text", text}, {"annotations", Json::array()}, {"logprobs", Json::array()}};
   }
+  static Json summary_part(const std::string& text) { return {{"type", "summary_text"}, {"text", text}}; }
+  // The reasoning as an output item: raw reasoning_text content, or (reasoning.summary asked) the
+  // whole reasoning as its summary (V4 has no separate summarizer).
+  Json reasoning_item(const std::string& id, const std::string& text, const char* status) const {
+    Json item = {{"id", id}, {"type", "reasoning"}, {"summary", Json::array()}, {"status", status}};
+    if (summary_) item["summary"].push_back(summary_part(text));
+    else item["content"] = Json::array({{{"type", "reasoning_text"}, {"text", text}}});
+    return item;
+  }
+  Json summary_event(Json extra) const {
+    Json e = {{"item_id", item_id_}, {"output_index", output_.size()}, {"summary_index", 0}};
+    for (auto it = extra.begin(); it != extra.end(); ++it) e[it.key()] = it.value();
+    return e;
+  }
   Json part_event(Json part) const {
     return {{"item_id", item_id_}, {"output_index", output_.size()}, {"content_index", 0}, {"part", std::move(part)}};
   }
@@ -543,12 +564,15 @@ class ResponsesResponder : public Responder {
     switch (open_) {
       case Open::none: return "";
       case Open::reasoning: {
-        Json part = {{"type", "reasoning_text"}, {"text", text_}};
-        Json done = {{"item_id", item_id_}, {"output_index", idx}, {"content_index", 0}, {"text", text_}};
-        out += event("response.reasoning_text.done", done);
-        out += event("response.content_part.done", part_event(part));
-        item = {{"id", item_id_}, {"type", "reasoning"}, {"summary", Json::array()}, {"content", Json::array({part})},
-                {"status", status}};
+        item = reasoning_item(item_id_, text_, status);
+        if (summary_) {
+          out += event("response.reasoning_summary_text.done", summary_event({{"text", text_}}));
+          out += event("response.reasoning_summary_part.done", summary_event({{"part", summary_part(text_)}}));
+        } else {
+          Json part = {{"type", "reasoning_text"}, {"text", text_}};
+          out += event("response.reasoning_text.done", {{"item_id", item_id_}, {"output_index", idx}, {"content_index", 0}, {"text", text_}});
+          out += event("response.content_part.done", part_event(part));
+        }
         break;
       }
       case Open::message: {
@@ -607,7 +631,7 @@ class ResponsesResponder : public Responder {
 
   std::string id_, model_;
   Json echo_, history_;
-  bool store_;
+  bool store_, summary_;
   int64_t created_;
   int64_t seq_ = 0;
   Json output_ = Json::array();  // finished output items (streaming)
@@ -627,7 +651,7 @@ PreparedRequest prepare(const std::string& body, const DialectContext& ctx) {
     if (e.param == "messages") e.param = "input";
     throw;
   }
-  pr.responder = std::make_unique<ResponsesResponder>(ctx.request_id, pr.model, std::move(cv.echo), std::move(cv.history), cv.store);
+  pr.responder = std::make_unique<ResponsesResponder>(ctx.request_id, pr.model, std::move(cv.echo), std::move(cv.history), cv.store, cv.summary);
   return pr;
 }
 

@@ -263,6 +263,34 @@ TEST(Responses, StreamEventSequence) {
   EXPECT_EQ(fin["tools"][0]["name"], "f");
 }
 
+// reasoning.summary asked (Codex, the AI SDK with reasoningSummary): the reasoning streams as the
+// item's summary text, which those clients display.
+TEST(Responses, ReasoningAsSummaryWhenAsked) {
+  Ctx c;
+  PreparedRequest pr = responses::prepare(R"({"input":"q","stream":true,"reasoning":{"effort":"high","summary":"auto"}})", c.dc);
+  std::string sse = pr.responder->stream_begin({});
+  using K = text::ParseEventKind;
+  sse += pr.responder->stream_events(std::vector<text::ParseEvent>{ev(K::reasoning_delta, "a"), ev(K::reasoning_delta, "b"),
+                                                                   ev(K::content_delta, "x")}, {});
+  Outcome o;
+  o.message.reasoning_content = "ab";
+  o.message.content = "x";
+  sse += pr.responder->stream_end(o);
+  std::vector<std::string> types;
+  for (const auto& f : frames(sse)) types.push_back(f.event);
+  const std::vector<std::string> head = {"response.created", "response.in_progress", "response.output_item.added",
+                                         "response.reasoning_summary_part.added", "response.reasoning_summary_text.delta",
+                                         "response.reasoning_summary_text.delta", "response.reasoning_summary_text.done",
+                                         "response.reasoning_summary_part.done", "response.output_item.done"};
+  ASSERT_GE(types.size(), head.size());
+  EXPECT_EQ(std::vector<std::string>(types.begin(), types.begin() + long(head.size())), head);
+  const Json fin = frames(sse).back().data["response"];
+  EXPECT_EQ(fin["output"][0]["summary"][0]["text"], "ab");
+  EXPECT_EQ(fin["output"][0]["summary"][0]["type"], "summary_text");
+  PreparedRequest pn = responses::prepare(R"({"input":"q","reasoning":{"summary":"detailed"}})", c.dc);
+  EXPECT_EQ(Json::parse(pn.responder->response(o))["output"][0]["summary"][0]["text"], "ab");
+}
+
 TEST(Responses, LengthIsIncompleteAndErrorsFail) {
   Ctx c;
   PreparedRequest pr = responses::prepare(R"({"input":"q","stream":true,"max_output_tokens":3})", c.dc);
