@@ -16,9 +16,8 @@
 //   reasoning.effort                  -> reasoning_effort ("none": thinking off)
 //   max_output_tokens                 -> max_completion_tokens
 //   previous_response_id              -> the stored conversation of that response in front
-// Output: a reasoning item (content [{type:reasoning_text}]; when reasoning.summary is set, the
-// whole reasoning as its summary_text instead, which is what Codex and the AI SDK display), one
-// message item with an output_text part, function_call items. Streams are `event: <type>` + `data:` SSE frames
+// Output: a reasoning item (the whole reasoning as its summary_text: what Codex, the AI SDK and
+// LangChain display), one message item with an output_text part, function_call items. Streams are `event: <type>` + `data:` SSE frames
 // with sequence_number, in the order the openai SDK's ResponseStream and Codex parse.
 #include <chrono>
 #include <ctime>
@@ -133,8 +132,23 @@ struct Converted {
                                     // previous_response_id continues from
   Json echo = Json::object();       // request fields the response object repeats
   bool store = true;
-  bool summary = false;             // reasoning.summary asked: reasoning comes as summary_text
 };
+
+// An output item of a stored response by its id ("<kind>_<response suffix>_<output index>").
+bool stored_item(const std::string& item_id, Json* out) {
+  const size_t a = item_id.find('_'), b = item_id.rfind('_');
+  if (a == std::string::npos || b <= a) return false;
+  std::string body;
+  if (!store().body("resp_" + item_id.substr(a + 1, b - a - 1), &body)) return false;
+  Json r = Json::parse(body, nullptr, false);
+  if (!r.is_object() || !r.contains("output") || !r["output"].is_array()) return false;
+  for (const auto& item : r["output"])
+    if (item.is_object() && item.contains("id") && item["id"] == item_id) {
+      *out = item;
+      return true;
+    }
+  return false;
+}
 
 // Appends `input` (string or items) to `msgs` as chat messages.
 void append_input(const Json& input, Json& msgs) {
@@ -156,15 +170,28 @@ void append_input(const Json& input, Json& msgs) {
     }
     return m;
   };
-  for (size_t i = 0; i < input.size(); ++i) {
-    const Json& it = input[i];
-    const std::string w = "input[" + std::to_string(i) + "]";
-    if (!it.is_object()) throw bad_request(w + ": expected an item object", w);
+  auto type_of = [](const Json& it, const std::string& w) {
     std::string ty = "message";
     if (const Json* t = member(it, "type")) {
       if (!t->is_string()) throw bad_request(w + ".type: expected a string", w + ".type");
       ty = t->get<std::string>();
     }
+    return ty;
+  };
+  for (size_t i = 0; i < input.size(); ++i) {
+    const std::string w = "input[" + std::to_string(i) + "]";
+    if (!input[i].is_object()) throw bad_request(w + ": expected an item object", w);
+    std::string ty = type_of(input[i], w);
+    Json referenced;
+    if (ty == "item_reference") {
+      // An output item of a stored response (the AI SDK sends these with store: true).
+      const std::string ref = req_string(input[i], "id", w);
+      if (!stored_item(ref, &referenced) || type_of(referenced, w) == "item_reference")
+        throw ApiError(400, "invalid_request_error", w + ".id: item '" + ref + "' is not held by this server (send the item itself)",
+                       w + ".id", "item_not_found");
+      ty = type_of(referenced, w);
+    }
+    const Json& it = ty == "item_reference" || referenced.is_null() ? input[i] : referenced;
     if (ty == "message") {
       const std::string role = req_string(it, "role", w);
       const Json* c = member(it, "content");
@@ -214,7 +241,7 @@ void append_input(const Json& input, Json& msgs) {
       if (!out) throw bad_request(w + ".output: required", w + ".output");
       msgs.push_back({{"role", "tool"}, {"tool_call_id", req_string(it, "call_id", w)}, {"content", content_text(*out, w + ".output")}});
     } else {
-      throw bad_request(w + ".type: '" + ty + "' is not supported (expected message, reasoning, function_call or function_call_output)",
+      throw bad_request(w + ".type: '" + ty + "' is not supported (expected message, reasoning, function_call, function_call_output or item_reference)",
                         w + ".type");
     }
   }
@@ -355,10 +382,8 @@ Converted convert(const Json& j) {
       if (e->get<std::string>() == "none") chat["thinking"] = {{"type", "disabled"}};
       else chat["reasoning_effort"] = *e;
     }
-    if (const Json* sm = member(*r, "summary"); sm && !sm->is_null()) {
-      if (!sm->is_string()) throw bad_request("reasoning.summary: expected a string", "reasoning.summary");
-      cv.summary = sm->get<std::string>() != "none";
-    }
+    if (const Json* sm = member(*r, "summary"); sm && !sm->is_null() && !sm->is_string())
+      throw bad_request("reasoning.summary: expected a string", "reasoning.summary");
     echo["reasoning"] = *r;
   }
   if (const Json* th = member(j, "thinking"); th && !th->is_null()) chat["thinking"] = *th;  // DeepSeek's own switch
@@ -401,9 +426,9 @@ bool is_length(engine::FinishReason f) {
 
 class ResponsesResponder : public Responder {
  public:
-  ResponsesResponder(std::string id, std::string model, Json echo, Json history, bool store, bool summary)
+  ResponsesResponder(std::string id, std::string model, Json echo, Json history, bool store)
       : id_(std::move(id)), model_(std::move(model)), echo_(std::move(echo)), history_(std::move(history)),
-        store_(store), summary_(summary), created_(int64_t(std::time(nullptr))) {}
+        store_(store), created_(int64_t(std::time(nullptr))) {}
 
   std::string stream_begin(const Usage&) override {
     Json r = response_object("in_progress", Json::array(), nullptr);
@@ -631,7 +656,11 @@ class ResponsesResponder : public Responder {
 
   std::string id_, model_;
   Json echo_, history_;
-  bool store_, summary_;
+  bool store_;
+  // The reasoning comes as the reasoning item's summary_text: that is what clients display
+  // (Codex, the AI SDK, LangChain); V4 has no separate summarizer, so it is the whole reasoning.
+  // false: as reasoning_text content (the raw-reasoning shape of open-weight servers).
+  static constexpr bool summary_ = true;
   int64_t created_;
   int64_t seq_ = 0;
   Json output_ = Json::array();  // finished output items (streaming)
@@ -651,7 +680,7 @@ PreparedRequest prepare(const std::string& body, const DialectContext& ctx) {
     if (e.param == "messages") e.param = "input";
     throw;
   }
-  pr.responder = std::make_unique<ResponsesResponder>(ctx.request_id, pr.model, std::move(cv.echo), std::move(cv.history), cv.store, cv.summary);
+  pr.responder = std::make_unique<ResponsesResponder>(ctx.request_id, pr.model, std::move(cv.echo), std::move(cv.history), cv.store);
   return pr;
 }
 

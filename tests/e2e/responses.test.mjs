@@ -71,14 +71,14 @@ test('responses.create stream: event sequence and sequence numbers, text equals 
   assert.equal(last.response.usage.output_tokens, whole.usage.output_tokens);
 });
 
-test('responses.stream helper, thinking on: reasoning item then the final response', async () => {
+test('responses.stream helper, thinking on: reasoning item (as its summary) then the final response', async () => {
   const stream = client.responses.stream({ model: MODEL, input: 'Why?', max_output_tokens: 12, reasoning: { effort: 'high' } });
   let reasoning = '';
-  stream.on('response.reasoning_text.delta', (e) => { reasoning += e.delta; });
+  stream.on('response.reasoning_summary_text.delta', (e) => { reasoning += e.delta; });
   const final = await stream.finalResponse();
   assert.equal(final.output[0].type, 'reasoning');
-  assert.equal(final.output[0].content[0].type, 'reasoning_text');
-  assert.equal(final.output[0].content[0].text, reasoning);
+  assert.equal(final.output[0].summary[0].type, 'summary_text');
+  assert.equal(final.output[0].summary[0].text, reasoning);
   assert.ok(reasoning.length > 0);
   assert.ok(final.usage.output_tokens_details.reasoning_tokens > 0);
 });

@@ -153,7 +153,8 @@ TEST(Responses, BadInputsAre400sNamingTheField) {
   auto param = [](const std::string& body) { return api_error_of([&] { resp(body); }).param; };
   EXPECT_EQ(param(R"({"input":[{"role":"user","content":[{"type":"input_image","image_url":"x"}]}]})"), "input[0].content[0].type");
   EXPECT_EQ(param(R"({"input":"q","tools":[{"type":"web_search"}]})"), "tools[0].type");
-  EXPECT_EQ(param(R"({"input":[{"type":"item_reference","id":"x"}]})"), "input[0].type");
+  EXPECT_EQ(param(R"({"input":[{"type":"computer_call_output","id":"x"}]})"), "input[0].type");
+  EXPECT_EQ(param(R"({"input":[{"type":"item_reference","id":"fc_nothere_0"}]})"), "input[0].id");
   EXPECT_EQ(param(R"({"input":"q","max_output_tokens":0})"), "max_output_tokens");
   EXPECT_EQ(param(R"({"model":"x"})"), "input");
   EXPECT_EQ(param(R"({"input":"q","background":true})"), "background");
@@ -233,8 +234,9 @@ TEST(Responses, StreamEventSequence) {
   }
   const std::vector<std::string> want = {
       "response.created", "response.in_progress",
-      "response.output_item.added", "response.content_part.added", "response.reasoning_text.delta", "response.reasoning_text.delta",
-      "response.reasoning_text.done", "response.content_part.done", "response.output_item.done",
+      "response.output_item.added", "response.reasoning_summary_part.added", "response.reasoning_summary_text.delta",
+      "response.reasoning_summary_text.delta", "response.reasoning_summary_text.done", "response.reasoning_summary_part.done",
+      "response.output_item.done",
       "response.output_item.added", "response.content_part.added", "response.output_text.delta", "response.output_text.done",
       "response.content_part.done", "response.output_item.done",
       "response.output_item.added", "response.function_call_arguments.delta", "response.function_call_arguments.delta",
@@ -250,7 +252,7 @@ TEST(Responses, StreamEventSequence) {
   EXPECT_EQ(fin["status"], "completed");
   ASSERT_EQ(fin["output"].size(), 3u);
   EXPECT_EQ(fin["output"][0]["type"], "reasoning");
-  EXPECT_EQ(fin["output"][0]["content"][0]["text"], "think");
+  EXPECT_EQ(fin["output"][0]["summary"][0]["text"], "think");
   EXPECT_EQ(fin["output"][1]["content"][0]["text"], "Hi");
   EXPECT_EQ(fin["output"][2]["type"], "function_call");
   EXPECT_EQ(fin["output"][2]["call_id"], tool_call_id(c.dc.request_id, 0, false));
@@ -263,9 +265,8 @@ TEST(Responses, StreamEventSequence) {
   EXPECT_EQ(fin["tools"][0]["name"], "f");
 }
 
-// reasoning.summary asked (Codex, the AI SDK with reasoningSummary): the reasoning streams as the
-// item's summary text, which those clients display.
-TEST(Responses, ReasoningAsSummaryWhenAsked) {
+// The reasoning streams as the item's summary text, which Codex and the AI SDK display.
+TEST(Responses, ReasoningAsSummary) {
   Ctx c;
   PreparedRequest pr = responses::prepare(R"({"input":"q","stream":true,"reasoning":{"effort":"high","summary":"auto"}})", c.dc);
   std::string sse = pr.responder->stream_begin({});
@@ -331,6 +332,12 @@ TEST(Responses, PreviousResponseIdContinuesTheStoredConversation) {
       R"({"input":[{"role":"user","content":"And 3+3?"}],"previous_response_id":"resp_first00000042","instructions":"New"})", c.dc);
   // Instructions are not carried over; the earlier turn and its answer are.
   EXPECT_EQ(second.gen.prompt, chat_prompt(R"({"messages":[{"role":"system","content":"New"},{"role":"user","content":"What is 2+2?"},
+      {"role":"assistant","content":"4","reasoning_content":"adding"},{"role":"user","content":"And 3+3?"}]})"));
+  // item_reference: an output item of a stored response stands for the item itself.
+  PreparedRequest ref = responses::prepare(R"({"input":[{"role":"user","content":"What is 2+2?"},
+      {"type":"item_reference","id":"rs_first00000042_0"},{"type":"item_reference","id":"msg_first00000042_1"},
+      {"role":"user","content":"And 3+3?"}]})", c.dc);
+  EXPECT_EQ(ref.gen.prompt, chat_prompt(R"({"messages":[{"role":"user","content":"What is 2+2?"},
       {"role":"assistant","content":"4","reasoning_content":"adding"},{"role":"user","content":"And 3+3?"}]})"));
   // store: false keeps nothing.
   c.dc.request_id = "resp_nostore000044";
