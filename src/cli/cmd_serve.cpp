@@ -29,6 +29,7 @@ struct ServeArgs {
   std::string encoder = "auto", reasoning_effort = "default", log_level = "info";
   int port = 8080, parallel = 4, step_tokens = 256, queue = 64, keepalive_ms = 2000;
   int64_t ctx = 0;  // 0: derived from the state memory (see --ctx)
+  int64_t max_tokens = 0;
   size_t kv_mb = 8192, cache_mb = 2048;
   bool quiet = false;
 };
@@ -90,6 +91,7 @@ void serve(const ServeArgs& a) {
   so.model.name = a.served_name;
   so.model.aliases = {"deepseek-v4-flash", "deepseek-v4-pro", "deepseek-v4", "deepseek-chat", "deepseek-reasoner", "default"};
   so.model.ctx = ctx;
+  so.model.max_output = a.max_tokens;
   std::string encoder_why;
   const text::EffortTable& effort = text::EffortTable::from_flag(a.encoder, dir, &encoder_why);
   so.model.effort_table = &effort;
@@ -112,13 +114,14 @@ void serve(const ServeArgs& a) {
       : a.cache_dir + " (" + std::to_string(st.cache_entries.load()) + " entries, " +
             std::to_string(st.cache_bytes.load() >> 20) + " MiB loaded)";
   log::info("configuration\n"
-            "  model        = %s%s\n  served name  = %s\n  numerics     = %s\n  ctx          = %lld (%s)\n"
+            "  model        = %s%s\n  served name  = %s\n  numerics     = %s\n  ctx          = %lld (%s)\n  max tokens   = %s\n"
             "  parallel     = %d\n  step tokens  = %d\n  queue        = %d\n  kv budget    = %zu MiB\n"
             "  prefix cache = %zu MiB\n  cache dir    = %s\n  auth         = %s\n  http threads = %d\n"
             "  keep-alive   = %d ms\n  request log  = %s\n  threads      = %u hw\n"
             "  drafter      = %s (not used for decoding)\n  encoder      = %s (%s), default effort %s",
             dir.c_str(), a.model.empty() ? " (embedded default model: random weights, for trying the server)" : "",
-            a.served_name.c_str(), a.numerics.c_str(), (long long)ctx, ctx_why.c_str(), a.parallel, a.step_tokens, a.queue,
+            a.served_name.c_str(), a.numerics.c_str(), (long long)ctx, ctx_why.c_str(),
+            a.max_tokens > 0 ? std::to_string(a.max_tokens).c_str() : "the rest of the context", a.parallel, a.step_tokens, a.queue,
             a.kv_mb, a.cache_mb, cache_dir.c_str(), a.api_key.empty() ? "off" : "api key", so.http_threads,
             so.keepalive_ms, so.log_requests ? "on" : "off (--quiet)", std::thread::hardware_concurrency(),
             model::drafter_kind_name(m->weights().drafter), effort.name.c_str(), encoder_why.c_str(),
@@ -155,6 +158,10 @@ void register_serve(CLI::App& app) {
                 "sequences fit in --kv-mb of state, as admission reserves it (cache::state_bytes_at), capped at the "
                 "model's max_position_embeddings; the chosen value is printed at start")
       ->check(CLI::Range(16, 1 << 20));
+  c->add_option("--max-tokens", a->max_tokens,
+                "most tokens one request may generate; requests asking for more (or naming no limit) stop there with "
+                "finish 'length' (default 0: until the context is full)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   c->add_option("--served-name", a->served_name, "model name reported and accepted")->capture_default_str();
   c->add_option("--numerics", a->numerics, "reference | f32")->capture_default_str();
   c->add_option("--step-tokens", a->step_tokens, "forward rows per scheduler step (prefill chunking)")->capture_default_str()->check(CLI::Range(1, 65536));

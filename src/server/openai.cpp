@@ -153,7 +153,8 @@ void render_chat_prompt(const text::ChatRequest& cr, const DialectContext& ctx, 
 }
 
 int resolve_max_tokens(const Json* v, const char* key, int64_t prompt_tokens, const DialectContext& ctx) {
-  const int64_t room = ctx.model.ctx - prompt_tokens;
+  int64_t room = ctx.model.ctx - prompt_tokens;
+  if (ctx.model.max_output > 0) room = std::min(room, ctx.model.max_output);
   if (!v || v->is_null()) return int(room);
   if (!v->is_number_integer()) throw bad_request(std::string(key) + ": expected an integer", key);
   const int64_t x = v->get<int64_t>();

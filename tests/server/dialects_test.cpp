@@ -63,6 +63,19 @@ TEST(ChatParams, NAbove1IsA400NamingN) {
   EXPECT_NO_THROW(openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}],"n":1})", c.dc));
 }
 
+// serve --max-tokens caps every request (agents that name no limit included).
+TEST(ChatParams, ServerMaxTokensCaps) {
+  Ctx c;
+  c.model.max_output = 10;
+  EXPECT_EQ(openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}]})", c.dc).gen.max_tokens, 10);
+  EXPECT_EQ(openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}],"max_tokens":50})", c.dc).gen.max_tokens, 10);
+  EXPECT_EQ(openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}],"max_tokens":5})", c.dc).gen.max_tokens, 5);
+  EXPECT_EQ(responses::prepare(R"({"input":"q"})", c.dc).gen.max_tokens, 10);
+  c.model.max_output = 0;
+  EXPECT_EQ(openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}]})", c.dc).gen.max_tokens,
+            65536 - int(openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}]})", c.dc).gen.prompt.size()));
+}
+
 TEST(AnthropicParams, ThinkingOffByDefaultAndBudgetReachesTheEngine) {
   Ctx c;
   PreparedRequest off = anthropic::prepare_messages(R"({"model":"claude-x","max_tokens":50,"messages":[{"role":"user","content":"q"}]})", c.dc);
