@@ -30,6 +30,7 @@ struct ServeArgs {
   int port = 8080, parallel = 4, step_tokens = 256, queue = 64, keepalive_ms = 2000;
   int64_t ctx = 0;  // 0: derived from the state memory (see --ctx)
   int64_t max_tokens = 0;
+  int end_turn_after = 0;
   size_t kv_mb = 8192, cache_mb = 2048;
   bool quiet = false;
 };
@@ -92,6 +93,10 @@ void serve(const ServeArgs& a) {
   so.model.aliases = {"deepseek-v4-flash", "deepseek-v4-pro", "deepseek-v4", "deepseek-chat", "deepseek-reasoner", "default"};
   so.model.ctx = ctx;
   so.model.max_output = a.max_tokens;
+  so.model.end_turn_after = a.end_turn_after;
+  if (a.end_turn_after > 0)
+    log::warn("--end-turn-after %d: every answer is ended after %d tokens (a test aid for random-weight models)",
+              a.end_turn_after, a.end_turn_after);
   std::string encoder_why;
   const text::EffortTable& effort = text::EffortTable::from_flag(a.encoder, dir, &encoder_why);
   so.model.effort_table = &effort;
@@ -162,6 +167,10 @@ void register_serve(CLI::App& app) {
                 "most tokens one request may generate; requests asking for more (or naming no limit) stop there with "
                 "finish 'length' (default 0: until the context is full)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  c->add_option("--end-turn-after", a->end_turn_after,
+                "test aid for random-weight models, which never end a turn: the engine writes </think> after half of N "
+                "tokens and EOS after N, so agents see ordinary finished turns (default 0: off)")
+      ->check(CLI::Range(0, 1 << 20));
   c->add_option("--served-name", a->served_name, "model name reported and accepted")->capture_default_str();
   c->add_option("--numerics", a->numerics, "reference | f32")->capture_default_str();
   c->add_option("--step-tokens", a->step_tokens, "forward rows per scheduler step (prefill chunking)")->capture_default_str()->check(CLI::Range(1, 65536));

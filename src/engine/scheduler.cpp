@@ -225,9 +225,12 @@ void Scheduler::sample_and_emit(Sequence& s, std::span<const float> row) {
   int32_t tok = kNoToken;
   SampleResult r;
   const int budget = s.job->req.reasoning_budget;
+  const int end_after = s.job->req.end_turn_after;
   if (budget >= 0 && s.output.in_reasoning() && s.output.reasoning_tokens() >= budget && s.output.think_end_token() >= 0) {
     tok = s.output.think_end_token();  // the reasoning budget is spent: close the block
     if (s.constraint) s.constraint->accept(tok);
+  } else if (end_after >= 0 && int(s.generated.size()) >= end_after && !s.output.in_reasoning() && !s.constraint) {
+    tok = eos_;  // --end-turn-after: the turn ends here
   } else if (s.constraint) {
     masked_.assign(row.begin(), row.end());
     const int32_t forced = s.constraint->next(masked_);

@@ -70,6 +70,7 @@ struct ServedModel {
   std::vector<std::string> aliases;  // also accepted in `model`
   int64_t ctx = 0;
   int64_t max_output = 0;  // --max-tokens: most tokens one request generates (0 = the rest of ctx)
+  int end_turn_after = 0;  // --end-turn-after: answers end (EOS) after this many tokens (0 = off)
   // The checkpoint's prompt encoder (reasoning-effort table; nullptr = the original V4 one) and
   // the effort used when a request names none ("" = none; --reasoning-effort, else the table's).
   const text::EffortTable* effort_table = nullptr;

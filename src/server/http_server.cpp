@@ -129,7 +129,7 @@ void HttpServer::routes() {
   // Auth and counting for every request; health and metrics stay open.
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     http_requests_++;
-    if (opt_.api_key.empty() || req.path == "/health" || req.path == "/metrics" || req.path == "/v1/health")
+    if (opt_.api_key.empty() || req.path == "/" || req.path == "/health" || req.path == "/metrics" || req.path == "/v1/health")
       return httplib::Server::HandlerResponse::Unhandled;
     std::string key;
     const std::string auth = req.get_header_value("Authorization");
@@ -162,6 +162,11 @@ void HttpServer::routes() {
     const auto& st = sched_.stats();
     res.set_content(openai::health_body(opt_.model, "ok", int(st.running.load()), int(st.waiting.load())), "application/json");
   };
+  // The root answers (GET and HEAD): clients probe the base URL before their first request.
+  s.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content("dsv4 serve: " + opt_.model.name + " (OpenAI: /v1/chat/completions, /v1/responses; Anthropic: /v1/messages)\n",
+                    "text/plain");
+  });
   s.Get("/health", health);
   s.Get("/v1/health", health);
 

@@ -147,6 +147,11 @@ void render_chat_prompt(const text::ChatRequest& cr, const DialectContext& ctx, 
   if (ends_in_think_marker && n > 1) pr->gen.snapshot_at = {n - 1};
   if (in_reasoning && cr.thinking_budget)  // thinking.budget_tokens: </think> is forced there
     pr->gen.reasoning_budget = int(std::min<int64_t>(*cr.thinking_budget, std::numeric_limits<int>::max()));
+  if (ctx.model.end_turn_after > 0) {  // --end-turn-after: half of it for the reasoning, then EOS
+    pr->gen.end_turn_after = ctx.model.end_turn_after;
+    if (in_reasoning && (pr->gen.reasoning_budget < 0 || pr->gen.reasoning_budget > ctx.model.end_turn_after / 2))
+      pr->gen.reasoning_budget = ctx.model.end_turn_after / 2;
+  }
   if (n >= ctx.model.ctx)
     throw bad_request("the prompt has " + std::to_string(n) + " tokens, but the context window (--ctx) is " +
                       std::to_string(ctx.model.ctx) + " tokens", "messages");

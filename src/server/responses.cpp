@@ -23,6 +23,7 @@
 #include <ctime>
 #include <limits>
 #include <list>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 
@@ -132,6 +133,7 @@ struct Converted {
                                     // previous_response_id continues from
   Json echo = Json::object();       // request fields the response object repeats
   bool store = true;
+  std::map<std::string, std::string> namespaces;  // function name -> its tool namespace
 };
 
 // An output item of a stored response by its id ("<kind>_<response suffix>_<output index>").
@@ -247,25 +249,43 @@ void append_input(const Json& input, Json& msgs) {
   }
 }
 
-Json convert_tools(const Json& tools) {
-  if (!tools.is_array()) throw bad_request("tools: expected a list", "tools");
-  Json out = Json::array();
+// OpenAI-hosted tools: the API provider runs them, and this server has none of them. They are
+// left out of the prompt (the model never sees or calls them), so clients that always send one
+// (Codex sends web_search) work unchanged; README "Responses API" lists them.
+bool is_hosted_tool(const std::string& ty) {
+  return ty == "web_search" || ty == "web_search_preview" || ty == "web_search_2025_08_26" ||
+         ty == "web_search_preview_2025_03_11" || ty == "file_search" || ty == "code_interpreter" ||
+         ty == "image_generation" || ty == "computer_use_preview" || ty == "mcp" || ty == "tool_search";
+}
+
+// Function tools (flattened out of `namespace` groups, whose calls carry the namespace back).
+void convert_tools(const Json& tools, const std::string& where, const std::string& ns, Json& out,
+                   std::map<std::string, std::string>& namespaces) {
+  if (!tools.is_array()) throw bad_request(where + ": expected a list", where);
   for (size_t i = 0; i < tools.size(); ++i) {
     const Json& t = tools[i];
-    const std::string w = "tools[" + std::to_string(i) + "]";
+    const std::string w = where + "[" + std::to_string(i) + "]";
     if (!t.is_object()) throw bad_request(w + ": expected an object", w);
     const std::string ty = req_string(t, "type", w);
+    if (is_hosted_tool(ty)) continue;
+    if (ty == "namespace" && ns.empty()) {
+      const std::string name = req_string(t, "name", w);
+      const Json* inner = member(t, "tools");
+      if (!inner) throw bad_request(w + ".tools: required", w + ".tools");
+      convert_tools(*inner, w + ".tools", name, out, namespaces);
+      continue;
+    }
     if (ty != "function")
-      throw bad_request(w + ".type: '" + ty + "' tools are not supported (this server runs function tools only)", w + ".type");
+      throw bad_request(w + ".type: '" + ty + "' tools are not supported (this server runs function tools)", w + ".type");
     Json fn;
     fn["name"] = req_string(t, "name", w);
     if (const Json* d = member(t, "description"); d && !d->is_null()) fn["description"] = *d;
     const Json* p = member(t, "parameters");
     fn["parameters"] = p && !p->is_null() ? *p : Json{{"type", "object"}, {"properties", Json::object()}};
     if (const Json* s = member(t, "strict"); s && !s->is_null()) fn["strict"] = *s;
+    if (!ns.empty()) namespaces[fn["name"].get<std::string>()] = ns;
     out.push_back({{"type", "function"}, {"function", std::move(fn)}});
   }
-  return out;
 }
 
 Json convert_tool_choice(const Json& tc) {
@@ -355,7 +375,9 @@ Converted convert(const Json& j) {
 
   echo["tools"] = Json::array();
   if (const Json* t = member(j, "tools"); t && !t->is_null()) {
-    chat["tools"] = convert_tools(*t);
+    Json tools = Json::array();
+    convert_tools(*t, "tools", "", tools, cv.namespaces);
+    if (!tools.empty()) chat["tools"] = std::move(tools);
     echo["tools"] = *t;
   }
   echo["tool_choice"] = "auto";
@@ -426,9 +448,10 @@ bool is_length(engine::FinishReason f) {
 
 class ResponsesResponder : public Responder {
  public:
-  ResponsesResponder(std::string id, std::string model, Json echo, Json history, bool store)
+  ResponsesResponder(std::string id, std::string model, Json echo, Json history, bool store,
+                     std::map<std::string, std::string> namespaces)
       : id_(std::move(id)), model_(std::move(model)), echo_(std::move(echo)), history_(std::move(history)),
-        store_(store), created_(int64_t(std::time(nullptr))) {}
+        store_(store), namespaces_(std::move(namespaces)), created_(int64_t(std::time(nullptr))) {}
 
   std::string stream_begin(const Usage&) override {
     Json r = response_object("in_progress", Json::array(), nullptr);
@@ -532,9 +555,8 @@ class ResponsesResponder : public Responder {
       output.push_back({{"id", item_id("msg", output.size())}, {"type", "message"}, {"status", item_status}, {"role", "assistant"},
                         {"content", Json::array({output_text_part(m.content)})}});
     for (size_t i = 0; i < m.tool_calls.size(); ++i)
-      output.push_back({{"id", item_id("fc", output.size())}, {"type", "function_call"}, {"status", "completed"},
-                        {"call_id", tool_call_id(id_, int(i), false)}, {"name", m.tool_calls[i].name},
-                        {"arguments", m.tool_calls[i].arguments}});
+      output.push_back(function_call(item_id("fc", output.size()), tool_call_id(id_, int(i), false), m.tool_calls[i].name,
+                                     m.tool_calls[i].arguments, "completed"));
     Json r = response_object(incomplete ? "incomplete" : "completed", output, usage_json(o.usage));
     if (incomplete) r["incomplete_details"] = {{"reason", "max_output_tokens"}};
     remember(o, r);
@@ -577,8 +599,13 @@ class ResponsesResponder : public Responder {
     return {{"item_id", item_id_}, {"output_index", output_.size()}, {"content_index", 0}, {"delta", d}};
   }
   Json call_item(const std::string& args, const char* status) const {
-    return {{"id", item_id_}, {"type", "function_call"}, {"status", status}, {"call_id", call_id_}, {"name", call_name_},
-            {"arguments", args}};
+    return function_call(item_id_, call_id_, call_name_, args, status);
+  }
+  Json function_call(const std::string& id, const std::string& call_id, const std::string& name, const std::string& args,
+                     const char* status) const {
+    Json c = {{"id", id}, {"type", "function_call"}, {"status", status}, {"call_id", call_id}, {"name", name}, {"arguments", args}};
+    if (auto it = namespaces_.find(name); it != namespaces_.end()) c["namespace"] = it->second;
+    return c;
   }
 
   // Ends the open output item with its .done events and files it in output_.
@@ -657,6 +684,7 @@ class ResponsesResponder : public Responder {
   std::string id_, model_;
   Json echo_, history_;
   bool store_;
+  std::map<std::string, std::string> namespaces_;
   // The reasoning comes as the reasoning item's summary_text: that is what clients display
   // (Codex, the AI SDK, LangChain); V4 has no separate summarizer, so it is the whole reasoning.
   // false: as reasoning_text content (the raw-reasoning shape of open-weight servers).
@@ -680,7 +708,7 @@ PreparedRequest prepare(const std::string& body, const DialectContext& ctx) {
     if (e.param == "messages") e.param = "input";
     throw;
   }
-  pr.responder = std::make_unique<ResponsesResponder>(ctx.request_id, pr.model, std::move(cv.echo), std::move(cv.history), cv.store);
+  pr.responder = std::make_unique<ResponsesResponder>(ctx.request_id, pr.model, std::move(cv.echo), std::move(cv.history), cv.store, std::move(cv.namespaces));
   return pr;
 }
 

@@ -155,7 +155,7 @@ test('text.format json_schema and json_object are accepted (the schema reaches t
 test('bad input items are 400s naming the field', async () => {
   await assert.rejects(client.responses.create({ model: MODEL, input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }] }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'input[0].content[0].type');
-  await assert.rejects(client.responses.create({ model: MODEL, input: 'x', tools: [{ type: 'web_search' }] }),
+  await assert.rejects(client.responses.create({ model: MODEL, input: 'x', tools: [{ type: 'custom', name: 'apply_patch' }] }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'tools[0].type');
 });
 
@@ -168,6 +168,8 @@ test('/beta alias, unknown routes 404 with a route code, n > 1 is a 400 naming n
   const body = await nf.json();
   assert.equal(body.error.code, 'unknown_route');
   assert.match(body.error.message, /POST \/v1\/nope/);
+  const root = await fetch(srv.base + '/', { method: 'HEAD' });  // clients probe the base URL
+  assert.equal(root.status, 200);
   await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], n: 2 }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'n');
 });

@@ -320,6 +320,20 @@ TEST(Scheduler, ReasoningBudgetClosesTheThinkingBlock) {
   }
 }
 
+// serve --end-turn-after: EOS is written after N tokens (after the reasoning closed), a normal end.
+TEST(Scheduler, EndTurnAfterWritesEos) {
+  Scheduler s(*tiny().fp, *tiny().tok, config(1));
+  GenRequest r = make_request("Hi", 40);
+  r.output.mode = OutputMode::chat_thinking;
+  r.reasoning_budget = 3;
+  r.end_turn_after = 7;
+  const Result res = run_jobs(s, {s.submit(r)})[0];
+  EXPECT_EQ(res.finish, FinishReason::eos);
+  ASSERT_EQ(res.tokens.size(), 8u);
+  EXPECT_EQ(res.tokens[3], tiny().tok->token_id("</think>"));
+  EXPECT_EQ(res.tokens.back(), tiny().tok->eos_id());
+}
+
 // The default --ctx of `dsv4 serve`: the longest context whose reservation fits, for N sequences.
 TEST(Scheduler, ContextForBudget) {
   const cache::StateShape shape = tiny().fp->state_shape();

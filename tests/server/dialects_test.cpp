@@ -76,6 +76,17 @@ TEST(ChatParams, ServerMaxTokensCaps) {
             65536 - int(openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}]})", c.dc).gen.prompt.size()));
 }
 
+TEST(ChatParams, EndTurnAfterReachesTheEngine) {
+  Ctx c;
+  c.model.end_turn_after = 20;
+  PreparedRequest t = openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}]})", c.dc);
+  EXPECT_EQ(t.gen.end_turn_after, 20);
+  EXPECT_EQ(t.gen.reasoning_budget, 10);
+  PreparedRequest n = openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}],"thinking":false})", c.dc);
+  EXPECT_EQ(n.gen.end_turn_after, 20);
+  EXPECT_EQ(n.gen.reasoning_budget, -1);
+}
+
 TEST(AnthropicParams, ThinkingOffByDefaultAndBudgetReachesTheEngine) {
   Ctx c;
   PreparedRequest off = anthropic::prepare_messages(R"({"model":"claude-x","max_tokens":50,"messages":[{"role":"user","content":"q"}]})", c.dc);
@@ -139,6 +150,23 @@ TEST(Responses, ItemsToolsAndToolRoundTripRenderLikeChat) {
   EXPECT_EQ(r.gen.output.mode, engine::OutputMode::chat_thinking);
 }
 
+// Codex sends function tools grouped in a `namespace` and the hosted web_search: the first are
+// flattened (their calls name the namespace), the hosted tool is left out of the prompt.
+TEST(Responses, NamespacesFlattenHostedToolsLeftOut) {
+  EXPECT_EQ(resp(R"({"input":"q","tools":[{"type":"web_search","external_web_access":false},
+      {"type":"namespace","name":"agents","description":"d","tools":[{"type":"function","name":"spawn","parameters":{"type":"object","properties":{}}}]}]})").gen.prompt,
+            chat_prompt(R"({"messages":[{"role":"user","content":"q"}],"tools":[{"type":"function","function":{"name":"spawn","parameters":{"type":"object","properties":{}}}}]})"));
+  EXPECT_EQ(resp(R"({"input":"q","tools":[{"type":"web_search"}]})").gen.prompt, chat_prompt(R"({"messages":[{"role":"user","content":"q"}]})"));
+  Ctx c;
+  PreparedRequest pr = responses::prepare(R"({"input":"q","tools":[{"type":"namespace","name":"agents","tools":[{"type":"function","name":"spawn"}]}]})", c.dc);
+  Outcome o;
+  o.finish = engine::FinishReason::tool_calls;
+  o.message.tool_calls.push_back({"spawn", "{}"});
+  const Json body = Json::parse(pr.responder->response(o));
+  EXPECT_EQ(body["output"][0]["name"], "spawn");
+  EXPECT_EQ(body["output"][0]["namespace"], "agents");
+}
+
 TEST(Responses, TextFormatReachesResponseFormat) {
   const std::string schema = R"({"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]})";
   EXPECT_EQ(resp(R"({"input":"q","text":{"format":{"type":"json_schema","name":"x","schema":)" + schema + R"(,"strict":true}}})").gen.prompt,
@@ -165,7 +193,7 @@ TEST(Responses, ReasoningEffortAndSampling) {
 TEST(Responses, BadInputsAre400sNamingTheField) {
   auto param = [](const std::string& body) { return api_error_of([&] { resp(body); }).param; };
   EXPECT_EQ(param(R"({"input":[{"role":"user","content":[{"type":"input_image","image_url":"x"}]}]})"), "input[0].content[0].type");
-  EXPECT_EQ(param(R"({"input":"q","tools":[{"type":"web_search"}]})"), "tools[0].type");
+  EXPECT_EQ(param(R"({"input":"q","tools":[{"type":"custom","name":"apply_patch"}]})"), "tools[0].type");
   EXPECT_EQ(param(R"({"input":[{"type":"computer_call_output","id":"x"}]})"), "input[0].type");
   EXPECT_EQ(param(R"({"input":[{"type":"item_reference","id":"fc_nothere_0"}]})"), "input[0].id");
   EXPECT_EQ(param(R"({"input":"q","max_output_tokens":0})"), "max_output_tokens");
