@@ -454,6 +454,7 @@ class ResponsesResponder : public Responder {
         store_(store), namespaces_(std::move(namespaces)), created_(int64_t(std::time(nullptr))) {}
 
   std::string stream_begin(const Usage&) override {
+    begun_ = true;
     Json r = response_object("in_progress", Json::array(), nullptr);
     std::string out = event("response.created", {{"response", r}});
     return out + event("response.in_progress", {{"response", r}});
@@ -538,7 +539,9 @@ class ResponsesResponder : public Responder {
   }
 
   std::string stream_error(const std::string& msg) override {
-    std::string out = close_item();
+    // An engine error before the first token: the stream still starts with response.created.
+    std::string out = begun_ ? "" : event("response.created", {{"response", response_object("in_progress", Json::array(), nullptr)}});
+    out += close_item();
     Json r = response_object("failed", output_, nullptr);
     r["error"] = {{"code", "server_error"}, {"message", msg}};
     out += event("response.failed", {{"response", r}});
@@ -691,6 +694,7 @@ class ResponsesResponder : public Responder {
   static constexpr bool summary_ = true;
   int64_t created_;
   int64_t seq_ = 0;
+  bool begun_ = false;
   Json output_ = Json::array();  // finished output items (streaming)
   Open open_ = Open::none;
   std::string item_id_, text_, call_id_, call_name_;

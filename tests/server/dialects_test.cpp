@@ -350,6 +350,12 @@ TEST(Responses, LengthIsIncompleteAndErrorsFail) {
   auto fe = frames(pe.responder->stream_begin({}) + pe.responder->stream_error("boom"));
   EXPECT_EQ(fe.back().event, "response.failed");
   EXPECT_EQ(fe.back().data["response"]["error"]["message"], "boom");
+  PreparedRequest p0 = responses::prepare(R"({"input":"q","stream":true})", c.dc);  // error before any token
+  auto f0 = frames(p0.responder->stream_error("early"));
+  ASSERT_EQ(f0.size(), 2u);
+  EXPECT_EQ(f0[0].event, "response.created");
+  EXPECT_EQ(f0[1].event, "response.failed");
+  EXPECT_EQ(f0[1].data["sequence_number"], 1);
   // Non-stream: an incomplete answer still has its status and usage.
   PreparedRequest pn = responses::prepare(R"({"input":"q","max_output_tokens":3})", c.dc);
   const Json body = Json::parse(pn.responder->response(o));
