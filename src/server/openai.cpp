@@ -529,6 +529,11 @@ PreparedRequest prepare_chat_request(Json& j, const DialectContext& ctx) {
   pr.stream = get_stream(j);
   read_sampling(j, &pr, true);
 
+  // OpenAI's `developer` role is the system prompt of its newer models (the openai Agents SDK and
+  // the AI SDK send it). V4's own developer turn is an internal search-agent format that the
+  // encoder drops before the last user message in thinking mode, so it is read as a system message.
+  for (auto& m : j["messages"])
+    if (m.is_object() && m.contains("role") && m["role"] == "developer") m["role"] = "system";
   // Assistant tool-call turns sent back without their reasoning get it restored (ReasoningMemo).
   if (ctx.memo) {
     for (auto& m : j["messages"]) {

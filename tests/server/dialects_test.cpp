@@ -47,6 +47,8 @@ ApiError api_error_of(const std::function<void()>& f) {
 
 int32_t id_of(text::ControlToken t) { return text::control_token_id(t); }
 
+std::vector<int32_t> chat_prompt(const std::string& body);
+
 // ---------------------------------------------------------------------------------------------
 // Chat / Anthropic parameters
 // ---------------------------------------------------------------------------------------------
@@ -74,6 +76,13 @@ TEST(ChatParams, ServerMaxTokensCaps) {
   c.model.max_output = 0;
   EXPECT_EQ(openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}]})", c.dc).gen.max_tokens,
             65536 - int(openai::prepare_chat(R"({"messages":[{"role":"user","content":"q"}]})", c.dc).gen.prompt.size()));
+}
+
+// OpenAI's developer role is a system prompt (not V4's internal developer turn, which thinking
+// mode would drop before the last user message).
+TEST(ChatParams, DeveloperRoleIsASystemMessage) {
+  EXPECT_EQ(chat_prompt(R"({"messages":[{"role":"developer","content":"Rules"},{"role":"user","content":"q"}]})"),
+            chat_prompt(R"({"messages":[{"role":"system","content":"Rules"},{"role":"user","content":"q"}]})"));
 }
 
 TEST(ChatParams, EndTurnAfterReachesTheEngine) {
