@@ -10,6 +10,8 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "cache/seq_state.h"
+#include "engine/generate.h"
 #include "engine/scheduler.h"
 #include "model/forward.h"
 #include "engine/default_model.h"
@@ -26,7 +28,9 @@ struct ServeArgs {
   std::string model, host = "127.0.0.1", api_key, cache_dir, served_name = "deepseek-v4-flash", numerics = "reference";
   std::string encoder = "auto", reasoning_effort = "default", log_level = "info";
   int port = 8080, parallel = 4, step_tokens = 256, queue = 64, keepalive_ms = 2000;
-  int64_t ctx = 8192;
+  int64_t ctx = 0;  // 0: derived from the state memory (see --ctx)
+  int64_t max_tokens = 0;
+  int end_turn_after = 0;
   size_t kv_mb = 8192, cache_mb = 2048;
   bool quiet = false;
 };
@@ -52,9 +56,28 @@ void serve(const ServeArgs& a) {
   text::Tokenizer tok = text::Tokenizer::load(dir);
   model::ForwardPass fp(*m, numerics);
 
+  // Context window: --ctx, else the longest that --parallel sequences of it fit in --kv-mb of
+  // state (V4's compressed state is small: agents' 20-100K-token prompts fit by default).
+  const int64_t model_max = engine::context_limit(m->config(), 0);
+  int64_t ctx = a.ctx;
+  std::string ctx_why = "--ctx";
+  if (ctx > 0) {
+    ctx = engine::context_limit(m->config(), ctx);
+  } else {
+    ctx = engine::context_for_budget(fp.state_shape(), a.kv_mb << 20, a.parallel, model_max);
+    const size_t per_seq = cache::state_bytes_at(fp.state_shape(), ctx,
+        cache::StateBytesOptions{.per_page = true, .snapshots = cache::SeqState::kMaxSnapshots}).total();
+    ctx_why = ctx == model_max ? "the model's maximum; " : "";
+    ctx_why += "--parallel " + std::to_string(a.parallel) + " x " + std::to_string(per_seq >> 20) +
+               " MiB of state each fit in --kv-mb " + std::to_string(a.kv_mb);
+    if (ctx < 32768)
+      log::warn("the default context is only %lld tokens (--kv-mb %zu for --parallel %d): raise --kv-mb or lower --parallel "
+                "for agents' long prompts", (long long)ctx, a.kv_mb, a.parallel);
+  }
+
   engine::SchedulerConfig sc;
   sc.parallel = a.parallel;
-  sc.ctx = a.ctx;
+  sc.ctx = ctx;
   sc.step_tokens = a.step_tokens;
   sc.queue_capacity = size_t(a.queue);
   sc.kv_budget_bytes = a.kv_mb << 20;
@@ -68,7 +91,12 @@ void serve(const ServeArgs& a) {
   so.api_key = a.api_key;
   so.model.name = a.served_name;
   so.model.aliases = {"deepseek-v4-flash", "deepseek-v4-pro", "deepseek-v4", "deepseek-chat", "deepseek-reasoner", "default"};
-  so.model.ctx = a.ctx;
+  so.model.ctx = ctx;
+  so.model.max_output = a.max_tokens;
+  so.model.end_turn_after = a.end_turn_after;
+  if (a.end_turn_after > 0)
+    log::warn("--end-turn-after %d: every answer is ended after %d tokens (a test aid for random-weight models)",
+              a.end_turn_after, a.end_turn_after);
   std::string encoder_why;
   const text::EffortTable& effort = text::EffortTable::from_flag(a.encoder, dir, &encoder_why);
   so.model.effort_table = &effort;
@@ -91,13 +119,14 @@ void serve(const ServeArgs& a) {
       : a.cache_dir + " (" + std::to_string(st.cache_entries.load()) + " entries, " +
             std::to_string(st.cache_bytes.load() >> 20) + " MiB loaded)";
   log::info("configuration\n"
-            "  model        = %s%s\n  served name  = %s\n  numerics     = %s\n  ctx          = %lld\n"
+            "  model        = %s%s\n  served name  = %s\n  numerics     = %s\n  ctx          = %lld (%s)\n  max tokens   = %s\n"
             "  parallel     = %d\n  step tokens  = %d\n  queue        = %d\n  kv budget    = %zu MiB\n"
             "  prefix cache = %zu MiB\n  cache dir    = %s\n  auth         = %s\n  http threads = %d\n"
             "  keep-alive   = %d ms\n  request log  = %s\n  threads      = %u hw\n"
             "  drafter      = %s (not used for decoding)\n  encoder      = %s (%s), default effort %s",
             dir.c_str(), a.model.empty() ? " (embedded default model: random weights, for trying the server)" : "",
-            a.served_name.c_str(), a.numerics.c_str(), (long long)a.ctx, a.parallel, a.step_tokens, a.queue,
+            a.served_name.c_str(), a.numerics.c_str(), (long long)ctx, ctx_why.c_str(),
+            a.max_tokens > 0 ? std::to_string(a.max_tokens).c_str() : "the rest of the context", a.parallel, a.step_tokens, a.queue,
             a.kv_mb, a.cache_mb, cache_dir.c_str(), a.api_key.empty() ? "off" : "api key", so.http_threads,
             so.keepalive_ms, so.log_requests ? "on" : "off (--quiet)", std::thread::hardware_concurrency(),
             model::drafter_kind_name(m->weights().drafter), effort.name.c_str(), encoder_why.c_str(),
@@ -129,7 +158,19 @@ void register_serve(CLI::App& app) {
   c->add_option("--port", a->port, "port (0: any free port, printed at startup)")->capture_default_str();
   c->add_option("--api-key", a->api_key, "require this key (Authorization: Bearer or x-api-key)");
   c->add_option("--parallel", a->parallel, "sequences decoded together at most")->capture_default_str()->check(CLI::Range(1, 1024));
-  c->add_option("--ctx", a->ctx, "context window per sequence, tokens (prompt + output)")->capture_default_str()->check(CLI::Range(16, 1 << 20));
+  c->add_option("--ctx", a->ctx,
+                "context window per sequence, tokens (prompt + output). Default: the longest context at which --parallel "
+                "sequences fit in --kv-mb of state, as admission reserves it (cache::state_bytes_at), capped at the "
+                "model's max_position_embeddings; the chosen value is printed at start")
+      ->check(CLI::Range(16, 1 << 20));
+  c->add_option("--max-tokens", a->max_tokens,
+                "most tokens one request may generate; requests asking for more (or naming no limit) stop there with "
+                "finish 'length' (default 0: until the context is full)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  c->add_option("--end-turn-after", a->end_turn_after,
+                "test aid for random-weight models, which never end a turn: the engine writes </think> after half of N "
+                "tokens and EOS after N, so agents see ordinary finished turns (default 0: off)")
+      ->check(CLI::Range(0, 1 << 20));
   c->add_option("--served-name", a->served_name, "model name reported and accepted")->capture_default_str();
   c->add_option("--numerics", a->numerics, "reference | f32")->capture_default_str();
   c->add_option("--step-tokens", a->step_tokens, "forward rows per scheduler step (prefill chunking)")->capture_default_str()->check(CLI::Range(1, 65536));

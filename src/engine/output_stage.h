@@ -49,6 +49,9 @@ class OutputStage {
   const text::ParsedMessage& message() const;
   // Generated tokens before </think> (thinking mode), </think> itself not counted.
   int reasoning_tokens() const { return reasoning_tokens_; }
+  // Thinking mode, before </think>: the next token is still reasoning. think_end_token(): its id.
+  bool in_reasoning() const { return in_reasoning_; }
+  int32_t think_end_token() const { return think_end_; }
 
  private:
   void content(std::string_view s, std::vector<text::ParseEvent>& out);

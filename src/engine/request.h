@@ -47,6 +47,12 @@ struct GenRequest {
   OutputSpec output;                 // how the text is read, stop strings (decided by the text layer)
   bool report_prefill = false;       // also send a progress event after each prefill chunk
   std::shared_ptr<ForcedToolCall> forced_tool;  // null: free decoding
+  // Thinking mode: after this many reasoning tokens the engine writes </think> itself (Anthropic
+  // thinking.budget_tokens); < 0: no budget.
+  int reasoning_budget = -1;
+  // After this many generated tokens the engine writes EOS itself, ending the turn normally (serve
+  // --end-turn-after: a test aid for random-weight models, which never end on their own); < 0: off.
+  int end_turn_after = -1;
   std::chrono::steady_clock::time_point enqueued = std::chrono::steady_clock::now();
 };
 

@@ -62,6 +62,25 @@ void Scheduler::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+int64_t context_for_budget(const cache::StateShape& shape, size_t kv_budget_bytes, int parallel, int64_t model_max) {
+  const cache::StateBytesOptions full{.per_page = true, .snapshots = cache::SeqState::kMaxSnapshots};
+  auto fits = [&](int64_t n) {
+    return double(cache::state_bytes_at(shape, n, full).total()) * double(std::max(parallel, 1)) <= double(kv_budget_bytes);
+  };
+  const int64_t step = 1024;
+  if (model_max <= step) return model_max;
+  if (fits(model_max)) return model_max;
+  // Largest multiple of `step` that fits (state bytes grow with the context).
+  int64_t lo = 1, hi = model_max / step;  // in steps; lo always answered (floor)
+  if (!fits(lo * step)) return step;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid * step)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo * step;
+}
+
 size_t Scheduler::reservation(const GenRequest& req) const {
   return reservation(req, prefix_cache_.find(req.prompt));
 }
@@ -205,7 +224,14 @@ bool Scheduler::start_sequence(std::shared_ptr<Job> job, const PrefixCache::Matc
 void Scheduler::sample_and_emit(Sequence& s, std::span<const float> row) {
   int32_t tok = kNoToken;
   SampleResult r;
-  if (s.constraint) {
+  const int budget = s.job->req.reasoning_budget;
+  const int end_after = s.job->req.end_turn_after;
+  if (budget >= 0 && s.output.in_reasoning() && s.output.reasoning_tokens() >= budget && s.output.think_end_token() >= 0) {
+    tok = s.output.think_end_token();  // the reasoning budget is spent: close the block
+    if (s.constraint) s.constraint->accept(tok);
+  } else if (end_after >= 0 && int(s.generated.size()) >= end_after && !s.output.in_reasoning() && !s.constraint) {
+    tok = eos_;  // --end-turn-after: the turn ends here
+  } else if (s.constraint) {
     masked_.assign(row.begin(), row.end());
     const int32_t forced = s.constraint->next(masked_);
     if (forced >= 0) {

@@ -48,6 +48,14 @@ struct EngineStats {
   std::atomic<uint64_t> kv_bytes{0}, cache_bytes{0}, cache_entries{0};
 };
 
+// The default context window of `dsv4 serve`: the longest context (a multiple of 1024, at most
+// model_max) at which `parallel` sequences, each reserved the way admission reserves a request
+// that may fill the context (Scheduler::reservation: cache::state_bytes_at in whole pages, with
+// the most snapshots a state holds), fit in kv_budget_bytes together. Never below 1024 (or
+// model_max when that is smaller): a budget too small for that still admits one sequence at a
+// time (admission always runs one).
+int64_t context_for_budget(const cache::StateShape& shape, size_t kv_budget_bytes, int parallel, int64_t model_max);
+
 class Scheduler {
  public:
   Scheduler(model::ForwardPass& fp, const text::Tokenizer& tok, SchedulerConfig cfg);

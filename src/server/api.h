@@ -27,8 +27,9 @@ struct ApiError : std::runtime_error {
   int status;
   std::string type;   // OpenAI error.type / Anthropic error.type
   std::string param;
-  ApiError(int st, std::string ty, const std::string& msg, std::string p = "")
-      : std::runtime_error(msg), status(st), type(std::move(ty)), param(std::move(p)) {}
+  std::string code;   // OpenAI error.code ("" = the default for the status)
+  ApiError(int st, std::string ty, const std::string& msg, std::string p = "", std::string c = "")
+      : std::runtime_error(msg), status(st), type(std::move(ty)), param(std::move(p)), code(std::move(c)) {}
 };
 ApiError bad_request(const std::string& msg, const std::string& param = "");
 
@@ -68,6 +69,8 @@ struct ServedModel {
   std::string name;                  // --served-name
   std::vector<std::string> aliases;  // also accepted in `model`
   int64_t ctx = 0;
+  int64_t max_output = 0;  // --max-tokens: most tokens one request generates (0 = the rest of ctx)
+  int end_turn_after = 0;  // --end-turn-after: answers end (EOS) after this many tokens (0 = off)
   // The checkpoint's prompt encoder (reasoning-effort table; nullptr = the original V4 one) and
   // the effort used when a request names none ("" = none; --reasoning-effort, else the table's).
   const text::EffortTable* effort_table = nullptr;
@@ -107,6 +110,12 @@ std::string models_body(const ServedModel& m);
 std::string model_body(const ServedModel& m);
 std::string health_body(const ServedModel& m, const std::string& status, int running, int waiting);
 }  // namespace openai
+
+// The Responses API (responses.cpp): POST /v1/responses, GET /v1/responses/{id}.
+namespace responses {
+PreparedRequest prepare(const std::string& body, const DialectContext& ctx);
+std::string get(const std::string& id);  // a stored response's body; ApiError 404 if not held
+}  // namespace responses
 
 namespace anthropic {
 PreparedRequest prepare_messages(const std::string& body, const DialectContext& ctx);

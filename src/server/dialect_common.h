@@ -19,8 +19,11 @@ std::shared_ptr<engine::ForcedToolCall> forced_tool_from_tools(const text::Json&
 // Renders the chat request into pr->gen.prompt, sets parser thinking mode, checks --ctx (400),
 // and sets the forced tool call's reasoning mode.
 void render_chat_prompt(const text::ChatRequest& cr, const DialectContext& ctx, PreparedRequest* pr);
-// max_tokens: absent -> the rest of the context.
+// max_tokens: absent -> the rest of the context; both capped by --max-tokens when set.
 int resolve_max_tokens(const text::Json* v, const char* key, int64_t prompt_tokens, const DialectContext& ctx);
+// An OpenAI chat-completions body (already parsed) -> the engine request, without a responder
+// (prepare_chat adds the chat one; the Responses API maps its body onto this one and adds its own).
+PreparedRequest prepare_chat_request(text::Json& body, const DialectContext& ctx);
 // The DSML control token (for banning tool calls under tool_choice none).
 int32_t dsml_token_id();
 

@@ -129,7 +129,7 @@ void HttpServer::routes() {
   // Auth and counting for every request; health and metrics stay open.
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     http_requests_++;
-    if (opt_.api_key.empty() || req.path == "/health" || req.path == "/metrics" || req.path == "/v1/health")
+    if (opt_.api_key.empty() || req.path == "/" || req.path == "/health" || req.path == "/metrics" || req.path == "/v1/health")
       return httplib::Server::HandlerResponse::Unhandled;
     std::string key;
     const std::string auth = req.get_header_value("Authorization");
@@ -153,7 +153,8 @@ void HttpServer::routes() {
   s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     ApiError e(res.status, res.status == 404 ? "not_found_error" : "invalid_request_error",
-               res.status == 404 ? "no route for " + req.method + " " + req.path : "request failed");
+               res.status == 404 ? "no route for " + req.method + " " + req.path : "request failed", "",
+               res.status == 404 ? "unknown_route" : "");
     res.set_content(error_for(req.path, e), "application/json");
   });
 
@@ -161,6 +162,11 @@ void HttpServer::routes() {
     const auto& st = sched_.stats();
     res.set_content(openai::health_body(opt_.model, "ok", int(st.running.load()), int(st.waiting.load())), "application/json");
   };
+  // The root answers (GET and HEAD): clients probe the base URL before their first request.
+  s.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content("dsv4 serve: " + opt_.model.name + " (OpenAI: /v1/chat/completions, /v1/responses; Anthropic: /v1/messages)\n",
+                    "text/plain");
+  });
   s.Get("/health", health);
   s.Get("/v1/health", health);
 
@@ -184,8 +190,22 @@ void HttpServer::routes() {
   auto gen = [this](Dialect d) {
     return [this, d](const httplib::Request& req, httplib::Response& res) { handle_generate(d, &req, &res); };
   };
-  for (const char* p : {"/v1/chat/completions", "/chat/completions"}) s.Post(p, gen(Dialect::openai_chat));
-  for (const char* p : {"/v1/completions", "/completions"}) s.Post(p, gen(Dialect::openai_completion));
+  // /beta: DeepSeek's base URL for strict tools and FIM (https://api.deepseek.com/beta).
+  for (const char* p : {"/v1/chat/completions", "/chat/completions", "/beta/chat/completions", "/beta/v1/chat/completions"})
+    s.Post(p, gen(Dialect::openai_chat));
+  for (const char* p : {"/v1/completions", "/completions", "/beta/completions", "/beta/v1/completions"})
+    s.Post(p, gen(Dialect::openai_completion));
+  for (const char* p : {"/v1/responses", "/responses"}) s.Post(p, gen(Dialect::openai_responses));
+  auto stored_response = [](const httplib::Request& req, httplib::Response& res) {
+    try {
+      res.set_content(responses::get(req.matches[1]), "application/json");
+    } catch (const ApiError& e) {
+      res.status = e.status;
+      res.set_content(openai::error_body(e), "application/json");
+    }
+  };
+  s.Get(R"(/v1/responses/([^/]+))", stored_response);
+  s.Get(R"(/responses/([^/]+))", stored_response);
   for (const char* p : {"/v1/messages", "/messages"}) s.Post(p, gen(Dialect::anthropic));
 
   auto count = [this](const httplib::Request& req, httplib::Response& res) {
@@ -208,13 +228,15 @@ void HttpServer::routes() {
 void HttpServer::handle_generate(Dialect d, const void* req_p, void* res_p) {
   const auto& req = *static_cast<const httplib::Request*>(req_p);
   auto& res = *static_cast<httplib::Response*>(res_p);
-  const std::string id = new_id(d == Dialect::anthropic ? "msg_" : d == Dialect::openai_chat ? "chatcmpl-" : "cmpl-");
+  const std::string id = new_id(d == Dialect::anthropic ? "msg_" : d == Dialect::openai_chat ? "chatcmpl-"
+                                 : d == Dialect::openai_responses ? "resp_" : "cmpl-");
   DialectContext ctx{tok_, opt_.model, id, &runs_, &memo_};
   PreparedRequest pr;
   try {
     switch (d) {
       case Dialect::openai_chat: pr = openai::prepare_chat(req.body, ctx); break;
       case Dialect::openai_completion: pr = openai::prepare_completion(req.body, ctx); break;
+      case Dialect::openai_responses: pr = responses::prepare(req.body, ctx); break;
       case Dialect::anthropic: pr = anthropic::prepare_messages(req.body, ctx); break;
     }
   } catch (const ApiError& e) {

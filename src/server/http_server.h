@@ -38,7 +38,7 @@ class HttpServer {
 
  private:
   struct Flow;
-  enum class Dialect { openai_chat, openai_completion, anthropic };
+  enum class Dialect { openai_chat, openai_completion, openai_responses, anthropic };
   void routes();
   void handle_generate(Dialect d, const void* req, void* res);
   std::string metrics_text() const;

@@ -145,13 +145,21 @@ void render_chat_prompt(const text::ChatRequest& cr, const DialectContext& ctx, 
   const bool ends_in_think_marker = !segs.empty() && segs.back().is_control &&
       (segs.back().token == text::ControlToken::think_begin || segs.back().token == text::ControlToken::think_end);
   if (ends_in_think_marker && n > 1) pr->gen.snapshot_at = {n - 1};
+  if (in_reasoning && cr.thinking_budget)  // thinking.budget_tokens: </think> is forced there
+    pr->gen.reasoning_budget = int(std::min<int64_t>(*cr.thinking_budget, std::numeric_limits<int>::max()));
+  if (ctx.model.end_turn_after > 0) {  // --end-turn-after: half of it for the reasoning, then EOS
+    pr->gen.end_turn_after = ctx.model.end_turn_after;
+    if (in_reasoning && (pr->gen.reasoning_budget < 0 || pr->gen.reasoning_budget > ctx.model.end_turn_after / 2))
+      pr->gen.reasoning_budget = ctx.model.end_turn_after / 2;
+  }
   if (n >= ctx.model.ctx)
     throw bad_request("the prompt has " + std::to_string(n) + " tokens, but the context window (--ctx) is " +
                       std::to_string(ctx.model.ctx) + " tokens", "messages");
 }
 
 int resolve_max_tokens(const Json* v, const char* key, int64_t prompt_tokens, const DialectContext& ctx) {
-  const int64_t room = ctx.model.ctx - prompt_tokens;
+  int64_t room = ctx.model.ctx - prompt_tokens;
+  if (ctx.model.max_output > 0) room = std::min(room, ctx.model.max_output);
   if (!v || v->is_null()) return int(room);
   if (!v->is_number_integer()) throw bad_request(std::string(key) + ": expected an integer", key);
   const int64_t x = v->get<int64_t>();
@@ -503,16 +511,29 @@ bool include_usage_of(const Json& j) {
 
 }  // namespace
 
-PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx) {
-  Json j = parse_request_json(body);
+}  // namespace openai
+
+PreparedRequest prepare_chat_request(Json& j, const DialectContext& ctx) {
+  using namespace openai;
   PreparedRequest pr;
   pr.model = resolve_model(j, ctx);
   const Json* msgs = text::json_member(j, "messages");
   if (!msgs) throw bad_request("messages: required", "messages");
   if (!msgs->is_array() || msgs->empty()) throw bad_request("messages: expected a non-empty list", "messages");
+  if (const Json* n = text::json_member(j, "n"); n && !n->is_null()) {
+    if (!n->is_number_integer()) throw bad_request("n: expected an integer", "n");
+    if (n->get<int64_t>() != 1)
+      throw bad_request("n: this server returns one choice per request, so n must be 1 (got " + std::to_string(n->get<int64_t>()) +
+                        "); send n requests for n samples (they share the prompt through the prefix cache)", "n");
+  }
   pr.stream = get_stream(j);
   read_sampling(j, &pr, true);
 
+  // OpenAI's `developer` role is the system prompt of its newer models (the openai Agents SDK and
+  // the AI SDK send it). V4's own developer turn is an internal search-agent format that the
+  // encoder drops before the last user message in thinking mode, so it is read as a system message.
+  for (auto& m : j["messages"])
+    if (m.is_object() && m.contains("role") && m["role"] == "developer") m["role"] = "system";
   // Assistant tool-call turns sent back without their reasoning get it restored (ReasoningMemo).
   if (ctx.memo) {
     for (auto& m : j["messages"]) {
@@ -566,6 +587,14 @@ PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx)
   }
   pr.gen.max_tokens = resolve_max_tokens(mt, mt_key, int64_t(pr.gen.prompt.size()), ctx);
   pr.gen.id = ctx.request_id;
+  return pr;
+}
+
+namespace openai {
+
+PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx) {
+  Json j = parse_request_json(body);
+  PreparedRequest pr = prepare_chat_request(j, ctx);
   pr.responder = std::make_unique<ChatResponder>(ctx.request_id, pr.model, include_usage_of(j), pr.want_logprobs);
   return pr;
 }
@@ -614,7 +643,7 @@ std::string error_body(const ApiError& e) {
   err["message"] = e.what();
   err["type"] = e.type;
   err["param"] = e.param.empty() ? Json(nullptr) : Json(e.param);
-  err["code"] = e.status == 404 ? Json("model_not_found") : Json(nullptr);
+  err["code"] = !e.code.empty() ? Json(e.code) : e.status == 404 ? Json("model_not_found") : Json(nullptr);
   return dump_json(Json{{"error", std::move(err)}});
 }
 

@@ -8,7 +8,9 @@
 //   assistant thinking / text / tool_use -> reasoning_content / content / tool_calls
 //   final assistant message             -> prefill: rendered without EOS (wo_eos)
 //   tools [{name, description, input_schema}] -> OpenAI function tools on the system message
-//   thinking {type, budget_tokens}      -> thinking mode (default enabled, as DeepSeek's API)
+//   messages[].role "system"            -> a mid-conversation system message (chat_template.cpp)
+//   thinking {type, budget_tokens}      -> thinking mode; absent: chat mode (thinking off, as
+//                                          Anthropic's API); budget_tokens caps the reasoning
 //   output_config.effort                -> reasoning_effort (raw; see normalize_reasoning_effort)
 #include "core/error.h"
 #include "text/chat_template.h"
@@ -149,28 +151,31 @@ Json tools_to_openai(const Json& tools) {
   return out;
 }
 
+// A system prompt: a string or text blocks (joined by "\n\n").
+Message system_message_from_anthropic(const Json& sys, const std::string& where) {
+  Message m;
+  m.role = Role::system;
+  if (sys.is_string()) {
+    m.content = sys.get<std::string>();
+  } else if (sys.is_array()) {
+    for (size_t i = 0; i < sys.size(); ++i) {
+      std::string bw = where + "[" + std::to_string(i) + "]";
+      if (block_type(sys[i], bw) != "text") throw Error(bw + ": only text blocks are supported");
+      if (i) m.content += "\n\n";
+      m.content += str_member(sys[i], "text", bw);
+    }
+  } else {
+    throw Error(where + ": expected a string or a list of text blocks");
+  }
+  return m;
+}
+
 }  // namespace
 
 std::vector<Message> messages_from_anthropic(const Json& body) {
   if (!body.is_object()) throw Error("request: expected a JSON object");
   std::vector<Message> out;
-  if (const Json* sys = json_member(body, "system")) {
-    Message m;
-    m.role = Role::system;
-    if (sys->is_string()) {
-      m.content = sys->get<std::string>();
-    } else if (sys->is_array()) {
-      for (size_t i = 0; i < sys->size(); ++i) {
-        std::string bw = "request.system[" + std::to_string(i) + "]";
-        if (block_type((*sys)[i], bw) != "text") throw Error(bw + ": only text blocks are supported");
-        if (i) m.content += "\n\n";
-        m.content += str_member((*sys)[i], "text", bw);
-      }
-    } else {
-      throw Error("request.system: expected a string or a list of text blocks");
-    }
-    out.push_back(std::move(m));
-  }
+  if (const Json* sys = json_member(body, "system")) out.push_back(system_message_from_anthropic(*sys, "request.system"));
   const Json* msgs = json_member(body, "messages");
   if (!msgs || !msgs->is_array()) throw Error("request.messages: expected a list");
   for (size_t i = 0; i < msgs->size(); ++i) {
@@ -183,8 +188,13 @@ std::vector<Message> messages_from_anthropic(const Json& body) {
     } else if (role == "assistant") {
       out.push_back(assistant_message(msg, where));
       if (i + 1 == msgs->size()) out.back().wo_eos = true;  // prefill: the model continues it
+    } else if (role == "system") {
+      // A mid-conversation system message (rendered between turns: chat_template.h).
+      const Json* c = json_member(msg, "content");
+      if (!c) throw Error(where + ".content: missing");
+      out.push_back(system_message_from_anthropic(*c, where + ".content"));
     } else {
-      throw Error(where + ".role: expected \"user\" or \"assistant\", got \"" + role + "\"");
+      throw Error(where + ".role: expected \"user\", \"assistant\" or \"system\", got \"" + role + "\"");
     }
   }
   return out;
@@ -202,15 +212,17 @@ ChatRequest chat_request_from_anthropic(const Json& body) {
     }
     req.messages[0].tools = std::move(oa);
   }
-  if (const Json* th = json_member(body, "thinking")) {
+  req.options.thinking_mode = ThinkingMode::chat;  // Anthropic's default: no thinking unless asked
+  if (const Json* th = json_member(body, "thinking"); th && !th->is_null()) {
     if (!th->is_object()) throw Error("request.thinking: expected an object");
     std::string type = str_member(*th, "type", "request.thinking");
     if (type == "disabled") req.options.thinking_mode = ThinkingMode::chat;
     else if (type == "enabled" || type == "adaptive" || type.empty()) req.options.thinking_mode = ThinkingMode::thinking;
     else throw Error("request.thinking.type: expected \"enabled\" or \"disabled\", got \"" + type + "\"");
     if (const Json* b = json_member(*th, "budget_tokens")) {
-      if (!b->is_number_integer()) throw Error("request.thinking.budget_tokens: expected an integer");
-      req.thinking_budget = b->get<int64_t>();
+      if (!b->is_number_integer() || b->get<int64_t>() < 1)
+        throw Error("request.thinking.budget_tokens: expected an integer >= 1");
+      if (req.options.thinking_mode == ThinkingMode::thinking) req.thinking_budget = b->get<int64_t>();
     }
   }
   if (const Json* oc = json_member(body, "output_config")) {

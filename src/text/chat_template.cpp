@@ -636,7 +636,18 @@ struct RenderContext {
   bool drop_thinking;  // effective value
   const std::string* effort_prefix;
   int last_user_idx;
+  int first_turn_idx;  // the first non-system message (msgs.size() if none)
 };
+
+// A system message after the conversation started (Anthropic's and OpenAI's mid-conversation
+// system messages). The official encoder renders a system turn as its raw text with no marker
+// (after BOS); mid-conversation it does the same between turns: right after the previous
+// assistant's EOS, or after a "\n\n" when it follows a user/tool turn (so it does not run into
+// that turn's text: the encoder joins a merged user turn's parts the same way). Like a user turn,
+// it ends in the assistant transition when the assistant speaks next or the prompt ends there.
+bool is_mid_system(const RenderContext& ctx, int index) {
+  return ctx.msgs[index].role == Role::system && index > ctx.first_turn_idx;
+}
 
 // render_message(): one message plus the transition that follows it. Kept whole so that it reads
 // side by side with the official function.
@@ -646,6 +657,7 @@ void render_message(SegmentWriter& w, const RenderContext& ctx, int index) {
 
   switch (msg.role) {
     case Role::system:
+      if (is_mid_system(ctx, index) && ctx.msgs[index - 1].role != Role::assistant) w.text("\n\n");
       w.text(msg.content);
       render_attachments(w, msg);
       break;
@@ -707,7 +719,7 @@ void render_message(SegmentWriter& w, const RenderContext& ctx, int index) {
       w.control(ctx.thinking ? ControlToken::think_begin : ControlToken::think_end);
       w.control(tt);
     }
-  } else if (msg.role == Role::user || msg.role == Role::developer) {
+  } else if (msg.role == Role::user || msg.role == Role::developer || is_mid_system(ctx, index)) {
     w.control(ControlToken::assistant);
     bool open_thinking = ctx.thinking && (!ctx.drop_thinking || index >= ctx.last_user_idx);
     w.control(open_thinking ? ControlToken::think_begin : ControlToken::think_end);
@@ -738,7 +750,9 @@ std::vector<PromptSegment> render_prompt_segments(const std::vector<Message>& me
   std::vector<PromptSegment> segs;
   SegmentWriter w(segs);
   if (opt.add_bos) w.control(ControlToken::bos);
-  RenderContext ctx{msgs, thinking, drop, effort_prefix, last_user_index(msgs)};
+  int first_turn = 0;
+  while (first_turn < static_cast<int>(msgs.size()) && msgs[first_turn].role == Role::system) ++first_turn;
+  RenderContext ctx{msgs, thinking, drop, effort_prefix, last_user_index(msgs), first_turn};
   for (int i = 0; i < static_cast<int>(msgs.size()); ++i) render_message(w, ctx, i);
   return segs;
 }

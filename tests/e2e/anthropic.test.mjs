@@ -133,3 +133,15 @@ test('typed errors: auth (x-api-key too), unknown model, missing max_tokens', as
   assert.equal(body.type, 'error');
   assert.equal(body.error.type, 'invalid_request_error');
 });
+
+test('thinking: off unless asked; budget_tokens closes the thinking block at the budget', async () => {
+  const off = await client.messages.create({ model: MODEL, max_tokens: 6, messages: [{ role: 'user', content: 'Hi' }] });
+  assert.deepEqual(off.content.map((b) => b.type), ['text'], 'no thinking block without `thinking`');
+  const r = await client.messages.create({
+    model: MODEL, max_tokens: 12, thinking: { type: 'enabled', budget_tokens: 3 }, messages: [{ role: 'user', content: 'Why?' }],
+  });
+  // Random weights never close their reasoning: only the budget can, after 3 tokens (+ </think>).
+  assert.deepEqual(r.content.map((b) => b.type), ['thinking', 'text']);
+  assert.ok(r.content[1].text.length > 0, 'the answer follows the closed thinking block');
+  assert.equal(r.usage.output_tokens, 12);
+});

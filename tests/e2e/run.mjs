@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-for (const pkg of ['openai', '@anthropic-ai/sdk']) {
+for (const pkg of ['openai', '@anthropic-ai/sdk', 'ai', '@ai-sdk/openai', '@ai-sdk/anthropic', '@langchain/openai', '@langchain/anthropic']) {
   if (!existsSync(path.join(here, 'node_modules', pkg))) {
     console.error(`\n*** e2e_sdk SKIPPED: ${pkg} is not installed in ${here}/node_modules.` +
       `\n*** Run: (cd ${here} && npm ci)  — scripts/test.sh does this.\n`);

@@ -11,9 +11,12 @@ export function binary() {
 }
 
 export async function startServer(extraArgs = []) {
-  // Flags given in extraArgs (as --flag value pairs) replace these defaults.
+  // Flags given in extraArgs (as --flag value pairs) replace these defaults; a null value drops one.
   const flags = { '--port': '0', '--api-key': API_KEY, '--parallel': '8', '--ctx': '4096', '--keepalive-ms': '500' };
-  for (let i = 0; i + 1 < extraArgs.length; i += 2) flags[extraArgs[i]] = extraArgs[i + 1];
+  for (let i = 0; i + 1 < extraArgs.length; i += 2) {
+    if (extraArgs[i + 1] === null) delete flags[extraArgs[i]];
+    else flags[extraArgs[i]] = extraArgs[i + 1];
+  }
   const args = ['serve', ...Object.entries(flags).flat()];
   const proc = spawn(binary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/seq_state.h"
 #include "model/forward.h"
 #include "model/tiny_checkpoint.h"
 #include "model/weights.h"
@@ -299,6 +301,54 @@ TEST(Scheduler, ForcedToolCallClosesTheBlock) {
   EXPECT_NE(text.find("<｜DSML｜parameter name=\"days\" string=\"false\">"), std::string::npos) << text;
   EXPECT_NE(text.find("</｜DSML｜tool_calls>"), std::string::npos) << text;
   EXPECT_EQ(res.tokens.back(), tiny().tok->eos_id());
+}
+
+// Anthropic thinking.budget_tokens: after `reasoning_budget` reasoning tokens the engine writes
+// </think> itself and the answer follows.
+TEST(Scheduler, ReasoningBudgetClosesTheThinkingBlock) {
+  const int32_t think_end = tiny().tok->token_id("</think>");
+  for (int budget : {0, 3, 6}) {
+    Scheduler s(*tiny().fp, *tiny().tok, config(1));
+    GenRequest r = make_request("Why?", 12);
+    r.output.mode = OutputMode::chat_thinking;
+    r.reasoning_budget = budget;
+    const Result res = run_jobs(s, {s.submit(r)})[0];
+    ASSERT_GT(res.tokens.size(), size_t(budget)) << "budget " << budget;
+    const auto first_end = std::find(res.tokens.begin(), res.tokens.end(), think_end);
+    ASSERT_NE(first_end, res.tokens.end()) << "budget " << budget;
+    EXPECT_LE(first_end - res.tokens.begin(), budget) << "budget " << budget;
+  }
+}
+
+// serve --end-turn-after: EOS is written after N tokens (after the reasoning closed), a normal end.
+TEST(Scheduler, EndTurnAfterWritesEos) {
+  Scheduler s(*tiny().fp, *tiny().tok, config(1));
+  GenRequest r = make_request("Hi", 40);
+  r.output.mode = OutputMode::chat_thinking;
+  r.reasoning_budget = 3;
+  r.end_turn_after = 7;
+  const Result res = run_jobs(s, {s.submit(r)})[0];
+  EXPECT_EQ(res.finish, FinishReason::eos);
+  ASSERT_EQ(res.tokens.size(), 8u);
+  EXPECT_EQ(res.tokens[3], tiny().tok->token_id("</think>"));
+  EXPECT_EQ(res.tokens.back(), tiny().tok->eos_id());
+}
+
+// The default --ctx of `dsv4 serve`: the longest context whose reservation fits, for N sequences.
+TEST(Scheduler, ContextForBudget) {
+  const cache::StateShape shape = tiny().fp->state_shape();
+  const cache::StateBytesOptions full{.per_page = true, .snapshots = cache::SeqState::kMaxSnapshots};
+  auto bytes = [&](int64_t n) { return cache::state_bytes_at(shape, n, full).total(); };
+  EXPECT_EQ(context_for_budget(shape, size_t(8) << 30, 4, 1 << 20), 1 << 20);  // the tiny state fits 1M x 4
+  const size_t budget = 4 * bytes(100000);
+  const int64_t c = context_for_budget(shape, budget, 4, 1 << 20);
+  EXPECT_EQ(c % 1024, 0);
+  EXPECT_LE(4 * bytes(c), budget);
+  EXPECT_GT(4 * bytes(c + 1024), budget);
+  EXPECT_GE(c, 96 * 1024);
+  EXPECT_LT(context_for_budget(shape, budget, 8, 1 << 20), c);  // more sequences, shorter context
+  EXPECT_EQ(context_for_budget(shape, 1, 4, 1 << 20), 1024);    // floor
+  EXPECT_EQ(context_for_budget(shape, size_t(8) << 30, 4, 512), 512);
 }
 
 TEST(Scheduler, QueueFullRejects) {

@@ -319,6 +319,31 @@ TEST(RenderRules, LatestReminderAndSystemTransitions) {
   EXPECT_THROW(render_json(R"({"messages":[{"role":"developer","content":""}]})"), Error);
 }
 
+// Mid-conversation system messages (Claude Code and other agents send them): raw text between
+// turns as the encoder renders a system turn, "\n\n" after a user/tool turn, and the assistant
+// transition when the prompt ends there.
+TEST(RenderRules, MidConversationSystemMessages) {
+  EXPECT_EQ(render_json(R"({"messages":[{"role":"system","content":"S"},{"role":"user","content":"q"},
+    {"role":"assistant","content":"A"},{"role":"system","content":"M"},{"role":"user","content":"r"}],"thinking":false})"),
+            kBos + "S<｜User｜>q<｜Assistant｜></think>A" + kEos + "M<｜User｜>r<｜Assistant｜></think>");
+  EXPECT_EQ(render_json(R"({"messages":[{"role":"user","content":"q"},{"role":"system","content":"M"}],"thinking":false})"),
+            kBos + "<｜User｜>q\n\nM<｜Assistant｜></think>");
+  EXPECT_EQ(render_json(R"({"messages":[{"role":"user","content":"q"},{"role":"system","content":"M"},
+    {"role":"user","content":"r"}],"thinking":true})"),
+            kBos + "<｜User｜>q\n\nM<｜User｜>r<｜Assistant｜><think>");
+  // After a tool round, in thinking mode with tools: the generation prompt follows the system text.
+  const std::string p = render_json(R"({"messages":[{"role":"user","content":"q"},
+    {"role":"assistant","content":"","reasoning_content":"R","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+    {"role":"tool","tool_call_id":"c1","content":"out"},{"role":"system","content":"M"}],
+    "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{}}}}],"thinking":true})");
+  EXPECT_EQ(p.substr(p.size() - std::string("<tool_result>out</tool_result>\n\nM<｜Assistant｜><think>").size()),
+            "<tool_result>out</tool_result>\n\nM<｜Assistant｜><think>");
+  // Leading system messages stay as the official encoder renders them.
+  EXPECT_EQ(render_json(R"({"messages":[{"role":"system","content":"A"},{"role":"system","content":"B"},
+    {"role":"user","content":"q"}],"thinking":false})"),
+            kBos + "AB<｜User｜>q<｜Assistant｜></think>");
+}
+
 TEST(RenderRules, ThinkingFieldShapes) {
   const std::string base = R"({"messages":[{"role":"user","content":"q"}])";
   EXPECT_EQ(render_json(base + "}"), kBos + "<｜User｜>q<｜Assistant｜><think>");  // default on
@@ -409,15 +434,50 @@ TEST(Anthropic, RejectsWhatItCannotRender) {
   EXPECT_THROW(chat_request_from_anthropic(parse_py_json(
                    R"({"messages":[{"role":"user","content":[{"type":"image","source":{}}]}]})")),
                Error);
-  EXPECT_THROW(chat_request_from_anthropic(parse_py_json(R"({"messages":[{"role":"system","content":"x"}]})")),
+  EXPECT_THROW(chat_request_from_anthropic(parse_py_json(R"({"messages":[{"role":"tool","content":"x"}]})")),
+               Error);
+  EXPECT_THROW(chat_request_from_anthropic(parse_py_json(
+                   R"({"messages":[{"role":"user","content":"q"}],"thinking":{"type":"enabled","budget_tokens":0}})")),
                Error);
   EXPECT_THROW(chat_request_from_anthropic(parse_py_json(
                    R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"web_search_20250305","name":"w"}]})")),
                Error);
-  // Thinking on by default (DeepSeek's endpoint), prefill with thinking closes the think block.
+  // Prefill with thinking closes the think block.
   ChatRequest r = chat_request_from_anthropic(parse_py_json(
-      R"({"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"text","text":"A"}]}]})"));
+      R"({"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"text","text":"A"}]}],
+          "thinking":{"type":"enabled","budget_tokens":1024}})"));
   EXPECT_EQ(render_prompt(r), kBos + "<｜User｜>q<｜Assistant｜><think></think>A");
+  EXPECT_EQ(r.thinking_budget, std::optional<int64_t>(1024));
+}
+
+// Anthropic's default is no thinking: without `thinking` the prompt ends in </think>.
+TEST(Anthropic, ThinkingOffUnlessAsked) {
+  ChatRequest r = chat_request_from_anthropic(parse_py_json(R"({"messages":[{"role":"user","content":"q"}]})"));
+  EXPECT_EQ(r.options.thinking_mode, ThinkingMode::chat);
+  EXPECT_EQ(render_prompt(r), kBos + "<｜User｜>q<｜Assistant｜></think>");
+  EXPECT_FALSE(r.thinking_budget.has_value());
+  ChatRequest a = chat_request_from_anthropic(parse_py_json(R"({"messages":[{"role":"user","content":"q"}],"thinking":{"type":"adaptive"}})"));
+  EXPECT_EQ(render_prompt(a), kBos + "<｜User｜>q<｜Assistant｜><think>");
+  // A budget with thinking disabled is no budget.
+  ChatRequest d = chat_request_from_anthropic(parse_py_json(
+      R"({"messages":[{"role":"user","content":"q"}],"thinking":{"type":"disabled","budget_tokens":10}})"));
+  EXPECT_FALSE(d.thinking_budget.has_value());
+}
+
+// Claude Code's mid-conversation system message: role "system" inside `messages` (string or text
+// blocks) renders exactly like the OpenAI dialect's system message at that place.
+TEST(Anthropic, MidConversationSystemMessage) {
+  Json anth = parse_py_json(R"({"system":"S","thinking":{"type":"enabled"},
+    "messages":[{"role":"user","content":"q"},{"role":"assistant","content":"A"},
+                {"role":"system","content":[{"type":"text","text":"M1"},{"type":"text","text":"M2"}]},
+                {"role":"user","content":[{"type":"text","text":"r"}]},
+                {"role":"system","content":"late"}]})");
+  Json oai = parse_py_json(R"({"thinking":true,"messages":[{"role":"system","content":"S"},{"role":"user","content":"q"},
+    {"role":"assistant","content":"A"},{"role":"system","content":"M1\n\nM2"},{"role":"user","content":"r"},
+    {"role":"system","content":"late"}]})");
+  const std::string pa = render_prompt(chat_request_from_anthropic(anth));
+  EXPECT_EQ(pa, render_prompt(chat_request_from_openai(oai)));
+  EXPECT_EQ(pa, kBos + "S<｜User｜>q<｜Assistant｜></think>A" + kEos + "M1\n\nM2<｜User｜>r\n\nlate<｜Assistant｜><think>");
 }
 
 // ---------------------------------------------------------------------------------------------
