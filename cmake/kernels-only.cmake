@@ -25,7 +25,7 @@ file(GLOB kernel_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/kernels/*_tes
 file(GLOB kernel_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/kernels/*.cpp ${CMAKE_SOURCE_DIR}/src/kernels/cpu/*.cpp)
 add_executable(test_kernels ${kernel_tests} ${kernel_sources}
   ${CMAKE_SOURCE_DIR}/src/core/dtype.cpp ${CMAKE_SOURCE_DIR}/src/core/error.cpp ${CMAKE_SOURCE_DIR}/src/core/tensor.cpp
-  ${CMAKE_SOURCE_DIR}/src/core/thread_pool.cpp)
+  ${CMAKE_SOURCE_DIR}/src/core/thread_pool.cpp ${CMAKE_SOURCE_DIR}/src/core/alloc_guard.cpp)
 target_include_directories(test_kernels PRIVATE ${CMAKE_SOURCE_DIR}/src)
 target_compile_options(test_kernels PRIVATE -Wall -Wextra -Wno-unused-parameter)
 if(NOT DSV4_KERNEL_ISA STREQUAL "dispatch")

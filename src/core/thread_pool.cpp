@@ -1,5 +1,7 @@
 #include "core/thread_pool.h"
 
+#include "core/alloc_guard.h"
+
 #include <sched.h>
 
 #include <chrono>
@@ -82,6 +84,7 @@ void ThreadPool::run_impl(Call call, void* ctx) {
   }
   call_ = call;
   ctx_ = ctx;
+  guard_depth_ = alloc_guard_depth();
   pending_.store(n_ - 1, std::memory_order_relaxed);
   epoch_.fetch_add(1, std::memory_order_release);
   epoch_.notify_all();
@@ -102,7 +105,9 @@ void ThreadPool::worker(int id) {
              [&] { epoch_.wait(seen, std::memory_order_acquire); });
     seen = e;
     if (stop_.load(std::memory_order_relaxed)) return;
+    set_alloc_guard_depth(guard_depth_);  // the caller's alloc guard covers its jobs
     call_(ctx_, id, n_);
+    set_alloc_guard_depth(0);
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }

@@ -85,6 +85,7 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   Call call_ = nullptr;
   void* ctx_ = nullptr;
+  int guard_depth_ = 0;  // the caller's alloc-guard depth (core/alloc_guard.h) for the workers
 };
 
 }  // namespace dsv4

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/alloc_guard.h"
 #include "kernels/linear.h"
 #include "kernels/ops.h"
 #include "model/compressor.h"
@@ -72,19 +73,23 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   const int Dn = c.nope_head_dim(), W = c.window_size;
 
   kernels::Backend& be = *b.backend;
+  PassScratch& ws = *b.scratch;
   const int64_t* pos = b.positions.data();
 
   // ---- q path (§2.3.2) ------------------------------------------------------------------
-  std::vector<float> qr(static_cast<size_t>(N * Q));  // [N, Q]
+  std::vector<float>& qr = ws.qr;  // [N, Q]
+  qr.resize(size_t(N * Q));
   be.matmul(A.wq_a, xn, N, D, qr.data(), Q, gemm_opts(A.wq_a, ref));
   be.rms_norm(qr.data(), N, Q, Q, &A.q_norm, c.norm_eps, ref);
-  std::vector<float> q(static_cast<size_t>(N * H * Dh));  // [N, H, Dh]
+  std::vector<float>& q = ws.q;  // [N, H, Dh]
+  q.resize(size_t(N * H * Dh));
   be.matmul(A.wq_b, qr.data(), N, Q, q.data(), H * Dh, gemm_opts(A.wq_b, ref));
   be.rms_norm(q.data(), N * H, Dh, Dh, nullptr, c.norm_eps, ref);  // weightless per-head RMSNorm
   be.rope(q.data(), N, H, Dh, H * Dh, pos, rope.freqs(), /*inverse=*/false, ref);
 
   // ---- window KV (§2.3.3) ------------------------------------------------------------------
-  std::vector<float> kv(static_cast<size_t>(N * Dh));  // [N, Dh]
+  std::vector<float>& kv = ws.kv;  // [N, Dh]
+  kv.resize(size_t(N * Dh));
   be.matmul(A.wkv, xn, N, D, kv.data(), Dh, gemm_opts(A.wkv, ref));
   be.rms_norm(kv.data(), N, Dh, Dh, &A.kv_norm, c.norm_eps, ref);
   be.rope(kv.data(), N, 1, Dh, Dh, pos, rope.freqs(), /*inverse=*/false, ref);
@@ -93,16 +98,19 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
 
   // ---- compressed entries (§2.3.5), emitted into each sequence's state ----------------------
   if (A.has_compressor) {
-    std::vector<float> ca, cg;
+    std::vector<float>& ca = ws.ca;
+    std::vector<float>& cg = ws.cg;
     compressor_project(A.compressor, xn, b, ca, cg);
     const int64_t cols = int64_t(A.compressor.c) * A.compressor.width;
-    std::vector<float> entry(static_cast<size_t>(Dh));
+    std::vector<float>& entry = ws.entry;
+    entry.resize(size_t(Dh));
     for (const BatchItem& it : b.items) {
       cache::LayerState& S = it.state->layer(L.index);
       for (int64_t i = 0; i < it.n; ++i) {
         const int64_t r = it.row0 + i, p = it.start + i;
         if (compressor_push(be, S.compressor, &ca[size_t(r * cols)], &cg[size_t(r * cols)], p, entry.data())) {
           finish_kv_entry(be, entry.data(), A.compressor, rope, p / L.ratio, c, ref);
+          AllowAllocScope state_grows;  // a new page now and then
           S.kv_compressed.append(entry.data());
         }
       }
@@ -110,7 +118,7 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   }
 
   // ---- lightning indexer (§2.3.6): selected CSA entries per row ------------------------------
-  std::vector<std::vector<int32_t>> selected;  // per row, ascending
+  std::vector<std::vector<int32_t>>& selected = ws.selected;  // per row, ascending
   if (A.has_indexer) indexer_select(A.indexer, L.index, rope, xn, qr.data(), b, selected);
 
   // ---- which keys each row sees (§2.3.4) ---------------------------------------------------
@@ -118,11 +126,20 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   // this chunk (from the ring) and the compressed entries some row of the item attends to.
   // The buffers live in the pass's scratch (kept between steps: a decode step allocates nothing
   // here once they have grown).
-  PassScratch& ws = *b.scratch;
   std::vector<const float*>& keys = ws.keys;  // row r's keys: keys[key_begin[r] .. key_begin[r + 1])
   std::vector<int64_t>& key_begin = ws.key_begin;
-  keys.clear();
   key_begin.assign(static_cast<size_t>(N + 1), 0);
+  {  // at most: the window and every entry a row can see, per row
+    int64_t bound = 0;
+    for (const BatchItem& it : b.items) {
+      const int64_t ents = L.kind == AttnKind::csa ? c.index_topk
+                           : L.kind == AttnKind::hca ? it.state->layer(L.index).kv_compressed.size()
+                                                     : 0;
+      bound += it.n * (W + ents);
+    }
+    resize_with_context(keys, size_t(bound));
+    keys.clear();
+  }
   if (ws.decoded.size() < b.items.size()) ws.decoded.resize(b.items.size());
   for (size_t ii = 0; ii < b.items.size(); ++ii) {
     const BatchItem& it = b.items[ii];
@@ -132,7 +149,8 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
     const int64_t n_ring = it.start - ring_lo;
     const int64_t n_ent = L.kind != AttnKind::swa ? S.kv_compressed.size() : 0;
     std::vector<int64_t>& slot = ws.slot;
-    slot.assign(static_cast<size_t>(n_ent), -1);
+    resize_with_context(slot, size_t(n_ent));
+    std::fill(slot.begin(), slot.end(), int64_t(-1));
     int64_t n_dec = n_ring;
     static const std::vector<int32_t> none;
     auto selection = [&](int64_t r) -> const std::vector<int32_t>& {
@@ -145,7 +163,7 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
       });
     }
     auto& buf = ws.decoded[ii];
-    buf.resize(size_t(n_dec * Dh));
+    resize_with_context(buf, size_t(n_dec * Dh));
     for (int64_t p = ring_lo; p < it.start; ++p) st.window_decode(L.index, p, &buf[size_t((p - ring_lo) * Dh)]);
     for (int64_t j = 0; j < n_ent; ++j)
       if (slot[size_t(j)] >= 0) S.kv_compressed.decode(j, &buf[size_t(slot[size_t(j)] * Dh)]);
@@ -159,10 +177,11 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
       key_begin[size_t(r + 1)] = int64_t(keys.size());
     }
   }
-  if (dbg && A.has_indexer) dbg->csa_selected = selected;
+  if (dbg && A.has_indexer) dbg->csa_selected.assign(selected.begin(), selected.begin() + N);
 
   // ---- core attention with sink (§2.3.7) and inverse RoPE (§2.3.8) --------------------------
-  std::vector<float> o(static_cast<size_t>(N * H * Dh));  // [N, H, Dh]
+  std::vector<float>& o = ws.o;  // [N, H, Dh]
+  o.resize(size_t(N * H * Dh));
   const float scale = 1.f / std::sqrt(float(Dh));
   be.sink_attention(q.data(), N, H, Dh, keys.data(), key_begin.data(), A.attn_sink.as<float>(), scale,
                     /*round_probs=*/ref, /*round_out=*/ref, o.data());
@@ -176,7 +195,8 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
 
   // ---- grouped output projection (§2.3.8) --------------------------------------------------
   const int64_t G = c.o_groups, Ro = c.o_lora_rank, gin = H * Dh / G;
-  std::vector<float> z(static_cast<size_t>(N * G * Ro));  // [N, G*Ro]
+  std::vector<float>& z = ws.z;  // [N, G*Ro]
+  z.resize(size_t(N * G * Ro));
   MatmulOpts oa;  // reference: wo_a dequantised to bf16, bf16 einsum (no activation quant)
   oa.weight_bf16 = ref;
   oa.out_bf16 = ref;

@@ -23,15 +23,8 @@ struct BatchItem {
   int64_t start;     // absolute position of the first row (= state's n_past before the pass)
 };
 
-// Buffers of a forward pass kept between passes (ForwardPass owns them), so that a decode step
-// does not allocate what the previous one already had.
-struct PassScratch {
-  std::vector<std::vector<float>> decoded;  // attention: cache rows decoded per item
-  std::vector<const float*> keys;           // attention: every row's keys
-  std::vector<int64_t> key_begin, slot;
-};
-
 // The pass's context for the ops: the batch, the backend that runs it and the pass's scratch.
+struct PassScratch;
 struct BatchLayout {
   const Config* config;
   kernels::Backend* backend;
@@ -42,6 +35,45 @@ struct BatchLayout {
   std::vector<BatchItem> items;
   std::vector<int64_t> positions;  // [rows] absolute position of each row (RoPE)
   int64_t n_rows() const { return int64_t(rows.size()); }
+};
+
+struct MoeRouting {
+  std::vector<int32_t> experts;  // [N, K]
+  std::vector<float> weights;    // [N, K], renormalised and scaled by route_scale
+};
+
+// Every buffer of a forward pass, kept between passes (ForwardPass owns it): a decode step reuses
+// what the previous one grew and allocates nothing (core/alloc_guard.h checks it). Grouped by
+// the op that fills them.
+struct PassScratch {
+  BatchLayout layout;
+  // forward loop
+  std::vector<float> X, xn, y, xh, hn;
+  std::vector<kernels::HcMix> mix;
+  std::vector<int64_t> out_rows;
+  // attention
+  std::vector<float> qr, q, kv, ca, cg, entry, o, z;
+  std::vector<std::vector<int32_t>> selected;  // per row, ascending
+  std::vector<std::vector<float>> decoded;     // cache rows decoded per item
+  std::vector<const float*> keys;              // every row's keys
+  std::vector<int64_t> key_begin, slot;
+  // lightning indexer
+  std::vector<float> ica, icg, key, qi, wi;
+  std::vector<int64_t> need, n_elig;
+  // MoE
+  MoeRouting routing;
+  std::vector<float> router_logits, s, biased, outs, xg, wg, og, shared, g, u;
+  std::vector<int32_t> order;
+  std::vector<std::vector<int64_t>> by_expert;
+
+  // After a prefill chunk: the buffers that scale with the chunk's context (the cache rows all of
+  // its rows see) go back to the allocator, as the sequence state is what should hold memory;
+  // decode steps keep theirs, which stay small and steady.
+  void release_context_buffers() {
+    std::vector<std::vector<float>>().swap(decoded);
+    std::vector<const float*>().swap(keys);
+    std::vector<int64_t>().swap(slot);
+  }
 };
 
 }  // namespace dsv4::model

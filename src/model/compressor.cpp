@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
 #include "kernels/linear.h"
 
 namespace dsv4::model {
@@ -52,12 +53,15 @@ bool compressor_push(kernels::Backend& be, cache::CompressorState& st, const flo
   std::copy(a, a + cols, st.kv.begin() + slot * cols);
   std::copy(g, g + cols, st.score.begin() + slot * cols);
   if ((pos + 1) % m != 0) return false;
-  std::vector<const float*> v(static_cast<size_t>(m)), sc(static_cast<size_t>(m));
+  constexpr int kMaxRatio = 256;
+  DSV4_CHECK(m <= kMaxRatio, "compressor: ratio " + std::to_string(m) + " above " + std::to_string(kMaxRatio));
+  const float* v[kMaxRatio];
+  const float* sc[kMaxRatio];
   for (int s = 0; s < m; ++s) {
-    v[size_t(s)] = &st.kv[size_t(s * cols)];
-    sc[size_t(s)] = &st.score[size_t(s * cols)];
+    v[s] = &st.kv[size_t(s * cols)];
+    sc[s] = &st.score[size_t(s * cols)];
   }
-  be.softmax_pool(v.data(), sc.data(), m, W, entry);
+  be.softmax_pool(v, sc, m, W, entry);
   return true;
 }
 

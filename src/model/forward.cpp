@@ -5,7 +5,9 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <optional>
 
+#include "core/alloc_guard.h"
 #include "core/error.h"
 #include "kernels/linear.h"
 #include "kernels/ops.h"
@@ -28,6 +30,8 @@ bool numerics_from_string(const std::string& s, Numerics* out) {
 ForwardPass::ForwardPass(const Model& model, Numerics numerics, kernels::Backend* backend)
     : model_(model),
       numerics_(numerics),
+      rope_swa_(model.config(), false),
+      rope_comp_(model.config(), true),
       backend_(backend ? backend : &kernels::default_backend()),
       scratch_(std::make_unique<PassScratch>()) {
 #ifdef M_MMAP_THRESHOLD
@@ -69,22 +73,33 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
   const ModelWeights& Wt = model_.weights();
   const bool ref = numerics_ == Numerics::reference;
   const int64_t D = c.dim, hc = c.hc_mult, V = c.vocab_size;
-
-  kernels::Backend& be = *backend_;
-  BatchLayout b;
-  b.config = &c;
-  b.backend = &be;
-  b.scratch = scratch_.get();
-  b.numerics = numerics_;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const SeqChunk& ch = batch[i];
+  bool decode_step = !debug_layer_streams && !debug_experts && !debug_csa_selected;
+  for (const SeqChunk& ch : batch) {
     DSV4_CHECK(ch.state != nullptr, "forward: chunk without a state");
-    BatchItem it{ch.state, b.n_rows(), int64_t(ch.tokens.size()), ch.state->n_past()};
-    for (int64_t j = 0; j < it.n; ++j) {
-      const int32_t tok = ch.tokens[size_t(j)];
+    for (int32_t tok : ch.tokens)
       if (tok < 0 || tok >= V) throw Error("token id " + std::to_string(tok) + " outside the vocabulary [0, " +
                                            std::to_string(V) + ")");
-      b.rows.push_back(BatchRow{int(i), it.start + j, tok});
+    decode_step = decode_step && ch.tokens.size() <= 1;
+  }
+  // A decode step of warm sequences allocates nothing (core/alloc_guard.h; off unless enabled).
+  std::optional<NoAllocScope> no_alloc;
+  if (decode_step) no_alloc.emplace();
+
+  kernels::Backend& be = *backend_;
+  PassScratch& ws = *scratch_;
+  BatchLayout& b = ws.layout;
+  b.config = &c;
+  b.backend = &be;
+  b.scratch = &ws;
+  b.numerics = numerics_;
+  b.rows.clear();
+  b.items.clear();
+  b.positions.clear();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const SeqChunk& ch = batch[i];
+    BatchItem it{ch.state, b.n_rows(), int64_t(ch.tokens.size()), ch.state->n_past()};
+    for (int64_t j = 0; j < it.n; ++j) {
+      b.rows.push_back(BatchRow{int(i), it.start + j, ch.tokens[size_t(j)]});
       b.positions.push_back(it.start + j);
     }
     b.items.push_back(it);
@@ -92,47 +107,52 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
   const int64_t N = b.n_rows();
 
   // Embedding, copied into hc streams (§2.1). X: [N, hc, D]
-  std::vector<float> X(static_cast<size_t>(N * hc * D));
+  std::vector<float>& X = ws.X;
+  X.resize(size_t(N * hc * D));
   const uint16_t* emb = Wt.embed.as<uint16_t>();
   for (int64_t r = 0; r < N; ++r)
     for (int64_t k = 0; k < hc; ++k)
       for (int64_t d = 0; d < D; ++d) X[size_t((r * hc + k) * D + d)] = bf16_to_f32(emb[b.rows[size_t(r)].token * D + d]);
 
-  std::vector<float> xn(static_cast<size_t>(N * D)), y(static_cast<size_t>(N * D));
-  std::vector<kernels::HcMix> mix(static_cast<size_t>(N));
-  const RopeTable rope_swa(c, false), rope_comp(c, true);
+  std::vector<float>& xn = ws.xn;
+  std::vector<float>& y = ws.y;
+  xn.resize(size_t(N * D));
+  y.resize(size_t(N * D));
+  ws.mix.resize(size_t(N));
+  kernels::HcMix* mix = ws.mix.data();
   if (debug_layer_streams) debug_layer_streams->clear();
   if (debug_experts) debug_experts->clear();
   if (debug_csa_selected) debug_csa_selected->clear();
 
   for (const LayerWeights& L : Wt.layers) {
     // Attention sub-layer (§2.2 block).
-    be.mhc_pre(X.data(), N, hc_site(L.hc_attn, c), ref, xn.data(), mix.data());
+    be.mhc_pre(X.data(), N, hc_site(L.hc_attn, c), ref, xn.data(), mix);
     be.rms_norm(xn.data(), N, D, D, &L.attn_norm, c.norm_eps, ref);
     AttentionDebug adbg;
-    attention_forward(L, L.kind != AttnKind::swa ? rope_comp : rope_swa, xn.data(), b, y.data(), debug_csa_selected ? &adbg : nullptr);
+    attention_forward(L, L.kind != AttnKind::swa ? rope_comp_ : rope_swa_, xn.data(), b, y.data(),
+                      debug_csa_selected ? &adbg : nullptr);
     if (debug_csa_selected && L.kind == AttnKind::csa) {
       std::vector<int32_t> flat;
-      for (auto& s : adbg.csa_selected) {
+      for (auto& sel : adbg.csa_selected) {
         std::vector<int32_t> row(static_cast<size_t>(c.index_topk), -1);
-        std::copy_n(s.begin(), std::min<size_t>(s.size(), row.size()), row.begin());
+        std::copy_n(sel.begin(), std::min<size_t>(sel.size(), row.size()), row.begin());
         flat.insert(flat.end(), row.begin(), row.end());
       }
       debug_csa_selected->push_back(std::move(flat));
     }
-    be.mhc_post(X.data(), y.data(), N, mix.data(), int(hc), D, ref);
+    be.mhc_post(X.data(), y.data(), N, mix, int(hc), D, ref);
     // FFN sub-layer input.
-    be.mhc_pre(X.data(), N, hc_site(L.hc_ffn, c), ref, xn.data(), mix.data());
+    be.mhc_pre(X.data(), N, hc_site(L.hc_ffn, c), ref, xn.data(), mix);
     be.rms_norm(xn.data(), N, D, D, &L.ffn_norm, c.norm_eps, ref);
-    MoeRouting rt;
-    moe_forward(L.ffn, L.hash, xn.data(), b, y.data(), debug_experts ? &rt : nullptr);
-    if (debug_experts) debug_experts->push_back(rt.experts);
-    be.mhc_post(X.data(), y.data(), N, mix.data(), int(hc), D, ref);
+    moe_forward(L.ffn, L.hash, xn.data(), b, y.data());  // routing in ws.routing
+    if (debug_experts) debug_experts->push_back(ws.routing.experts);
+    be.mhc_post(X.data(), y.data(), N, mix, int(hc), D, ref);
     if (debug_layer_streams) debug_layer_streams->push_back(X);
   }
 
   // Output head (§2.5) for the rows that want logits.
-  std::vector<int64_t> out_rows;
+  std::vector<int64_t>& out_rows = ws.out_rows;
+  out_rows.clear();
   for (size_t i = 0; i < batch.size(); ++i) {
     const BatchItem& it = b.items[i];
     if (it.n == 0) continue;
@@ -142,14 +162,17 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
       out_rows.push_back(it.row0 + it.n - 1);
   }
   const int64_t M = int64_t(out_rows.size());
-  std::vector<float> xh(static_cast<size_t>(M * hc * D)), hn(static_cast<size_t>(M * D));
+  ws.xh.resize(size_t(M * hc * D));
+  ws.hn.resize(size_t(M * D));
   for (int64_t i = 0; i < M; ++i)
-    std::copy_n(&X[size_t(out_rows[size_t(i)] * hc * D)], hc * D, &xh[size_t(i * hc * D)]);
-  be.mhc_head(xh.data(), M, hc_site(Wt.hc_head, c), ref, hn.data());
-  be.rms_norm(hn.data(), M, D, D, &Wt.norm, c.norm_eps, ref);
+    std::copy_n(&X[size_t(out_rows[size_t(i)] * hc * D)], hc * D, &ws.xh[size_t(i * hc * D)]);
+  be.mhc_head(ws.xh.data(), M, hc_site(Wt.hc_head, c), ref, ws.hn.data());
+  be.rms_norm(ws.hn.data(), M, D, D, &Wt.norm, c.norm_eps, ref);
   logits.resize(size_t(M * V));
-  be.matmul(Wt.head, hn.data(), M, D, logits.data(), V);  // fp32 LM head
+  be.matmul(Wt.head, ws.hn.data(), M, D, logits.data(), V);  // fp32 LM head
 
+  if (!decode_step) ws.release_context_buffers();
+  AllowAllocScope state_grows;  // the tokens join the state (it grows by whole pages)
   for (size_t i = 0; i < batch.size(); ++i) {
     auto& toks = batch[i].state->tokens();
     toks.insert(toks.end(), batch[i].tokens.begin(), batch[i].tokens.end());

@@ -7,6 +7,7 @@
 
 #include "cache/seq_state.h"
 #include "kernels/backend.h"
+#include "model/rope.h"
 #include "model/weights.h"
 
 namespace dsv4::model {
@@ -50,7 +51,8 @@ class ForwardPass {
   const Model& model_;
   Numerics numerics_;
   kernels::Backend* backend_;
-  std::unique_ptr<PassScratch> scratch_;
+  RopeTable rope_swa_, rope_comp_;          // per layer kind (V4-ARCH §2.3.1)
+  std::unique_ptr<PassScratch> scratch_;    // every buffer of a pass, kept between passes
 };
 
 // Truncates a state back to its first n tokens, restoring window ring, compressor states,

@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 
+#include "core/alloc_guard.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/index_score.h"
@@ -40,15 +41,18 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
                     BatchLayout& b, std::vector<std::vector<int32_t>>& selected) {
   const Config& c = *b.config;
   kernels::Backend& be = *b.backend;
+  PassScratch& ws = *b.scratch;
   const bool ref = b.ref();
   const int64_t N = b.n_rows(), D = c.dim, Q = c.q_lora_rank, Hi = c.index_n_heads, Di = c.index_head_dim;
   const int64_t topk = c.index_topk;
 
   // Index keys: the indexer's own ratio-4 compressor, then bf16, RMSNorm, RoPE at w*4.
-  std::vector<float> ca, cg;
+  std::vector<float>& ca = ws.ica;
+  std::vector<float>& cg = ws.icg;
   compressor_project(w.compressor, xn, b, ca, cg);
   const int64_t cols = 2 * Di;
-  std::vector<float> key(static_cast<size_t>(Di));
+  std::vector<float>& key = ws.key;
+  key.resize(size_t(Di));
   for (const BatchItem& it : b.items) {
     cache::LayerState& S = it.state->layer(il);
     for (int64_t i = 0; i < it.n; ++i) {
@@ -60,28 +64,35 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
       const int64_t key_pos = (pos / 4) * 4;
       be.rope(key.data(), 1, 1, Di, Di, &key_pos, rope.freqs(), /*inverse=*/false, ref);
       if (ref) index_vec_quant(key.data(), int(Di));
+      AllowAllocScope state_grows;  // a new page now and then
       S.index_keys.append(key.data());
     }
   }
 
-  selected.assign(size_t(N), {});
+  if (int64_t(selected.size()) < N) selected.resize(size_t(N));
+  for (int64_t r = 0; r < N; ++r) selected[size_t(r)].clear();  // (keeping their capacity)
   // Rows that need scoring: more eligible entries than top-k.
-  std::vector<int64_t> need, n_elig(static_cast<size_t>(N));
+  std::vector<int64_t>& need = ws.need;
+  std::vector<int64_t>& n_elig = ws.n_elig;
+  need.clear();
+  n_elig.resize(size_t(N));
   for (int64_t r = 0; r < N; ++r) {
     n_elig[size_t(r)] = (b.rows[size_t(r)].pos + 1) / 4;
     if (n_elig[size_t(r)] > topk) {
       need.push_back(r);
     } else {
-      selected[size_t(r)].resize(size_t(n_elig[size_t(r)]));
+      resize_with_context(selected[size_t(r)], size_t(n_elig[size_t(r)]));
       std::iota(selected[size_t(r)].begin(), selected[size_t(r)].end(), 0);
     }
   }
   if (need.empty()) return;
 
   // Index queries and head weights for all rows (cheap next to the scoring).
-  std::vector<float> qi(static_cast<size_t>(N * Hi * Di));  // [N, Hi, Di]
+  std::vector<float>& qi = ws.qi;  // [N, Hi, Di]
+  qi.resize(size_t(N * Hi * Di));
   be.matmul(w.wq_b, qr, N, Q, qi.data(), Hi * Di, gemm_opts(w.wq_b, ref));
-  std::vector<float> wi(static_cast<size_t>(N * Hi));       // [N, Hi]
+  std::vector<float>& wi = ws.wi;  // [N, Hi]
+  wi.resize(size_t(N * Hi));
   kernels::MatmulOpts wo;
   wo.out_bf16 = ref;
   be.matmul(w.weights_proj, xn, N, D, wi.data(), Hi, wo);

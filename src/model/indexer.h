@@ -10,7 +10,8 @@
 namespace dsv4::model {
 
 // Emits index keys into each item's state (layer `il`) and returns, per batch row, the selected
-// compressed entries in ascending order (all eligible ones when they are at most index_topk).
+// compressed entries in ascending order (all eligible ones when they are at most index_topk), in
+// selected[0 .. rows) (selected may hold more, stale, entries).
 void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, const float* xn, const float* qr,
                     BatchLayout& b, std::vector<std::vector<int32_t>>& selected);
 

@@ -12,13 +12,19 @@ namespace dsv4::model {
 
 void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, MoeRouting& out) {
   const Config& c = *b.config;
+  PassScratch& ws = *b.scratch;
   const int64_t N = b.n_rows(), D = c.dim, E = c.n_routed_experts, K = c.n_activated_experts;
-  std::vector<float> logits(static_cast<size_t>(N * E));
+  std::vector<float>& logits = ws.router_logits;
+  logits.resize(size_t(N * E));
   b.backend->matmul(w.gate, xn, N, D, logits.data(), E);  // fp32 router
   out.experts.assign(size_t(N * K), 0);
   out.weights.assign(size_t(N * K), 0.f);
-  std::vector<float> s(static_cast<size_t>(E)), biased(static_cast<size_t>(E));
-  std::vector<int32_t> order(static_cast<size_t>(E));
+  std::vector<float>& s = ws.s;
+  std::vector<float>& biased = ws.biased;
+  std::vector<int32_t>& order = ws.order;
+  s.resize(size_t(E));
+  biased.resize(size_t(E));
+  order.resize(size_t(E));
   for (int64_t r = 0; r < N; ++r) {
     for (int64_t e = 0; e < E; ++e) s[size_t(e)] = std::sqrt(kernels::softplus(logits[size_t(r * E + e)]));
     int32_t* idx = &out.experts[size_t(r * K)];
@@ -43,29 +49,38 @@ void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayou
 }
 
 // One expert over a gathered set of rows: out = w2 . (silu(min(w1 x, L)) * clamp(w3 x, -L, L) * weight).
-static void expert_forward(kernels::Backend& be, const ExpertWeights& ew, const float* x, int64_t n,
+static void expert_forward(kernels::Backend& be, PassScratch& ws, const ExpertWeights& ew, const float* x, int64_t n,
                            const float* row_weight, const Config& c, bool ref, float* out) {
   const int64_t D = c.dim, I = c.moe_inter_dim;
-  std::vector<float> g(static_cast<size_t>(n * I)), u(static_cast<size_t>(n * I));
+  std::vector<float>& g = ws.g;
+  std::vector<float>& u = ws.u;
+  g.resize(size_t(n * I));
+  u.resize(size_t(n * I));
   be.matmul(ew.w1, x, n, D, g.data(), I, gemm_opts(ew.w1, ref));
   be.matmul(ew.w3, x, n, D, u.data(), I, gemm_opts(ew.w3, ref));
   be.swiglu(g.data(), u.data(), n, I, c.swiglu_limit, row_weight, ref);
   be.matmul(ew.w2, g.data(), n, I, out, D, gemm_opts(ew.w2, ref));
 }
 
-void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y,
-                 MoeRouting* routing_out) {
+void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y) {
   const Config& c = *b.config;
+  PassScratch& ws = *b.scratch;
+  kernels::Backend& be = *b.backend;
   const bool ref = b.ref();
   const int64_t N = b.n_rows(), D = c.dim, E = c.n_routed_experts, K = c.n_activated_experts;
-  MoeRouting rt;
+  MoeRouting& rt = ws.routing;
   moe_route(w, hash, xn, b, rt);
 
   // Group (row, slot) pairs by expert; each expert runs once over its rows.
-  std::vector<std::vector<int64_t>> by_expert(static_cast<size_t>(E));  // entries r*K + k
+  auto& by_expert = ws.by_expert;  // entries r*K + k
+  if (int64_t(by_expert.size()) < E) by_expert.resize(size_t(E));
+  for (int64_t e = 0; e < E; ++e) by_expert[size_t(e)].clear();
   for (int64_t i = 0; i < N * K; ++i) by_expert[size_t(rt.experts[size_t(i)])].push_back(i);
-  std::vector<float> outs(static_cast<size_t>(N * K * D));  // [N, K, D] per-slot outputs
-  std::vector<float> xg, wg, og;
+  std::vector<float>& outs = ws.outs;  // [N, K, D] per-slot outputs
+  outs.resize(size_t(N * K * D));
+  std::vector<float>& xg = ws.xg;
+  std::vector<float>& wg = ws.wg;
+  std::vector<float>& og = ws.og;
   for (int64_t e = 0; e < E; ++e) {
     const auto& list = by_expert[size_t(e)];
     if (list.empty()) continue;
@@ -77,13 +92,13 @@ void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLay
       std::copy_n(xn + (list[size_t(j)] / K) * D, D, &xg[size_t(j * D)]);
       wg[size_t(j)] = rt.weights[size_t(list[size_t(j)])];
     }
-    expert_forward(*b.backend, w.experts[size_t(e)], xg.data(), n, wg.data(), c, ref, og.data());
+    expert_forward(be, ws, w.experts[size_t(e)], xg.data(), n, wg.data(), c, ref, og.data());
     for (int64_t j = 0; j < n; ++j) std::copy_n(&og[size_t(j * D)], D, &outs[size_t(list[size_t(j)] * D)]);
   }
-  std::vector<float> shared;
+  std::vector<float>& shared = ws.shared;
   if (w.has_shared) {
     shared.resize(size_t(N * D));
-    expert_forward(*b.backend, w.shared, xn, N, nullptr, c, ref, shared.data());
+    expert_forward(be, ws, w.shared, xn, N, nullptr, c, ref, shared.data());
   }
   // Sum in slot order, fp32, then the shared expert.
   for (int64_t r = 0; r < N; ++r) {
@@ -93,7 +108,6 @@ void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLay
     if (w.has_shared) kernels::axpy_f32(1.f, &shared[size_t(r * D)], yr, D);
     round_if(ref, yr, D);
   }
-  if (routing_out) *routing_out = std::move(rt);
 }
 
 }  // namespace dsv4::model

@@ -9,15 +9,10 @@
 
 namespace dsv4::model {
 
-struct MoeRouting {
-  std::vector<int32_t> experts;  // [N, K]
-  std::vector<float> weights;    // [N, K], renormalised and scaled by route_scale
-};
-
+// MoeRouting (batch.h): experts and weights per row.
 // Router only (exposed for tests).
 void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, MoeRouting& out);
-// xn: [N, D] FFN input (after ffn_norm); y: [N, D].
-void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y,
-                 MoeRouting* routing_out = nullptr);
+// xn: [N, D] FFN input (after ffn_norm); y: [N, D]. The routing stays in b.scratch->routing.
+void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y);
 
 }  // namespace dsv4::model

@@ -15,19 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "core/alloc_guard.h"
 #include "core/error.h"
 
 // Counts every global allocation, to check sample() allocates nothing after its first call.
-namespace {
-std::atomic<size_t> g_allocs{0};
-}
-void* operator new(size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace dsv4::engine {
 namespace {
@@ -508,9 +499,9 @@ TEST(Sampler, NoAllocationAfterFirstCall) {
     if (mode == 3) p.min_p = 0.05f;
     Sampler s(p);
     s.sample(logits, history);
-    const size_t before = g_allocs.load();
+    const size_t before = thread_allocations();
     for (int i = 0; i < 10; ++i) s.sample(logits, history);
-    EXPECT_EQ(g_allocs.load(), before) << "mode " << mode;
+    EXPECT_EQ(thread_allocations(), before) << "mode " << mode;
   }
 }
 

@@ -9,6 +9,7 @@
 #include <limits>
 #include <mutex>
 
+#include "core/alloc_guard.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/index_score.h"
@@ -160,7 +161,7 @@ void CpuBackend::sink_attention(const float* q, int64_t rows, int64_t heads, int
     const float* const* ks = keys + key_begin[r];
     const int64_t nk = key_begin[r + 1] - key_begin[r];
     std::vector<float>& s = scratch_[size_t(th)].a;
-    if (int64_t(s.size()) < nk) s.resize(size_t(nk));
+    if (int64_t(s.size()) < nk) resize_with_context(s, size_t(nk));
     float mx = sinks[h];
     for (int64_t i = 0; i < nk; ++i) {
       s[size_t(i)] = dot_f32(qh, ks[i], dim) * scale;
@@ -279,6 +280,14 @@ void CpuBackend::index_topk(const RowSource& keys, const float* q, const float* 
     const int n_used = used.load(std::memory_order_relaxed);
     pool_.for_each_dynamic(nb, 1, [&](int64_t k, int th) {
       Scratch& sc = scratch_[size_t(th)];
+      // at most 4 x topk candidates per thread: reserved once, then no step allocates here
+      const size_t most = size_t(n_used) * size_t(std::max<int64_t>(4 * topk, 1));
+      if (sc.merged.capacity() < most || sc.b.capacity() < most || sc.pos.capacity() < most) {
+        AllowAllocScope once;
+        sc.merged.reserve(most);
+        sc.b.reserve(most);
+        sc.pos.reserve(most);
+      }
       sc.merged.clear();
       for (int t = 0; t < n_used; ++t) {
         const RunningTopk& top = scratch_[size_t(t)].tops[size_t(k)];
@@ -290,7 +299,7 @@ void CpuBackend::index_topk(const RowSource& keys, const float* q, const float* 
       for (size_t m = 0; m < sc.merged.size(); ++m) ms[m] = sc.merged[m].score;
       topk_indices(ms.data(), int64_t(sc.merged.size()), topk, sc.pos);
       std::vector<int32_t>& out = selected[i + k];
-      out.resize(sc.pos.size());
+      resize_with_context(out, sc.pos.size());
       for (size_t m = 0; m < sc.pos.size(); ++m) out[m] = sc.merged[size_t(sc.pos[m])].index;
     });
     i += nb;

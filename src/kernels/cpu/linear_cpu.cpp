@@ -198,7 +198,8 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
   const int64_t n_blocks = (out + rows_per_block - 1) / rows_per_block;
   const int64_t n_groups = (n_blocks + group - 1) / group;
   pool.for_ranges(n_groups, [&](int64_t g0, int64_t g1, int) {
-    std::vector<float> wblk(static_cast<size_t>(group * rows_per_block * in));
+    thread_local std::vector<float> wblk;  // kept: a decode step allocates nothing
+    wblk.resize(size_t(group * rows_per_block * in));
     float tile[R * T];
     auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r] = finish(v, opts.out_bf16); };
     for (int64_t g = g0; g < g1; ++g) {
@@ -516,8 +517,11 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
   const int64_t in = L.in, out = L.out;
   const bool fp8 = F == WeightFormat::fp8_block128, fp4 = F == WeightFormat::fp4_block32;
   const size_t esize = F == WeightFormat::f32 ? 4 : F == WeightFormat::bf16 ? 2 : 1;
-  // activations in lane order (FP8: per scale group, below)
-  std::vector<float> xp(F == WeightFormat::bf16 || fp4 ? size_t(n * in) : 0);
+  // activations in lane order, in the calling thread's buffer (kept between calls); a reference,
+  // so that the pool threads read this thread's copy
+  thread_local std::vector<float> caller_xp;
+  std::vector<float>& xp = caller_xp;
+  xp.resize(F == WeightFormat::bf16 || fp4 ? size_t(n * in) : 0);
   if (!xp.empty())
     for (int64_t t = 0; t < n; ++t) permute_x<F, W>(x + t * lx, in, xp.data() + t * in);
   // FP8 rows need no NaN-code scan when the stored tensor is known to hold none
@@ -525,7 +529,9 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
   auto body = [&](int64_t th, int64_t nt) {
     const int64_t units = (out + R - 1) / R;  // contiguous row range per thread, R-aligned
     const int64_t ra = std::min(out, units * th / nt * R), rb = std::min(out, units * (th + 1) / nt * R);
-    std::vector<float> xs(fp8 ? size_t(n * in) : 0), xtmp(fp8 ? size_t(in) : 0), wrow;
+    thread_local std::vector<float> xs, xtmp, wrow;  // each pool thread's, kept between calls
+    xs.resize(fp8 ? size_t(n * in) : 0);
+    xtmp.resize(fp8 ? size_t(in) : 0);
     int64_t group = -1;  // FP8: 128-row scale group xs is scaled for
     bool xs_ok = false;
     float tile[R * T];
@@ -671,7 +677,7 @@ void matmul(ThreadPool& pool, const Linear& W, const float* x, int64_t n, int64_
   const int64_t in = W.in, out = W.out;
   if (n == 0 || out == 0) return;
   const float* xin = x;
-  std::vector<float> xq;
+  thread_local std::vector<float> xq;  // the calling thread's, kept between calls
   if (opts.act_fp8) {
     xq.resize(size_t(n * in));
     pool.for_ranges(n, [&](int64_t t0, int64_t t1, int) {
