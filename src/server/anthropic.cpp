@@ -259,6 +259,11 @@ PreparedRequest prepare_messages(const std::string& body, const DialectContext& 
       throw bad_request("tool_choice.type: expected auto, any, tool or none", "tool_choice");
     }
   }
+  // Structured output: output_config.format (and the beta's top-level output_format).
+  if (const Json* oc = text::json_member(j, "output_config"); oc && oc->is_object()) {
+    if (const Json* f = text::json_member(*oc, "format")) pr.gen.response_schema = response_format_grammar(*f, "output_config.format");
+  }
+  if (const Json* f = text::json_member(j, "output_format")) pr.gen.response_schema = response_format_grammar(*f, "output_format");
   try {
     sp.validate(int32_t(1) << 30);
   } catch (const Error& e) {
