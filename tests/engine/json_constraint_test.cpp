@@ -290,6 +290,16 @@ TEST(JsonMatcher, RejectsWhatTheSchemaForbids) {
 // ---------------------------------------------------------------------------------------------
 // Token level, on the real vocabulary
 
+// Random logits like a random-weight model's (uniform in [0, 8)), cheap to draw over 129,280 ids.
+void random_logits(std::vector<float>& logits, uint64_t& x) {
+  for (float& l : logits) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    l = float(x >> 40) * (8.0f / 16777216.0f);
+  }
+}
+
 const text::Tokenizer& tokenizer() {
   static const text::Tokenizer t = text::Tokenizer::load(default_model_dir());
   return t;
@@ -340,8 +350,7 @@ TEST(TokenMask, EqualsABruteForceCheckOfEveryToken) {
 // JsonConstraint with random logits (what the random-weight model gives): every output parses and
 // validates, within the budget when the shortest instance fits.
 TEST(JsonConstraint, RandomLogitsAlwaysGiveAValidValueWithinBudget) {
-  std::mt19937 rng(99);
-  std::normal_distribution<float> nd(0.0f, 3.0f);
+  uint64_t rs = 99;
   std::vector<float> logits(129280);
   int runs = 0;
   for (const Json& schema : schemas()) {
@@ -350,7 +359,7 @@ TEST(JsonConstraint, RandomLogitsAlwaysGiveAValidValueWithinBudget) {
       JsonConstraint c(g, vocab(), budget, false, 0);
       std::vector<int32_t> toks;
       for (int guard = 0; guard < 400 && !c.done(); ++guard) {
-        for (float& x : logits) x = nd(rng);
+        random_logits(logits, rs);
         int32_t t = c.next(logits);
         if (t < 0) t = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
         c.accept(t);
@@ -390,6 +399,73 @@ TEST(JsonConstraint, ThinkingStaysFreeUntilThinkEnd) {
   const int32_t brace = tokenizer().token_id("{");
   EXPECT_EQ(logits[size_t(brace)], 0.0f);
   EXPECT_EQ(logits[100], -std::numeric_limits<float>::infinity());
+}
+
+}  // namespace
+}  // namespace dsv4::engine
+
+namespace dsv4::engine {
+namespace {
+
+// A forced tool call whose parameters follow their schema (enum, bounded integer, nested object
+// with required keys) and, with parallel calls, that may hold several calls: random logits give
+// every value valid and, over 12 runs, more than one call.
+TEST(ToolCallConstraint, SchemaTypedParametersAndParallelCalls) {
+  const Json params = Json::parse(R"({"type":"object","properties":{
+      "city":{"enum":["Rome","Paris"]},"days":{"type":"integer","minimum":1,"maximum":7},
+      "opts":{"type":"object","properties":{"metric":{"type":"boolean"},"lang":{"enum":["en","it"]}},"required":["metric","lang"],"additionalProperties":false},
+      "note":{"type":"string"}},"required":["city","days","opts","note"],"additionalProperties":false})");
+  auto g = text::compile_json_schema(params);
+  ForcedToolCall spec;
+  spec.parallel = true;
+  ForcedTool tool{"w", {}};
+  const auto& props = g->nodes[size_t(g->root)].properties;
+  for (const auto& p : props) {
+    ForcedParam fp;
+    fp.name = p.name;
+    fp.grammar = g;
+    fp.node = p.node;
+    tool.params.push_back(fp);
+  }
+  spec.tools.push_back(tool);
+  uint64_t rs = 3;
+  std::vector<float> logits(129280);
+  size_t most = 0;
+  const std::regex value("parameter name=\"(\\w+)\" string=\"(true|false)\">([^<]*)</");
+  for (int run = 0; run < 12; ++run) {
+    ToolCallConstraint c(spec, vocab());
+    std::vector<int32_t> toks;
+    for (int guard = 0; guard < 2000 && !c.done(); ++guard) {
+      random_logits(logits, rs);
+      int32_t t = c.next(logits);
+      if (t < 0) t = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      c.accept(t);
+      toks.push_back(t);
+    }
+    ASSERT_TRUE(c.done());
+    EXPECT_EQ(c.done_reason(), FinishReason::tool_calls);
+    const std::string text = tokenizer().decode(toks);
+    size_t calls = 0;
+    for (size_t at = 0; (at = text.find("invoke name=\"w\"", at)) != std::string::npos; ++at) ++calls;
+    EXPECT_GE(calls, 1u);
+    EXPECT_LE(calls, size_t(spec.max_calls));
+    most = std::max(most, calls);
+    EXPECT_NE(text.find("</｜DSML｜tool_calls><｜end▁of▁sentence｜>"), std::string::npos) << text;
+    size_t values = 0;
+    for (std::sregex_iterator it(text.begin(), text.end(), value), end; it != end; ++it, ++values) {
+      const std::string name = (*it)[1], raw = (*it)[3];
+      if ((*it)[2] == "true") {  // the plain string: raw text
+        EXPECT_EQ(name, "note");
+        continue;
+      }
+      Json v;
+      ASSERT_TRUE(text::try_parse_py_json(raw, &v)) << name << ": " << raw;
+      std::string why;
+      EXPECT_TRUE(valid(v, params["properties"][name], params, &why)) << name << ": " << raw << " " << why;
+    }
+    EXPECT_EQ(values, 4 * calls) << text;
+  }
+  EXPECT_GE(most, 2u);
 }
 
 }  // namespace
