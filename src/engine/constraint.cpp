@@ -36,6 +36,7 @@ std::shared_ptr<const ConstraintVocab> ConstraintVocab::build(const text::Tokeni
   v->vocab = model_vocab;
   v->eos = tok.eos_id();
   v->think_end = tok.token_id("</think>");
+  v->dsml = tok.token_id("｜DSML｜");
   v->string_ok.assign(size_t(model_vocab), 0);
   v->digit_ok.assign(size_t(model_vocab), 0);
   for (int32_t id = 0; id < model_vocab; ++id) {
@@ -149,8 +150,15 @@ void JsonConstraint::accept(int32_t token) {
 
 ToolCallConstraint::ToolCallConstraint(const ForcedToolCall& spec, std::shared_ptr<const ConstraintVocab> vocab)
     : v_(std::move(vocab)), spec_(spec) {
-  if (spec_.in_reasoning && v_->think_end >= 0) steps_.push_back({Phase::reasoning, {}, {}});
-  push_forced("\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"");
+  if (spec_.on_open) {
+    // Free until the model writes "\n\n<｜DSML｜"; the rest of the opening is forced.
+    watch_reasoning_ = spec_.in_reasoning && v_->think_end >= 0;
+    steps_.push_back({Phase::watch, {}, {}});
+    push_forced("tool_calls>\n<｜DSML｜invoke name=\"");
+  } else {
+    if (spec_.in_reasoning && v_->think_end >= 0) steps_.push_back({Phase::reasoning, {}, {}});
+    push_forced("\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"");
+  }
   push_tool_choice();
   begin_step();
 }
@@ -254,6 +262,8 @@ int32_t ToolCallConstraint::next(std::span<float> logits) {
       if (reasoning_tokens_ >= spec_.max_reasoning_tokens) return v_->think_end;
       logits[size_t(v_->eos)] = kNegInf;
       return -1;
+    case Phase::watch:
+      return -1;
     case Phase::forced:
       return s.options[0][pos_];
     case Phase::choice: {
@@ -319,6 +329,21 @@ void ToolCallConstraint::accept(int32_t token) {
         begin_step();
       }
       return;
+    case Phase::watch: {
+      if (watch_reasoning_) {
+        if (token == v_->think_end) watch_reasoning_ = false;
+        return;
+      }
+      const bool opens = token == v_->dsml && tail_.size() >= 3 && tail_.compare(tail_.size() - 3, 3, "\n\n<") == 0;
+      if (opens) {
+        ++step_;
+        begin_step();
+        return;
+      }
+      if (token >= 0 && size_t(token) < v_->index->bytes.size()) tail_ += v_->index->bytes[size_t(token)];
+      if (tail_.size() > 8) tail_.erase(0, tail_.size() - 8);
+      return;
+    }
     case Phase::forced:
       if (++pos_ >= s.options[0].size()) {
         ++step_;

@@ -11,7 +11,8 @@
 // max_tokens never cuts the JSON; when even that does not fit, the value still runs to its end
 // (in_block()).
 //
-// ToolCallConstraint (tool_choice required / named, Anthropic tool_choice any / tool): the engine
+// ToolCallConstraint (tool_choice required / named, Anthropic tool_choice any / tool; under
+// tool_choice auto with strict tools, from the moment the model opens a block itself): the engine
 // writes the DSML tool-call block (API-NOTES §2.3) itself and lets the model choose only what the
 // schema leaves open: which tool (when several are allowed), each parameter value, and (with
 // parallel calls) whether another call follows. Plain string parameters are raw text (string="true",
@@ -48,6 +49,7 @@ struct ConstraintVocab {
   int32_t vocab = 0;
   int32_t eos = 1;
   int32_t think_end = -1;           // </think>, -1 when the tokenizer has none
+  int32_t dsml = -1;                // ｜DSML｜, -1 when the tokenizer has none
   std::vector<uint8_t> string_ok;   // [vocab] 1: may appear inside a raw string parameter value
   std::vector<uint8_t> digit_ok;    // [vocab] 1: only ASCII digits
   std::shared_ptr<const TokenIndex> index;  // token bytes, trie and bulk classes (token_mask.h)
@@ -125,11 +127,13 @@ class ToolCallConstraint : public Constraint {
   int32_t next(std::span<float> logits) override;
   void accept(int32_t token) override;
   bool done() const override { return done_; }
-  bool in_block() const override { return !done_ && steps_[step_].phase != Phase::reasoning; }
+  bool in_block() const override {
+    return !done_ && steps_[step_].phase != Phase::reasoning && steps_[step_].phase != Phase::watch;
+  }
   FinishReason done_reason() const override { return FinishReason::tool_calls; }
 
  private:
-  enum class Phase { reasoning, forced, choice, value, json, finished };
+  enum class Phase { reasoning, watch, forced, choice, value, json, finished };
   enum class Choice { tool, boolean, more };
   struct Step {               // one unit of the block
     Phase phase;
@@ -153,6 +157,8 @@ class ToolCallConstraint : public Constraint {
   size_t pos_ = 0;                // tokens emitted in this step
   std::unique_ptr<JsonValueGen> json_;  // json: the value being written
   int reasoning_tokens_ = 0;
+  bool watch_reasoning_ = false;  // watch: still inside the reasoning (a block may not open there)
+  std::string tail_;              // watch: the last bytes written
   int calls_ = 0;
   bool done_ = false;
 };

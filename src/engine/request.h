@@ -40,6 +40,9 @@ struct ForcedToolCall {
   int max_value_tokens = 24;         // per raw string parameter value
   int max_json_tokens = 64;          // per JSON parameter value (then its completion is forced)
   bool parallel = false;             // more than one call may follow (parallel_tool_calls: true)
+  // tool_choice auto with strict tools: decoding stays free until the model itself opens a
+  // tool-call block (writes "\n\n<｜DSML｜"); from there the block is decoded as above.
+  bool on_open = false;
   int max_calls = 4;                 // calls in one block at most (parallel)
 };
 

@@ -91,7 +91,28 @@ std::shared_ptr<const text::JsonGrammar> response_format_grammar(const Json& rf,
   return json_schema_grammar(*schema, param);
 }
 
-std::shared_ptr<engine::ForcedToolCall> forced_tool_from_tools(const Json& tools, const std::string& only) {
+namespace {
+// A parameter's top-level JSON type (the lenient path: schemas the compiler refuses).
+engine::ParamKind kind_of(const Json& schema) {
+  const Json* t = text::json_member(schema, "type");
+  std::string ty = t && t->is_string() ? t->get<std::string>() : "";
+  if (t && t->is_array())
+    for (const auto& x : *t)
+      if (x.is_string() && x.get<std::string>() != "null") {
+        ty = x.get<std::string>();
+        break;
+      }
+  if (ty == "integer") return engine::ParamKind::integer;
+  if (ty == "number") return engine::ParamKind::number;
+  if (ty == "boolean") return engine::ParamKind::boolean;
+  if (ty == "object") return engine::ParamKind::object;
+  if (ty == "array") return engine::ParamKind::array;
+  if (ty == "null") return engine::ParamKind::null;
+  return engine::ParamKind::string;
+}
+}  // namespace
+
+std::shared_ptr<engine::ForcedToolCall> forced_tool_from_tools(const Json& tools, const std::string& only, bool lenient) {
   auto spec = std::make_shared<engine::ForcedToolCall>();
   if (tools.is_array()) {
     for (const auto& t : tools) {
@@ -104,6 +125,22 @@ std::shared_ptr<engine::ForcedToolCall> forced_tool_from_tools(const Json& tools
       if (auto it = fn.find("parameters"); it != fn.end()) params = &*it;
       if (!params) {
         if (auto it = fn.find("input_schema"); it != fn.end()) params = &*it;
+      }
+      const bool strict = fn.contains("strict") && fn["strict"].is_boolean() && fn["strict"].get<bool>();
+      if (params && params->is_object() && lenient && !strict) {
+        // A non-strict tool offered next to strict ones (tool_choice auto): its schema is followed
+        // when it compiles; otherwise only the required parameters' top-level types are.
+        try {
+          text::compile_json_schema(*params);
+        } catch (const Error&) {
+          if (const Json* props = text::json_member(*params, "properties"); props && props->is_object())
+            if (const Json* req = text::json_member(*params, "required"); req && req->is_array())
+              for (const auto& r : *req)
+                if (r.is_string() && props->contains(r.get<std::string>()))
+                  ft.params.push_back({r.get<std::string>(), kind_of((*props)[r.get<std::string>()]), nullptr, -1});
+          spec->tools.push_back(std::move(ft));
+          continue;
+        }
       }
       if (params && params->is_object()) {
         // The arguments follow the parameters schema: each required parameter's value is decoded
@@ -558,6 +595,21 @@ PreparedRequest prepare_chat(const std::string& body, const DialectContext& ctx)
       pr.gen.forced_tool = forced_tool_from_tools(tools ? *tools : Json(), name->get<std::string>());
     } else {
       throw bad_request("tool_choice: expected a string or an object", "tool_choice");
+    }
+  }
+  // tool_choice auto (or absent) with a strict tool: once the model opens a tool-call block, the
+  // block is decoded under the tools' schemas.
+  if (!pr.gen.forced_tool && tools && tools->is_array()) {
+    const Json* tc = text::json_member(j, "tool_choice");
+    const bool is_auto = !tc || (tc->is_string() && tc->get<std::string>() == "auto");
+    bool any_strict = false;
+    for (const auto& t : *tools) {
+      const Json& fn = t.contains("function") ? t["function"] : t;
+      any_strict |= fn.is_object() && fn.contains("strict") && fn["strict"].is_boolean() && fn["strict"].get<bool>();
+    }
+    if (is_auto && any_strict) {
+      pr.gen.forced_tool = forced_tool_from_tools(*tools, "", true);
+      pr.gen.forced_tool->on_open = true;
     }
   }
   // Structured output: response_format json_object / json_schema constrains the answer.

@@ -242,3 +242,16 @@ test('unsupported schema keywords answer 400 naming the keyword', async () => {
       tools: [{ type: 'function', function: { name: 't', parameters: { type: 'object', properties: { a: { not: {} } } } } }] }),
     (e) => e.status === 400 && e.message.includes("'not'"));
 });
+
+test('strict tools under tool_choice auto: accepted (the block is constrained once the model opens one)', async () => {
+  const strictTool = { type: 'function', function: { name: 's', strict: true, parameters: obj({ u: { enum: ['C', 'F'] } }) } };
+  const looseTool = { type: 'function', function: { name: 'l', parameters: { type: 'object', properties: { a: { type: 'string', format: 'ipv6' } }, required: ['a'] } } };
+  for (const stream of [false, true]) {
+    const { finish } = await oaAnswer({ model: MODEL, messages: msgs, max_tokens: 8, ...thinkingOA(false),
+      tools: [strictTool, looseTool] }, stream);
+    assert.ok(['length', 'stop', 'tool_calls'].includes(finish), finish);
+  }
+  const badStrict = { type: 'function', function: { name: 'b', strict: true, parameters: { type: 'object', properties: { a: { type: 'string', format: 'ipv6' } } } } };
+  await assert.rejects(oa.chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 8, tools: [badStrict] }),
+    (e) => e.status === 400 && e.message.includes('ipv6'));
+});

@@ -470,3 +470,52 @@ TEST(ToolCallConstraint, SchemaTypedParametersAndParallelCalls) {
 
 }  // namespace
 }  // namespace dsv4::engine
+
+namespace dsv4::engine {
+namespace {
+
+// tool_choice auto with strict tools: decoding stays free (nothing masked, EOS allowed) until the
+// model writes "\n\n<｜DSML｜"; then the rest of the block is forced and the arguments follow the
+// schema. DSML elsewhere (not after "\n\n<") does not open it.
+TEST(ToolCallConstraint, StrictToolsUnderAutoOnceTheModelOpensABlock) {
+  const Json params = Json::parse(R"({"type":"object","properties":{"unit":{"enum":["C","F"]}},"required":["unit"],"additionalProperties":false})");
+  auto g = text::compile_json_schema(params);
+  ForcedToolCall spec;
+  spec.on_open = true;
+  ForcedParam p;
+  p.name = "unit";
+  p.grammar = g;
+  p.node = g->nodes[size_t(g->root)].properties[0].node;
+  spec.tools.push_back({"temp", {p}});
+  ToolCallConstraint c(spec, vocab());
+  std::vector<float> logits(129280, 1.0f);
+  std::vector<int32_t> toks = tokenizer().encode_plain("Sure <");
+  toks.push_back(vocab()->dsml);  // not after "\n\n<": no block
+  for (int32_t t : tokenizer().encode_plain("ok.\n\n<")) toks.push_back(t);
+  for (int32_t t : toks) {
+    EXPECT_EQ(c.next(logits), -1);
+    EXPECT_EQ(logits[size_t(vocab()->eos)], 1.0f);  // free: EOS allowed, nothing masked
+    EXPECT_FALSE(c.in_block());
+    c.accept(t);
+  }
+  EXPECT_EQ(c.next(logits), -1);
+  c.accept(vocab()->dsml);
+  EXPECT_TRUE(c.in_block());
+  std::vector<int32_t> out = {vocab()->dsml};
+  uint64_t rs = 11;
+  for (int guard = 0; guard < 200 && !c.done(); ++guard) {
+    random_logits(logits, rs);
+    int32_t t = c.next(logits);
+    if (t < 0) t = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    c.accept(t);
+    out.push_back(t);
+  }
+  ASSERT_TRUE(c.done());
+  const std::string text = tokenizer().decode(out);
+  EXPECT_TRUE(std::regex_match(text, std::regex(
+      "｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"temp\">\n<｜DSML｜parameter name=\"unit\" string=\"false\">\"[CF]\""
+      "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>"))) << text;
+}
+
+}  // namespace
+}  // namespace dsv4::engine
