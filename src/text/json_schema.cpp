@@ -267,6 +267,13 @@ class Compiler {
   }
 
   int compile(const Json& s, const std::string& where) {
+    // Request schemas are untrusted: bounded nesting (the compiler recurses per level).
+    struct Depth {
+      int& d;
+      explicit Depth(int& x) : d(x) { ++d; }
+      ~Depth() { --d; }
+    } guard(depth_);
+    if (depth_ > kMaxSchemaDepth) throw Error(where + ": schema nested deeper than " + std::to_string(kMaxSchemaDepth) + " levels");
     if (s.is_boolean()) {
       if (s.get<bool>()) return g_->any;
       throw Error(where + ": the schema false allows no value");
@@ -558,6 +565,9 @@ class Compiler {
             if (ok) offer(s + "}");
           }
         }
+        if (cand && cand->size() > kMaxShortest)
+          throw Error("schema: the shortest valid instance is longer than " + std::to_string(kMaxShortest) +
+                      " bytes (minItems / minLength too large)");
         if (cand && better(best[i], *cand)) {
           best[i] = cand;
           changed = true;
@@ -570,9 +580,12 @@ class Compiler {
     }
   }
 
+  static constexpr int kMaxSchemaDepth = 64;
+  static constexpr size_t kMaxShortest = 65536;  // bytes of a shortest instance (minItems nests multiply)
   const Json& root_;
   std::shared_ptr<JsonGrammar> g_;
   std::unordered_map<std::string, int> refs_;
+  int depth_ = 0;
 };
 
 std::mutex g_cache_mu;  // compile_json_schema runs on the HTTP threads

@@ -223,6 +223,8 @@ TEST(JsonSchema, UnsupportedKeywordsAreRefusedByName) {
       {R"({"type":"objekt"})", "type 'objekt'"},
       {R"({"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"})", "finite instance"},
       {R"({"type":"object","properties":{"n":{"$ref":"#"}},"required":["n"]})", "finite instance"},
+      {R"({"type":"array","minItems":200,"items":{"type":"array","minItems":200,"items":{"type":"string","minLength":50}}})",
+       "shortest valid instance"},
   };
   for (const auto& [schema, word] : cases) {
     try {
@@ -231,6 +233,17 @@ TEST(JsonSchema, UnsupportedKeywordsAreRefusedByName) {
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << schema << " -> " << e.what();
     }
+  }
+}
+
+TEST(JsonSchema, DeepNestingIsRefusedNotOverflowed) {
+  Json s = Json{{"type", "string"}};
+  for (int i = 0; i < 200; ++i) s = Json{{"type", "array"}, {"items", s}};
+  try {
+    text::compile_json_schema(s);
+    ADD_FAILURE() << "accepted 200 levels";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nested deeper than 64"), std::string::npos) << e.what();
   }
 }
 
