@@ -319,6 +319,15 @@ class Compiler {
         std::vector<int> branches;
         for (size_t i = 0; i < a->size(); ++i)
           branches.push_back(compile((*a)[i], where + "." + key + "[" + std::to_string(i) + "]"));
+        // oneOf means exactly one: decoding follows any branch, so the branches must be provably
+        // disjoint (different types, different literals, or a required property whose literal
+        // values differ, as in discriminated unions).
+        if (std::string(key) == "oneOf")
+          for (size_t x = 0; x < branches.size(); ++x)
+            for (size_t y = x + 1; y < branches.size(); ++y)
+              if (!disjoint_nodes(branches[x], branches[y]))
+                throw Error(where + ": oneOf branches " + std::to_string(x) + " and " + std::to_string(y) +
+                            " may both match, which constrained decoding cannot rule out (use anyOf, or a const discriminator)");
         if (nullable) branches.push_back(g_->null_lits);
         const int id = new_node();
         g_->nodes[size_t(id)].any_of = std::move(branches);
@@ -494,6 +503,60 @@ class Compiler {
     const int id = new_node();
     g_->nodes[size_t(id)] = std::move(n);
     return id;
+  }
+
+  // Follows single-branch anyOf links ($ref placeholders).
+  int resolve(int id) const {
+    for (int k = 0; k < 64 && g_->nodes[size_t(id)].any_of.size() == 1; ++k) id = g_->nodes[size_t(id)].any_of[0];
+    return id;
+  }
+  // The JSON types a node's values may have (integer and number merged); 0: not known yet.
+  uint8_t type_set(int id, int depth = 0) const {
+    id = resolve(id);
+    const SchemaNode& n = g_->nodes[size_t(id)];
+    auto norm = [](uint8_t t) { return uint8_t((t & kJsonInteger) ? (t | kJsonNumber) & ~kJsonInteger : t); };
+    if (!n.literals.empty()) {
+      uint8_t t = 0;
+      for (const auto& l : n.literals) {
+        const char c = l[0];
+        t |= c == '{' ? kJsonObject : c == '[' ? kJsonArray : c == '"' ? kJsonString : c == 'n' ? kJsonNull
+           : (c == 't' || c == 'f') ? kJsonBool : kJsonNumber;
+      }
+      return t;
+    }
+    if (!n.any_of.empty()) {
+      uint8_t t = 0;
+      if (depth > 16) return kJsonAny;
+      for (int b : n.any_of) t |= type_set(b, depth + 1);
+      return t;
+    }
+    return norm(n.types);
+  }
+  bool disjoint_nodes(int a, int b) const {
+    a = resolve(a);
+    b = resolve(b);
+    const uint8_t ta = type_set(a), tb = type_set(b);
+    if (ta == 0 || tb == 0) return false;
+    if ((ta & tb) == 0) return true;
+    const SchemaNode &na = g_->nodes[size_t(a)], &nb = g_->nodes[size_t(b)];
+    if (!na.literals.empty() && !nb.literals.empty()) {
+      for (const auto& l : na.literals)
+        if (std::binary_search(nb.literals.begin(), nb.literals.end(), l)) return false;
+      return true;
+    }
+    if (na.any_of.empty() && nb.any_of.empty() && na.literals.empty() && nb.literals.empty() && na.types == kJsonObject &&
+        nb.types == kJsonObject) {
+      for (const auto& pa : na.properties)
+        for (const auto& pb : nb.properties)
+          if (pa.required && pb.required && pa.name == pb.name) {
+            const SchemaNode &la = g_->nodes[size_t(resolve(pa.node))], &lb = g_->nodes[size_t(resolve(pb.node))];
+            if (la.literals.empty() || lb.literals.empty()) continue;
+            bool overlap = false;
+            for (const auto& l : la.literals) overlap |= std::binary_search(lb.literals.begin(), lb.literals.end(), l);
+            if (!overlap) return true;
+          }
+    }
+    return false;
   }
 
   size_t count_annotations(const Json& s) const {

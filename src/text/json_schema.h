@@ -11,7 +11,8 @@
 //     counts (`^[A-Z]{3}-\d{4}$`, `^[a-z0-9_]+$`),
 //   numbers / integers: minimum, maximum, exclusiveMinimum, exclusiveMaximum (a number's range
 //     must hold an integer),
-//   anyOf (oneOf is read as anyOf), allOf of one schema, $ref to "#", "#/$defs/X",
+//   anyOf, oneOf whose branches are provably disjoint (types, literals, or a required property with
+//   different const / enum values: discriminated unions), allOf of one schema, $ref to "#", "#/$defs/X",
 //   "#/definitions/X", and the annotations (title, description, default, examples, ...).
 // What decoding writes is one valid instance in compact JSON: properties in schema order (optional
 // ones may be left out, additional ones after the declared ones), at most one space after ':'

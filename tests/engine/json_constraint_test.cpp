@@ -223,6 +223,9 @@ TEST(JsonSchema, UnsupportedKeywordsAreRefusedByName) {
       {R"({"type":"objekt"})", "type 'objekt'"},
       {R"({"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"})", "finite instance"},
       {R"({"type":"object","properties":{"n":{"$ref":"#"}},"required":["n"]})", "finite instance"},
+      {R"({"oneOf":[{"type":"string"},{"type":"string","maxLength":3}]})", "oneOf branches 0 and 1"},
+      {R"({"oneOf":[{"type":"object","properties":{"k":{"const":"a"}},"required":["k"]},{"type":"object","properties":{"k":{"enum":["a","b"]}},"required":["k"]}]})",
+       "oneOf branches 0 and 1"},
       {R"({"type":"array","minItems":200,"items":{"type":"array","minItems":200,"items":{"type":"string","minLength":50}}})",
        "shortest valid instance"},
   };
@@ -232,6 +235,24 @@ TEST(JsonSchema, UnsupportedKeywordsAreRefusedByName) {
       ADD_FAILURE() << "accepted " << schema;
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << schema << " -> " << e.what();
+    }
+  }
+}
+
+TEST(JsonSchema, OneOfWithDisjointBranchesIsAccepted) {
+  for (const char* src : {R"({"oneOf":[{"type":"string"},{"type":"null"},{"type":"integer"}]})",
+                          R"({"oneOf":[{"enum":["a","b"]},{"const":"c"}]})",
+                          R"({"oneOf":[{"type":"object","properties":{"kind":{"const":"x"},"v":{"type":"integer"}},"required":["kind","v"]},)"
+                          R"({"type":"object","properties":{"kind":{"const":"y"}},"required":["kind"]}]})"}) {
+    const Json schema = Json::parse(src);
+    const JsonMatcher m(text::compile_json_schema(schema));
+    std::mt19937 rng(5);
+    for (int k = 0; k < 50; ++k) {
+      const std::string out = random_walk(m, rng, 60);
+      Json v;
+      ASSERT_TRUE(text::try_parse_py_json(out, &v)) << out;
+      std::string why;
+      EXPECT_TRUE(valid(v, schema, schema, &why)) << out << ": " << why;
     }
   }
 }
