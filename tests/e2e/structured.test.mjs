@@ -255,3 +255,13 @@ test('strict tools under tool_choice auto: accepted (the block is constrained on
   await assert.rejects(oa.chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 8, tools: [badStrict] }),
     (e) => e.status === 400 && e.message.includes('ipv6'));
 });
+
+test('openai SDK chat.completions.parse: message.parsed validates', async () => {
+  const schema = SCHEMAS[1];
+  const r = await oa.chat.completions.parse({ model: MODEL, messages: msgs, max_tokens: 32, ...thinkingOA(false),
+    response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } } });
+  const m = r.choices[0].message;
+  assert.ok(m.parsed && typeof m.parsed === 'object', JSON.stringify(m));
+  check(schema, m.content, 'parse');
+  assert.deepEqual(m.parsed, JSON.parse(m.content));
+});
