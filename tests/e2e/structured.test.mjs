@@ -254,6 +254,13 @@ test('strict tools under tool_choice auto: accepted (the block is constrained on
   const badStrict = { type: 'function', function: { name: 'b', strict: true, parameters: { type: 'object', properties: { a: { type: 'string', format: 'ipv6' } } } } };
   await assert.rejects(oa.chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 8, tools: [badStrict] }),
     (e) => e.status === 400 && e.message.includes('ipv6'));
+  // Anthropic: tools marked strict, tool_choice absent.
+  const r = await an.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 8, messages: msgs, thinking: { type: 'disabled' },
+    tools: [{ name: 's', strict: true, input_schema: obj({ u: { enum: ['C', 'F'] } }) }, { name: 'l', input_schema: looseTool.function.parameters }] });
+  assert.ok(['max_tokens', 'end_turn', 'tool_use'].includes(r.stop_reason), r.stop_reason);
+  await assert.rejects(an.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 8, messages: msgs,
+    tools: [{ name: 'b', strict: true, input_schema: badStrict.function.parameters }] }),
+    (e) => e.status === 400 && e.message.includes('ipv6'));
 });
 
 test('openai SDK chat.completions.parse: message.parsed validates', async () => {
