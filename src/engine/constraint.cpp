@@ -78,8 +78,16 @@ int32_t JsonValueGen::next(std::span<float> logits) {
   const std::string rest = m_.completion(st_);  // "" when the value may end here
   if (budget_ - used_ <= int(rest.size()) + 1) {
     if (rest.empty()) return end_;
-    const std::vector<int32_t> ids = v_->tok->encode_plain(rest);
-    forced_.assign(ids.begin(), ids.end());
+    // The completion may start inside a UTF-8 character (the last token ended mid-character):
+    // those continuation bytes go as single-byte tokens, the rest through the tokenizer.
+    forced_.clear();
+    size_t k = 0;
+    while (k < rest.size() && ((unsigned char)rest[k] & 0xc0) == 0x80) {
+      forced_.push_back(v_->index->byte_token[(unsigned char)rest[k]]);
+      ++k;
+    }
+    const std::vector<int32_t> ids = v_->tok->encode_plain(std::string_view(rest).substr(k));
+    forced_.insert(forced_.end(), ids.begin(), ids.end());
     return forced_.front();
   }
   masker_.compute(m_, st_, allow_);

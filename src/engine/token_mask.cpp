@@ -111,6 +111,10 @@ std::shared_ptr<const TokenIndex> TokenIndex::build(const text::Tokenizer& tok, 
     else not_key.push_back(id);
     ix->bytes[size_t(id)] = std::move(b);
   }
+  for (int b = 0; b < 256; ++b) ix->byte_token[b] = -1;
+  for (int32_t id : all)
+    if (ix->bytes[size_t(id)].size() == 1 && ix->byte_token[(unsigned char)ix->bytes[size_t(id)][0]] < 0)
+      ix->byte_token[(unsigned char)ix->bytes[size_t(id)][0]] = id;
   std::sort(str.begin(), str.end());
   std::sort(key.begin(), key.end());
   auto upto = [](const std::vector<std::pair<int, int32_t>>& v, std::vector<int32_t>& ids, std::vector<uint32_t>& up) {

@@ -44,6 +44,7 @@ struct ByteTrie {
 struct TokenIndex {
   int32_t vocab = 0;
   std::vector<std::string> bytes;            // [vocab] raw bytes ("" for added tokens / no token)
+  int32_t byte_token[256];                   // the token of each single byte (-1: none)
   ByteTrie all;                              // every ordinary token
   std::vector<int32_t> string_safe;          // ordered by code points
   std::vector<uint32_t> string_safe_upto;    // [k]: string_safe tokens with <= k code points

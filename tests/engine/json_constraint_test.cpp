@@ -553,3 +553,38 @@ TEST(ToolCallConstraint, StrictToolsUnderAutoOnceTheModelOpensABlock) {
 
 }  // namespace
 }  // namespace dsv4::engine
+
+namespace dsv4::engine {
+namespace {
+
+// The budget can run out right after a token that ended inside a UTF-8 character: the forced
+// completion starts with the missing continuation bytes (single-byte tokens), then closes.
+TEST(JsonConstraint, ForcedCompletionFinishesAPartialCharacter) {
+  const auto& ix = *vocab()->index;
+  for (int b = 0; b < 256; ++b) ASSERT_GE(ix.byte_token[b], 0) << "no token for byte " << b;
+  auto g = text::compile_json_schema(Json::parse(R"({"type":"array","items":{"type":"string"},"minItems":1})"));
+  JsonConstraint c(g, vocab(), 6, false, 0);
+  std::vector<float> logits(129280, 0.0f);
+  std::vector<int32_t> toks;
+  for (int32_t t : {ix.byte_token['['], ix.byte_token['"'], ix.byte_token[0xe4]}) {
+    std::fill(logits.begin(), logits.end(), 0.0f);
+    EXPECT_EQ(c.next(logits), -1);
+    EXPECT_EQ(logits[size_t(t)], 0.0f) << "token " << t << " '" << ix.bytes[size_t(t)] << "'";  // allowed
+    c.accept(t);
+    toks.push_back(t);
+  }
+  // 3 tokens left: the completion "\x80\x80\"]" (4 bytes) no longer fits: forced from here.
+  for (int guard = 0; guard < 10 && !c.done(); ++guard) {
+    const int32_t t = c.next(logits);
+    ASSERT_GE(t, 0);
+    c.accept(t);
+    toks.push_back(t);
+  }
+  ASSERT_TRUE(c.done());
+  EXPECT_EQ(toks.back(), vocab()->eos);
+  toks.pop_back();
+  EXPECT_EQ(tokenizer().decode(toks), "[\"\xe4\x80\x80\"]");
+}
+
+}  // namespace
+}  // namespace dsv4::engine
