@@ -65,7 +65,6 @@ std::string dump_json(const Json& j) { return j.dump(-1, ' ', false, Json::error
 
 int32_t dsml_token_id() { return text::control_token_id(text::ControlToken::dsml); }
 
-
 std::shared_ptr<const text::JsonGrammar> json_schema_grammar(const Json& schema, const std::string& param) {
   try {
     return text::compile_json_schema(schema);
