@@ -10,12 +10,14 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "model/forward.h"
 #include "model/tiny_checkpoint.h"
 #include "model/weights.h"
+#include "text/json_schema.h"
 #include "text/tokenizer.h"
 
 namespace dsv4::engine {
@@ -299,6 +301,22 @@ TEST(Scheduler, ForcedToolCallClosesTheBlock) {
   EXPECT_NE(text.find("<｜DSML｜parameter name=\"days\" string=\"false\">"), std::string::npos) << text;
   EXPECT_NE(text.find("</｜DSML｜tool_calls>"), std::string::npos) << text;
   EXPECT_EQ(res.tokens.back(), tiny().tok->eos_id());
+}
+
+// Structured output through the scheduler: the answer is JSON of the schema and ends with EOS
+// within max_tokens (greedy on random weights: only the constraint makes it valid).
+TEST(Scheduler, ResponseSchemaGivesValidJson) {
+  Scheduler s(*tiny().fp, *tiny().tok, config(1));
+  GenRequest r = make_request("Fill the form.", 24);
+  r.response_schema = text::compile_json_schema(text::Json::parse(
+      R"({"type":"object","properties":{"ok":{"type":"boolean"},"n":{"enum":[3,5]}},"required":["ok","n"],"additionalProperties":false})"));
+  const Result res = run_jobs(s, {s.submit(r)})[0];
+  EXPECT_EQ(res.finish, FinishReason::eos);
+  ASSERT_FALSE(res.tokens.empty());
+  EXPECT_EQ(res.tokens.back(), tiny().tok->eos_id());
+  EXPECT_LE(res.tokens.size(), 24u);
+  const std::string text = tiny().tok->decode(std::span<const int32_t>(res.tokens.data(), res.tokens.size() - 1));
+  EXPECT_TRUE(std::regex_match(text, std::regex(R"re(\{"ok": ?(true|false), ?"n": ?[35]\})re"))) << text;
 }
 
 TEST(Scheduler, QueueFullRejects) {
