@@ -2,6 +2,10 @@
 // engine the server uses (a scheduler with one sequence slot): the engine samples, detokenises,
 // parses and applies the stop strings (engine/output_stage.h); this file prints its events.
 //   dsv4 run [--model DIR] --prompt TEXT [--chat] [--thinking] [-n N] [sampling flags] [--stop S]...
+//            [--json-schema FILE]
+// --json-schema constrains the answer (after the reasoning with --thinking) to one JSON value valid
+// against the schema (engine/constraint.h); with --chat the schema is also shown to the model the
+// way response_format is.
 // Plain mode feeds BOS + the prompt as plain text; --chat renders a one-user-message chat through
 // the V4 template (thinking off unless --thinking) and the output parser splits reasoning (shown
 // between "[thinking]" and "[/thinking]", dimmed on a terminal) from the answer. Statistics go to
@@ -10,6 +14,8 @@
 
 #include <chrono>
 #include <climits>
+#include <fstream>
+#include <sstream>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -23,6 +29,7 @@
 #include "engine/scheduler.h"
 #include "engine/default_model.h"
 #include "text/chat_template.h"
+#include "text/json_schema.h"
 #include "text/tokenizer.h"
 
 namespace dsv4::cli {
@@ -38,6 +45,7 @@ struct RunArgs {
   engine::SamplingParams sampling;
   uint64_t seed = 0;
   std::vector<std::string> stop;
+  std::string json_schema;  // --json-schema FILE ("" = free text)
 };
 
 // Writes the streamed text to stdout, marking reasoning and tool calls, flushing every piece.
@@ -91,6 +99,17 @@ class StdoutSink {
   Block block_ = Block::content;
 };
 
+// --json-schema: the schema file's JSON (dsv4::Error naming the file when unreadable or not JSON).
+text::Json read_schema(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error("--json-schema: cannot read " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  text::Json j;
+  if (!text::try_parse_py_json(ss.str(), &j)) throw Error("--json-schema: " + path + " is not JSON");
+  return j;
+}
+
 std::vector<int32_t> prompt_ids(const RunArgs& a, const text::Tokenizer& tok, const std::string& dir) {
   if (!a.chat) {
     std::vector<int32_t> ids{tok.bos_id()};
@@ -98,6 +117,13 @@ std::vector<int32_t> prompt_ids(const RunArgs& a, const text::Tokenizer& tok, co
     return ids;
   }
   text::ChatRequest req;
+  if (!a.json_schema.empty()) {  // the schema rides on a system message, as response_format does
+    text::Message sys;
+    sys.role = text::Role::system;
+    sys.response_format = text::Json{{"type", "json_schema"},
+                                     {"json_schema", {{"name", "output"}, {"schema", read_schema(a.json_schema)}}}};
+    req.messages.push_back(std::move(sys));
+  }
   text::Message user;
   user.role = text::Role::user;
   user.content = a.prompt;
@@ -154,6 +180,13 @@ void run_generate(const RunArgs& a) {
                             : (a.thinking ? engine::OutputMode::chat_thinking : engine::OutputMode::chat);
   req.output.stop = a.stop;
   req.report_prefill = n_prompt > a.chunk;
+  if (!a.json_schema.empty()) {
+    try {
+      req.response_schema = text::compile_json_schema(read_schema(a.json_schema));
+    } catch (const Error& e) {
+      throw Error("--json-schema " + a.json_schema + ": " + e.what());
+    }
+  }
   const auto t0 = Clock::now();
   auto job = sched.submit(std::move(req));
   if (!job) throw Error("the engine did not take the request");
@@ -225,6 +258,8 @@ void register_run(CLI::App& app) {
   cmd->add_option("--frequency-penalty", sp.frequency_penalty, "[-2, 2]")->capture_default_str();
   auto* seed = cmd->add_option("--seed", a->seed, "sampling seed (same seed, same output)");
   cmd->add_option("--stop", a->stop, "stop string (repeatable); not printed");
+  cmd->add_option("--json-schema", a->json_schema,
+                  "FILE: the answer is one JSON value valid against this JSON Schema (grammar-constrained decoding)");
   cmd->add_option("--numerics", a->numerics, "reference | f32")->capture_default_str();
   cmd->add_option("--ctx", a->ctx, "context limit in tokens, prompt + generated (0 = the model's)")
       ->capture_default_str();

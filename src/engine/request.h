@@ -12,6 +12,7 @@
 #include "engine/finish_reason.h"
 #include "engine/output_stage.h"
 #include "engine/sampling.h"
+#include "text/json_schema.h"
 #include "text/output_parser.h"
 
 namespace dsv4::engine {
@@ -21,7 +22,12 @@ namespace dsv4::engine {
 enum class ParamKind { string, integer, number, boolean, object, array, null };
 struct ForcedParam {
   std::string name;
-  ParamKind kind = ParamKind::string;
+  ParamKind kind = ParamKind::string;  // used when `grammar` is null
+  // The value's schema: node `node` of `grammar` (the tool's compiled parameters schema). A plain
+  // string (no enum, pattern, format or length) is written raw (string="true"); anything else is
+  // a JSON value that follows the schema (string="false").
+  std::shared_ptr<const text::JsonGrammar> grammar;
+  int node = -1;
 };
 struct ForcedTool {
   std::string name;
@@ -31,7 +37,13 @@ struct ForcedToolCall {
   std::vector<ForcedTool> tools;     // the model picks among these (size 1 = named)
   bool in_reasoning = false;         // the prompt ended in <think>: reasoning runs first
   int max_reasoning_tokens = 64;     // then </think> is forced
-  int max_value_tokens = 24;         // per string parameter value
+  int max_value_tokens = 24;         // per raw string parameter value
+  int max_json_tokens = 64;          // per JSON parameter value (then its completion is forced)
+  bool parallel = false;             // more than one call may follow (parallel_tool_calls: true)
+  // tool_choice auto with strict tools: decoding stays free until the model itself opens a
+  // tool-call block (writes "\n\n<｜DSML｜"); from there the block is decoded as above.
+  bool on_open = false;
+  int max_calls = 4;                 // calls in one block at most (parallel)
 };
 
 struct GenRequest {
@@ -53,6 +65,13 @@ struct GenRequest {
   // After this many generated tokens the engine writes EOS itself, ending the turn normally (serve
   // --end-turn-after: a test aid for random-weight models, which never end on their own); < 0: off.
   int end_turn_after = -1;
+  // Structured output: the answer (after the reasoning, in thinking mode) is one JSON value of
+  // this grammar, then EOS (engine/constraint.h JsonConstraint). Set from response_format
+  // json_object / json_schema, the Responses API's text.format, Anthropic's
+  // output_config.format and `dsv4 run --json-schema`; build it with text::compile_json_schema
+  // (cached per schema text) or text::json_object_grammar(). Null: free text. Ignored when
+  // forced_tool is set.
+  std::shared_ptr<const text::JsonGrammar> response_schema;
   std::chrono::steady_clock::time_point enqueued = std::chrono::steady_clock::now();
 };
 

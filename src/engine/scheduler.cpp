@@ -18,7 +18,7 @@ struct Scheduler::Sequence {
   Sampler sampler;
   std::vector<int32_t> generated;
   int32_t pending = -1;          // sampled but not yet run through the model
-  std::unique_ptr<ToolCallConstraint> constraint;
+  std::unique_ptr<Constraint> constraint;  // forced tool call / structured output
   OutputStage output;            // detokenise -> parse -> stop strings: the text's verdict
   std::vector<float> hit_logits; // the whole prompt came from the cache: sample from these
   bool sample_now = false;
@@ -189,12 +189,20 @@ bool Scheduler::start_sequence(std::shared_ptr<Job> job, const PrefixCache::Matc
   std::unique_ptr<Sequence> s;
   try {
     s = std::make_unique<Sequence>(job, tok_);
-    if (req.forced_tool) {
+    if (req.forced_tool || req.response_schema) {
       if (!cvocab_) cvocab_ = ConstraintVocab::build(tok_, vocab_);
-      ForcedToolCall spec = *req.forced_tool;
-      // Leave room for the block: reasoning gets at most half of max_tokens.
-      if (req.max_tokens > 0) spec.max_reasoning_tokens = std::min(spec.max_reasoning_tokens, req.max_tokens / 2);
-      s->constraint = std::make_unique<ToolCallConstraint>(spec, cvocab_);
+      // The tokens the answer may take: max_tokens, else what the context leaves.
+      const int budget = req.max_tokens > 0 ? req.max_tokens : int(std::max<int64_t>(2, cfg_.ctx - int64_t(req.prompt.size()) - 1));
+      if (req.forced_tool) {
+        ForcedToolCall spec = *req.forced_tool;
+        // Leave room for the block: reasoning gets at most half of max_tokens.
+        if (req.max_tokens > 0) spec.max_reasoning_tokens = std::min(spec.max_reasoning_tokens, req.max_tokens / 2);
+        s->constraint = std::make_unique<ToolCallConstraint>(spec, cvocab_);
+      } else {
+        // Thinking mode: the reasoning takes at most half of the budget, then </think> is forced.
+        s->constraint = std::make_unique<JsonConstraint>(req.response_schema, cvocab_, budget,
+                                                         req.output.mode == OutputMode::chat_thinking, budget / 2);
+      }
     }
   } catch (const std::exception& e) {
     return fail(e.what());
@@ -266,7 +274,7 @@ void Scheduler::sample_and_emit(Sequence& s, std::span<const float> row) {
   const bool stop_tok = tok == eos_ ||
       std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), tok) != req.stop_token_ids.end();
   if (fin != FinishReason::stop_string) {
-    if (s.constraint && s.constraint->done()) fin = FinishReason::tool_calls;
+    if (s.constraint && s.constraint->done()) fin = s.constraint->done_reason();
     else if (stop_tok || fin == FinishReason::eos) fin = FinishReason::eos;
     else if (req.max_tokens > 0 && int(s.generated.size()) >= req.max_tokens && !(s.constraint && s.constraint->in_block()))
       fin = FinishReason::max_tokens;

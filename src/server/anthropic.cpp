@@ -259,6 +259,32 @@ PreparedRequest prepare_messages(const std::string& body, const DialectContext& 
       throw bad_request("tool_choice.type: expected auto, any, tool or none", "tool_choice");
     }
   }
+  // tool_choice auto (or absent) with tools marked strict: once the model opens a tool-call block,
+  // the block is decoded under the tools' schemas (as on the OpenAI side).
+  if (!pr.gen.forced_tool && tools && tools->is_array() && !cr.messages.empty() && cr.messages[0].tools.is_array()) {
+    const Json* tc = text::json_member(j, "tool_choice");
+    const Json* tct = tc && tc->is_object() ? text::json_member(*tc, "type") : nullptr;
+    const bool is_auto = !tc || (tct && tct->is_string() && tct->get<std::string>() == "auto");
+    Json marked = cr.messages[0].tools;
+    bool any_strict = false;
+    for (size_t i = 0; i < tools->size() && i < marked.size(); ++i) {
+      const Json& t = (*tools)[i];
+      if (t.is_object() && t.contains("strict") && t["strict"].is_boolean() && t["strict"].get<bool>() &&
+          marked[i].contains("function")) {
+        marked[i]["function"]["strict"] = true;
+        any_strict = true;
+      }
+    }
+    if (is_auto && any_strict) {
+      pr.gen.forced_tool = forced_tool_from_tools(marked, "", true);
+      pr.gen.forced_tool->on_open = true;
+    }
+  }
+  // Structured output: output_config.format (and the beta's top-level output_format).
+  if (const Json* oc = text::json_member(j, "output_config"); oc && oc->is_object()) {
+    if (const Json* f = text::json_member(*oc, "format")) pr.gen.response_schema = response_format_grammar(*f, "output_config.format");
+  }
+  if (const Json* f = text::json_member(j, "output_format")) pr.gen.response_schema = response_format_grammar(*f, "output_format");
   try {
     sp.validate(int32_t(1) << 30);
   } catch (const Error& e) {

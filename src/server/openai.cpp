@@ -65,21 +65,42 @@ std::string dump_json(const Json& j) { return j.dump(-1, ' ', false, Json::error
 
 int32_t dsml_token_id() { return text::control_token_id(text::ControlToken::dsml); }
 
-namespace {
+std::shared_ptr<const text::JsonGrammar> json_schema_grammar(const Json& schema, const std::string& param) {
+  try {
+    return text::compile_json_schema(schema);
+  } catch (const Error& e) {
+    throw bad_request(param + ": " + e.what(), param);
+  }
+}
 
+std::shared_ptr<const text::JsonGrammar> response_format_grammar(const Json& rf, const std::string& param) {
+  if (!rf.is_object()) throw bad_request(param + ": expected an object", param);
+  const Json* t = text::json_member(rf, "type");
+  if (!t || !t->is_string()) throw bad_request(param + ".type: required", param);
+  const std::string ty = t->get<std::string>();
+  if (ty == "text") return nullptr;
+  if (ty == "json_object") return text::json_object_grammar();
+  if (ty != "json_schema") throw bad_request(param + ".type: expected text, json_object or json_schema", param);
+  // OpenAI chat: {type, json_schema: {name, schema, strict}}; the Responses API and Anthropic put
+  // `schema` next to `type`.
+  const Json* holder = text::json_member(rf, "json_schema");
+  if (!holder) holder = &rf;
+  const Json* schema = text::json_member(*holder, "schema");
+  if (!schema) throw bad_request(param + (holder == &rf ? ".schema" : ".json_schema.schema") + ": required", param);
+  return json_schema_grammar(*schema, param);
+}
+
+namespace {
+// A parameter's top-level JSON type (the lenient path: schemas the compiler refuses).
 engine::ParamKind kind_of(const Json& schema) {
-  if (!schema.is_object()) return engine::ParamKind::string;
-  const Json* t = nullptr;
-  if (auto it = schema.find("type"); it != schema.end()) t = &*it;
-  std::string ty;
-  if (t && t->is_string()) ty = t->get<std::string>();
-  else if (t && t->is_array()) {
+  const Json* t = text::json_member(schema, "type");
+  std::string ty = t && t->is_string() ? t->get<std::string>() : "";
+  if (t && t->is_array())
     for (const auto& x : *t)
       if (x.is_string() && x.get<std::string>() != "null") {
         ty = x.get<std::string>();
         break;
       }
-  }
   if (ty == "integer") return engine::ParamKind::integer;
   if (ty == "number") return engine::ParamKind::number;
   if (ty == "boolean") return engine::ParamKind::boolean;
@@ -88,10 +109,9 @@ engine::ParamKind kind_of(const Json& schema) {
   if (ty == "null") return engine::ParamKind::null;
   return engine::ParamKind::string;
 }
-
 }  // namespace
 
-std::shared_ptr<engine::ForcedToolCall> forced_tool_from_tools(const Json& tools, const std::string& only) {
+std::shared_ptr<engine::ForcedToolCall> forced_tool_from_tools(const Json& tools, const std::string& only, bool lenient) {
   auto spec = std::make_shared<engine::ForcedToolCall>();
   if (tools.is_array()) {
     for (const auto& t : tools) {
@@ -102,15 +122,41 @@ std::shared_ptr<engine::ForcedToolCall> forced_tool_from_tools(const Json& tools
       if (!only.empty() && ft.name != only) continue;
       const Json* params = nullptr;
       if (auto it = fn.find("parameters"); it != fn.end()) params = &*it;
-      if (params && params->is_object() && params->contains("properties") && (*params)["properties"].is_object()) {
-        const Json& props = (*params)["properties"];
-        std::vector<std::string> required;
-        if (auto r = params->find("required"); r != params->end() && r->is_array())
-          for (const auto& x : *r)
-            if (x.is_string()) required.push_back(x.get<std::string>());
-        for (auto it = props.begin(); it != props.end(); ++it) {
-          if (std::find(required.begin(), required.end(), it.key()) == required.end()) continue;
-          ft.params.push_back({it.key(), kind_of(it.value())});
+      if (!params) {
+        if (auto it = fn.find("input_schema"); it != fn.end()) params = &*it;
+      }
+      const bool strict = fn.contains("strict") && fn["strict"].is_boolean() && fn["strict"].get<bool>();
+      if (params && params->is_object() && lenient && !strict) {
+        // A non-strict tool offered next to strict ones (tool_choice auto): its schema is followed
+        // when it compiles; otherwise only the required parameters' top-level types are.
+        try {
+          text::compile_json_schema(*params);
+        } catch (const Error&) {
+          if (const Json* props = text::json_member(*params, "properties"); props && props->is_object())
+            if (const Json* req = text::json_member(*params, "required"); req && req->is_array())
+              for (const auto& r : *req)
+                if (r.is_string() && props->contains(r.get<std::string>()))
+                  ft.params.push_back({r.get<std::string>(), kind_of((*props)[r.get<std::string>()]), nullptr, -1});
+          spec->tools.push_back(std::move(ft));
+          continue;
+        }
+      }
+      if (params && params->is_object()) {
+        // The arguments follow the parameters schema: each required parameter's value is decoded
+        // under its own node of the compiled schema (enums, nested required keys, bounds).
+        auto g = json_schema_grammar(*params, "tools[" + ft.name + "].parameters");
+        int root = g->root;
+        while (g->nodes[size_t(root)].any_of.size() == 1) root = g->nodes[size_t(root)].any_of[0];
+        const text::SchemaNode& obj = g->nodes[size_t(root)];
+        if (!obj.any_of.empty() || !obj.literals.empty() || !(obj.types & text::kJsonObject))
+          throw bad_request("tools[" + ft.name + "].parameters: a forced call needs an object schema", "tools");
+        for (const auto& p : obj.properties) {
+          if (!p.required) continue;
+          engine::ForcedParam fp;
+          fp.name = Json::parse("\"" + p.name + "\"").get<std::string>();
+          fp.grammar = g;
+          fp.node = p.node;
+          ft.params.push_back(std::move(fp));
         }
       }
       spec->tools.push_back(std::move(ft));
@@ -571,12 +617,28 @@ PreparedRequest prepare_chat_request(Json& j, const DialectContext& ctx) {
       throw bad_request("tool_choice: expected a string or an object", "tool_choice");
     }
   }
-  if (const Json* rf = text::json_member(j, "response_format"); rf && rf->is_object()) {
-    const Json* t = text::json_member(*rf, "type");
-    if (!t || !t->is_string()) throw bad_request("response_format.type: required", "response_format");
-    const std::string ty = t->get<std::string>();
-    if (ty != "text" && ty != "json_object" && ty != "json_schema")
-      throw bad_request("response_format.type: expected text, json_object or json_schema", "response_format");
+  // tool_choice auto (or absent) with a strict tool: once the model opens a tool-call block, the
+  // block is decoded under the tools' schemas.
+  if (!pr.gen.forced_tool && tools && tools->is_array()) {
+    const Json* tc = text::json_member(j, "tool_choice");
+    const bool is_auto = !tc || (tc->is_string() && tc->get<std::string>() == "auto");
+    bool any_strict = false;
+    for (const auto& t : *tools) {
+      const Json& fn = t.contains("function") ? t["function"] : t;
+      any_strict |= fn.is_object() && fn.contains("strict") && fn["strict"].is_boolean() && fn["strict"].get<bool>();
+    }
+    if (is_auto && any_strict) {
+      pr.gen.forced_tool = forced_tool_from_tools(*tools, "", true);
+      pr.gen.forced_tool->on_open = true;
+    }
+  }
+  // Structured output: response_format json_object / json_schema constrains the answer.
+  if (const Json* rf = text::json_member(j, "response_format"))
+    pr.gen.response_schema = response_format_grammar(*rf, "response_format");
+  // parallel_tool_calls: true lets a forced block hold more than one call.
+  if (const Json* ptc = text::json_member(j, "parallel_tool_calls")) {
+    if (!ptc->is_boolean()) throw bad_request("parallel_tool_calls: expected a boolean", "parallel_tool_calls");
+    if (pr.gen.forced_tool) pr.gen.forced_tool->parallel = ptc->get<bool>();
   }
   render_chat_prompt(cr, ctx, &pr);
   const Json* mt = text::json_member(j, "max_completion_tokens");

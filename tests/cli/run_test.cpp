@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <string>
 
@@ -123,4 +124,32 @@ TEST(RunCli, PromptLongerThanContextIsAnError) {
   EXPECT_TRUE(r.out.empty()) << r.out;
   const RunResult bad = dsv4_run("--prompt x --thinking");
   EXPECT_TRUE(bad.rc > 0 && bad.rc < 128) << bad.rc;
+}
+
+// --json-schema: the answer is JSON valid against the schema (random weights: only the grammar
+// constraint can do that), in chat and thinking mode; an unsupported keyword is refused by name.
+TEST(RunCli, JsonSchemaConstrainsTheAnswer) {
+  const std::string dir = test::make_temp_dir("dsv4runschema");
+  const std::string schema = dir + "/s.json";
+  {
+    std::ofstream f(schema);
+    f << R"({"type":"object","properties":{"city":{"enum":["Rome","Oslo"]},"days":{"type":"integer","minimum":1,"maximum":9}},)"
+         R"("required":["city","days"],"additionalProperties":false})";
+  }
+  for (const std::string mode : {"--chat", "--chat --thinking", ""}) {
+    const RunResult r = dsv4_run("--prompt 'Weather?' " + mode + " -n 24 --seed 3 --json-schema " + schema);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    std::string answer = r.out;
+    if (const size_t at = answer.find("[/thinking]\n"); at != std::string::npos) answer = answer.substr(at + 12);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(answer, m, std::regex(R"re(\{"city": ?"(Rome|Oslo)", ?"days": ?([1-9])\}\n)re"))) << mode << ": " << r.out;
+    EXPECT_NE(r.err.find("finish eos"), std::string::npos) << r.err;
+  }
+  {
+    std::ofstream f(schema);
+    f << R"({"type":"array","uniqueItems":true})";
+  }
+  const RunResult bad = dsv4_run("--prompt x --json-schema " + schema);
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.err.find("'uniqueItems'"), std::string::npos) << bad.err;
 }

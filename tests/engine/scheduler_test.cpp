@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "model/forward.h"
 #include "model/tiny_checkpoint.h"
 #include "model/weights.h"
+#include "text/json_schema.h"
 #include "text/tokenizer.h"
 
 namespace dsv4::engine {
@@ -349,6 +351,22 @@ TEST(Scheduler, ContextForBudget) {
   EXPECT_LT(context_for_budget(shape, budget, 8, 1 << 20), c);  // more sequences, shorter context
   EXPECT_EQ(context_for_budget(shape, 1, 4, 1 << 20), 1024);    // floor
   EXPECT_EQ(context_for_budget(shape, size_t(8) << 30, 4, 512), 512);
+}
+
+// Structured output through the scheduler: the answer is JSON of the schema and ends with EOS
+// within max_tokens (greedy on random weights: only the constraint makes it valid).
+TEST(Scheduler, ResponseSchemaGivesValidJson) {
+  Scheduler s(*tiny().fp, *tiny().tok, config(1));
+  GenRequest r = make_request("Fill the form.", 24);
+  r.response_schema = text::compile_json_schema(text::Json::parse(
+      R"({"type":"object","properties":{"ok":{"type":"boolean"},"n":{"enum":[3,5]}},"required":["ok","n"],"additionalProperties":false})"));
+  const Result res = run_jobs(s, {s.submit(r)})[0];
+  EXPECT_EQ(res.finish, FinishReason::eos);
+  ASSERT_FALSE(res.tokens.empty());
+  EXPECT_EQ(res.tokens.back(), tiny().tok->eos_id());
+  EXPECT_LE(res.tokens.size(), 24u);
+  const std::string text = tiny().tok->decode(std::span<const int32_t>(res.tokens.data(), res.tokens.size() - 1));
+  EXPECT_TRUE(std::regex_match(text, std::regex(R"re(\{"ok": ?(true|false), ?"n": ?[35]\})re"))) << text;
 }
 
 TEST(Scheduler, QueueFullRejects) {
