@@ -677,7 +677,10 @@ void matmul(ThreadPool& pool, const Linear& W, const float* x, int64_t n, int64_
   const int64_t in = W.in, out = W.out;
   if (n == 0 || out == 0) return;
   const float* xin = x;
-  thread_local std::vector<float> xq;  // the calling thread's, kept between calls
+  // The calling thread's buffer, kept between calls; a reference, so that the pool threads that
+  // fill it below write this thread's copy (a thread_local named in the job would be theirs).
+  thread_local std::vector<float> caller_xq;
+  std::vector<float>& xq = caller_xq;
   if (opts.act_fp8) {
     xq.resize(size_t(n * in));
     pool.for_ranges(n, [&](int64_t t0, int64_t t1, int) {
