@@ -30,9 +30,9 @@ bool numerics_from_string(const std::string& s, Numerics* out) {
 ForwardPass::ForwardPass(const Model& model, Numerics numerics, kernels::Backend* backend)
     : model_(model),
       numerics_(numerics),
+      backend_(backend ? backend : &kernels::default_backend()),
       rope_swa_(model.config(), false),
       rope_comp_(model.config(), true),
-      backend_(backend ? backend : &kernels::default_backend()),
       scratch_(std::make_unique<PassScratch>()) {
 #ifdef M_MMAP_THRESHOLD
   // Transient per-step buffers that scale with context (decoded index keys, attention key rows)
