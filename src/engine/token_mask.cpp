@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "text/tokenizer.h"
+#include "text/utf8_util.h"
 
 namespace dsv4::engine {
 
@@ -12,32 +13,14 @@ namespace {
 
 // Code points of `s` when it is whole, valid UTF-8 with no '"', '\\' or control byte; else -1.
 int string_safe_chars(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   int n = 0;
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = (unsigned char)s[i];
-    int len;
-    unsigned char lo2 = 0x80, hi2 = 0xbf;
+  for (size_t i = 0; i < s.size(); ++n) {
+    const unsigned char c = p[i];
     if (c == '"' || c == '\\' || c < 0x20) return -1;
-    if (c < 0x80) len = 1;
-    else if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      if (c == 0xe0) lo2 = 0xa0;
-      if (c == 0xed) hi2 = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      if (c == 0xf0) lo2 = 0x90;
-      if (c == 0xf4) hi2 = 0x8f;
-    } else {
-      return -1;
-    }
-    if (i + size_t(len) > s.size()) return -1;
-    for (int k = 1; k < len; ++k) {
-      const unsigned char d = (unsigned char)s[i + size_t(k)];
-      if (k == 1 ? (d < lo2 || d > hi2) : (d < 0x80 || d > 0xbf)) return -1;
-    }
-    i += size_t(len);
-    ++n;
+    size_t len = 0;
+    if (text::utf8_classify(p + i, s.size() - i, &len) != text::Utf8Kind::valid) return -1;
+    i += len;
   }
   return n;
 }
