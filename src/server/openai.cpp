@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "server/api.h"
+#include "server/request_limits.h"
 #include "server/dialect_common.h"
 #include "text/tokenizer.h"
 
@@ -51,6 +52,7 @@ void ServedModel::apply_effort(text::ChatRequest& cr) const {
 }
 
 Json parse_request_json(const std::string& body) {
+  check_request_limits(body);  // linear shape limits (keys, array items, logit_bias, stop) first
   Json j;
   try {
     j = text::parse_py_json(body, "request body");
@@ -190,6 +192,11 @@ void read_sampling(const Json& j, PreparedRequest* pr, bool chat) {
   if (s.top_p <= 0.0f) s.top_p = 1e-6f;
   s.presence_penalty = float(get_number(j, "presence_penalty", 0.0, -2.0, 2.0));
   s.frequency_penalty = float(get_number(j, "frequency_penalty", 0.0, -2.0, 2.0));
+  // n > 1 (several choices per request) is not supported: refused, never silently ignored.
+  if (const Json* v = text::json_member(j, "n")) {
+    if (!v->is_number_integer() || v->get<int64_t>() != 1)
+      throw bad_request("n: only n = 1 (one choice per request) is supported; send n requests instead", "n");
+  }
   if (const Json* v = text::json_member(j, "seed")) {
     if (!v->is_number_integer()) throw bad_request("seed: expected an integer", "seed");
     s.seed = uint64_t(v->get<int64_t>());
