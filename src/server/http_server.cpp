@@ -585,7 +585,9 @@ struct HttpServer::Conn : std::enable_shared_from_this<Conn> {
     srv.self.active_++;
     const std::string id = new_id(anth ? "msg_" : r == Route::chat ? "chatcmpl-" : "cmpl-");
     auto body = std::make_shared<std::string>(std::move(parser->get().body()));
-    watch();  // a client that leaves while its request is prepared or waits is noticed
+    // The watch notices a client that leaves while its request is prepared or runs; its pending
+    // read is also what keeps this connection alive until the answer is written.
+    watch();
     asio::post(srv.workers, [self = shared_from_this(), r, id, body] {
       auto pr = std::make_shared<PreparedRequest>();
       std::optional<ApiError> err;
