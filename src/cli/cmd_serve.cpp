@@ -6,6 +6,7 @@
 // A second signal ends it at once.
 #include <malloc.h>
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include <csignal>
 #include <cstdio>
@@ -59,6 +60,12 @@ void serve(const ServeArgs& a) {
   // request parsed on one thread and freed on another left hundreds of MB resident. Two arenas
   // (and malloc_trim after big requests, server/http_server.cpp) keep RSS flat.
   mallopt(M_ARENA_MAX, 2);
+  // Each connection is a descriptor: lift the soft limit (often 1024) to the hard one.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   const std::string dir = a.model.empty() ? engine::default_model_dir() : a.model;
   model::Numerics numerics;
   if (!model::numerics_from_string(a.numerics, &numerics)) throw Error("--numerics: expected reference or f32, got '" + a.numerics + "'");
