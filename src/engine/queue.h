@@ -1,6 +1,6 @@
-// dsv4 engine: the only place with locks (DESIGN.md). HTTP threads push jobs into a bounded
-// RequestQueue and read their job's EventChannel; the scheduler thread pops jobs and pushes
-// events. A job's cancel flag is an atomic the front end sets when its client goes away; the
+// dsv4 engine: the only place with locks (DESIGN.md). Front ends push jobs into a bounded
+// RequestQueue and read their job's EventChannel (waiting on it, or woken by its notify hook:
+// the HTTP server's I/O thread); the scheduler thread pops jobs and pushes events. A job's cancel flag is an atomic the front end sets when its client goes away; the
 // scheduler frees the sequence before its next step. (Stop strings are the engine's own.)
 #pragma once
 #include <atomic>
