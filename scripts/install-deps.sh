@@ -6,12 +6,11 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   nlohmann-json3-dev      # JSON: config.json, safetensors headers, API bodies
   libpcre2-dev            # Unicode regex (\p{L} ...) for the tokenizer pre-tokenizer, JIT
-  libcpp-httplib-dev      # HTTP server for `dsv4 serve`
+  libboost-dev            # Boost.Asio + Boost.Beast (header-only): the event-driven HTTP server of `dsv4 serve`
   libcli11-dev            # CLI flag parsing
   libgtest-dev libgmock-dev   # unit tests
   libbenchmark-dev        # Google Benchmark microbenchmarks (bench/)
   libhwy-dev              # Highway portable SIMD with runtime dispatch
-  libssl-dev zlib1g-dev   # cpp-httplib's pkg-config pulls these in
   clang libclang-rt-14-dev  # libFuzzer targets and sanitizer runtimes
   g++-aarch64-linux-gnu   # ARM64 cross compiler (+ arm64 libc, libstdc++, libgomp) for scripts/test-arm64.sh
   qemu-user               # qemu-aarch64: runs those ARM64 test binaries here

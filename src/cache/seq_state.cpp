@@ -1,5 +1,7 @@
 #include "cache/seq_state.h"
 
+#include "cache/durable_file.h"
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -274,7 +276,7 @@ void read_comp(Reader& r, CompressorState& c) {
 }
 }  // namespace
 
-void SeqState::save(const std::string& path) const {
+void SeqState::save(const std::string& path, bool sync) const {
   Writer w;
   w.bytes(kMagic, 8);
   w.pod(kVersion);
@@ -308,15 +310,7 @@ void SeqState::save(const std::string& path) const {
   }
   uint64_t h = fnv1a(reinterpret_cast<const uint8_t*>(w.buf.data()), w.buf.size());
   w.pod(h);
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error(path + ": cannot write state file");
-    f.write(w.buf.data(), std::streamsize(w.buf.size()));
-    f.flush();
-    if (!f) throw Error(path + ": write failed");
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_atomic(path, w.buf, sync);
 }
 
 std::unique_ptr<SeqState> SeqState::load(const std::string& path, const StateShape& expected) {

@@ -142,7 +142,7 @@ class SeqState {
 
   // Serialisation: a self-checking binary file (magic, version, shape, tokens, all rows,
   // snapshots, FNV-1a 64 checksum). Written atomically (temp file + rename).
-  void save(const std::string& path) const;
+  void save(const std::string& path, bool sync = false) const;  // atomic; sync: fsync file + dir (cache/durable_file.h)
   // Throws dsv4::Error if the file is malformed, truncated, fails its checksum or its shape
   // differs from `expected`.
   static std::unique_ptr<SeqState> load(const std::string& path, const StateShape& expected);

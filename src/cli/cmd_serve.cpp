@@ -1,10 +1,17 @@
 // `dsv4 serve`: the OpenAI- and Anthropic-compatible API server (issue 5). Loads the model (the
 // embedded random-weight default model without --model), starts the scheduler thread and serves
-// HTTP until SIGINT/SIGTERM.
+// HTTP until SIGINT/SIGTERM. A signal starts a graceful shutdown: no new connections or requests,
+// waiting requests answered 503, running ones get --grace seconds and then end with an error
+// event (never a normal finish); the process exits within the grace period whatever clients do.
+// A second signal ends it at once.
+#include <malloc.h>
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include <csignal>
 #include <cstdio>
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "cli/commands.h"
@@ -31,6 +38,10 @@ struct ServeArgs {
   int64_t ctx = 0;  // 0: derived from the state memory (see --ctx)
   int64_t max_tokens = 0;
   int end_turn_after = 0;
+  int max_connections = 1024, header_timeout_s = 10, body_timeout_s = 60, idle_timeout_s = 5, write_timeout_s = 30;
+  int max_body_mb = 64;
+  double grace_s = 20;
+  bool cache_fsync = true;
   size_t kv_mb = 8192, cache_mb = 2048;
   bool quiet = false;
 };
@@ -49,6 +60,16 @@ void serve(const ServeArgs& a) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // glibc gives each thread that allocates its own arena and keeps freed pages there: a big
+  // request parsed on one thread and freed on another left hundreds of MB resident. Two arenas
+  // (and malloc_trim after big requests, server/http_server.cpp) keep RSS flat.
+  mallopt(M_ARENA_MAX, 2);
+  // Each connection is a descriptor: lift the soft limit (often 1024) to the hard one.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   const std::string dir = a.model.empty() ? engine::default_model_dir() : a.model;
   model::Numerics numerics;
   if (!model::numerics_from_string(a.numerics, &numerics)) throw Error("--numerics: expected reference or f32, got '" + a.numerics + "'");
@@ -83,6 +104,7 @@ void serve(const ServeArgs& a) {
   sc.kv_budget_bytes = a.kv_mb << 20;
   sc.cache_budget_bytes = a.cache_mb << 20;
   sc.cache_dir = a.cache_dir;
+  sc.cache_fsync = a.cache_fsync;
   engine::Scheduler sched(fp, tok, sc);
 
   server::ServerOptions so;
@@ -108,8 +130,13 @@ void serve(const ServeArgs& a) {
   }
   if (so.model.default_effort == "none") so.model.default_effort.clear();
   so.keepalive_ms = a.keepalive_ms;
-  so.http_threads = std::max(64, a.parallel * 4 + a.queue);
   so.log_requests = !a.quiet;
+  so.max_connections = a.max_connections;
+  so.header_timeout_ms = a.header_timeout_s * 1000;
+  so.body_timeout_ms = a.body_timeout_s * 1000;
+  so.idle_timeout_ms = a.idle_timeout_s * 1000;
+  so.write_timeout_ms = a.write_timeout_s * 1000;
+  so.max_body_bytes = size_t(a.max_body_mb) << 20;
   server::HttpServer http(sched, tok, so);
   if (!http.bind()) throw Error("cannot listen on " + a.host + ":" + std::to_string(a.port));
 
@@ -121,28 +148,52 @@ void serve(const ServeArgs& a) {
   log::info("configuration\n"
             "  model        = %s%s\n  served name  = %s\n  numerics     = %s\n  ctx          = %lld (%s)\n  max tokens   = %s\n"
             "  parallel     = %d\n  step tokens  = %d\n  queue        = %d\n  kv budget    = %zu MiB\n"
-            "  prefix cache = %zu MiB\n  cache dir    = %s\n  auth         = %s\n  http threads = %d\n"
-            "  keep-alive   = %d ms\n  request log  = %s\n  threads      = %u hw\n"
+            "  prefix cache = %zu MiB\n  cache dir    = %s%s\n  auth         = %s\n"
+            "  connections  = %d at most; header %d s, body %d s, idle %d s, write %d s; body <= %d MiB\n"
+            "  shutdown     = %.0f s grace\n  sse comment  = every %d ms idle\n  request log  = %s\n  threads      = %u hw\n"
             "  drafter      = %s (not used for decoding)\n  encoder      = %s (%s), default effort %s",
             dir.c_str(), a.model.empty() ? " (embedded default model: random weights, for trying the server)" : "",
             a.served_name.c_str(), a.numerics.c_str(), (long long)ctx, ctx_why.c_str(),
             a.max_tokens > 0 ? std::to_string(a.max_tokens).c_str() : "the rest of the context", a.parallel, a.step_tokens, a.queue,
-            a.kv_mb, a.cache_mb, cache_dir.c_str(), a.api_key.empty() ? "off" : "api key", so.http_threads,
-            so.keepalive_ms, so.log_requests ? "on" : "off (--quiet)", std::thread::hardware_concurrency(),
+            a.kv_mb, a.cache_mb, cache_dir.c_str(), a.cache_dir.empty() || a.cache_fsync ? "" : " (no fsync)",
+            a.api_key.empty() ? "off" : "api key", a.max_connections, a.header_timeout_s, a.body_timeout_s,
+            a.idle_timeout_s, a.write_timeout_s, a.max_body_mb, a.grace_s, so.keepalive_ms, so.log_requests ? "on" : "off (--quiet)", std::thread::hardware_concurrency(),
             model::drafter_kind_name(m->weights().drafter), effort.name.c_str(), encoder_why.c_str(),
             so.model.default_effort.empty() ? "none" : so.model.default_effort.c_str());
   log::info("listening on http://%s:%d (OpenAI: /v1, Anthropic: /v1/messages)", a.host.c_str(), http.port());
 
+  std::atomic<bool> served{false};
   std::thread stopper([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    log::info("signal %d, stopping", sig);
-    sched.stop();  // running requests end as cancelled, so their streams close
+    if (served) return;  // serve() ended on its own
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    const auto grace = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a.grace_s));
+    log::info("signal %d: shutting down (running requests get %.1f s; a second signal stops at once)", sig, a.grace_s);
+    http.begin_shutdown();  // no new connections; idle ones closed; new requests 503
+    sched.drain();          // waiting requests answered 503
+    // A second signal while we wait cuts the grace period short.
+    timespec poll{0, 20 * 1000 * 1000};
+    while (Clock::now() - t0 < grace) {
+      if (sched.stats().running.load() == 0 && sched.stats().waiting.load() == 0 && http.active_requests() == 0) break;
+      if (sigtimedwait(&stop_signals, nullptr, &poll) > 0) {
+        log::info("second signal: stopping now");
+        break;
+      }
+    }
+    const int left = int(sched.stats().running.load());
+    if (left > 0) log::warn("grace period over: ending %d running request(s) with an error", left);
+    sched.stop("the server is shutting down: generation stopped before it finished");
+    // The final error events go out; a client that does not read them is not waited for.
+    const auto flush_until = Clock::now() + std::chrono::milliseconds(500);
+    while (http.active_requests() > 0 && Clock::now() < flush_until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     http.stop();
   });
   sched.start();
   http.serve();
-  pthread_kill(stopper.native_handle(), SIGTERM);  // serve() ended on its own: release the thread
+  served = true;
+  pthread_kill(stopper.native_handle(), SIGTERM);  // serve() ended on its own or by stop(): release the thread
   stopper.join();
   sched.stop();
   log::info("stopped");
@@ -179,6 +230,14 @@ void register_serve(CLI::App& app) {
   c->add_option("--cache-mb", a->cache_mb, "prefix cache RAM budget, MiB")->capture_default_str();
   c->add_option("--cache-dir", a->cache_dir, "persist prefix-cache states here (atomic, checksummed; reloaded at start)");
   c->add_option("--keepalive-ms", a->keepalive_ms, "SSE keep-alive comment interval")->capture_default_str();
+  c->add_option("--max-connections", a->max_connections, "open client connections at most (more: 503 and closed)")->capture_default_str()->check(CLI::Range(1, 1000000));
+  c->add_option("--header-timeout", a->header_timeout_s, "seconds a request's header may take to arrive")->capture_default_str()->check(CLI::Range(1, 3600));
+  c->add_option("--body-timeout", a->body_timeout_s, "seconds a request's body may take to arrive")->capture_default_str()->check(CLI::Range(1, 3600));
+  c->add_option("--idle-timeout", a->idle_timeout_s, "seconds a kept-alive connection may wait for its next request")->capture_default_str()->check(CLI::Range(1, 3600));
+  c->add_option("--write-timeout", a->write_timeout_s, "seconds one response write may take (slow readers are closed)")->capture_default_str()->check(CLI::Range(1, 3600));
+  c->add_option("--max-body-mb", a->max_body_mb, "request body limit, MiB (413 beyond; chunked bodies too)")->capture_default_str()->check(CLI::Range(1, 4096));
+  c->add_option("--grace", a->grace_s, "seconds running requests get to finish after SIGTERM/SIGINT")->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  c->add_flag("!--no-cache-fsync", a->cache_fsync, "do not fsync --cache-dir files (faster; a power loss may lose recent entries)");
   c->add_option("--encoder", a->encoder, "prompt encoder (reasoning-effort table): auto (from the checkpoint), v4 or v4-0731")->capture_default_str();
   c->add_option("--reasoning-effort", a->reasoning_effort, "effort for requests that name none: default (the encoder's), none, low, high, max")->capture_default_str();
   c->add_flag("--quiet", a->quiet, "no per-request log lines");

@@ -1,6 +1,9 @@
 #include "engine/prefix_cache.h"
 
+#include "cache/durable_file.h"
+
 #include <algorithm>
+#include <set>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -125,18 +128,12 @@ void PrefixCache::persist(Entry& e) {
   std::snprintf(key, sizeof key, "%016llx", (unsigned long long)fnv1a64(toks.data(), toks.size() * sizeof(int32_t)));
   const std::string base = dir_ + "/" + key;
   try {
-    e.state->save(base + ".state");
+    e.state->save(base + ".state", fsync_);
     std::string buf(kMetaMagic, 8);
     put(buf, uint64_t(e.logits.size()));
     buf.append(reinterpret_cast<const char*>(e.logits.data()), e.logits.size() * sizeof(float));
     put(buf, fnv1a64(buf.data(), buf.size()));
-    const std::string tmp = base + ".meta.tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      f.write(buf.data(), std::streamsize(buf.size()));
-      if (!f) throw Error(tmp + ": write failed");
-    }
-    std::filesystem::rename(tmp, base + ".meta");
+    cache::write_file_atomic(base + ".meta", buf, fsync_);  // the .meta last: it commits the entry
     e.file = base;
   } catch (const std::exception& ex) {
     log::warn("prefix cache: cannot persist %s: %s", base.c_str(), ex.what());
@@ -150,19 +147,56 @@ void PrefixCache::unpersist(const Entry& e) {
   std::filesystem::remove(e.file + ".meta", ec);
 }
 
-size_t PrefixCache::open_dir(const std::string& dir, const cache::StateShape& shape) {
+size_t PrefixCache::open_dir(const std::string& dir, const cache::StateShape& shape, bool fsync) {
   namespace fs = std::filesystem;
   fs::create_directories(dir);
   dir_ = dir;
+  fsync_ = fsync;
+  // Hygiene first. Only regular files are ever opened (a FIFO would block the start, a dangling
+  // symlink used to end it); temporary files a crash left and orphans (a .state without its
+  // .meta, which commits an entry, or the reverse) are removed. Other names are left alone.
   std::vector<std::pair<fs::file_time_type, std::string>> found;
-  for (const auto& de : fs::directory_iterator(dir)) {
-    if (de.path().extension() != ".meta") continue;
-    std::string base = de.path().string();
-    base.resize(base.size() - 5);
-    found.emplace_back(de.last_write_time(), base);
+  std::set<std::string> metas, states;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string name = p.filename().string();
+    const std::string ext = p.extension().string();
+    const bool ours = cache::is_temp_name(name) || ext == ".meta" || ext == ".state";
+    if (!ours) continue;
+    std::error_code e2;
+    const fs::file_status st = it->symlink_status(e2);
+    if (e2 || !fs::is_regular_file(st)) {
+      log::warn("prefix cache: skipping %s: not a regular file", p.string().c_str());
+      continue;
+    }
+    if (cache::is_temp_name(name)) {
+      log::info("prefix cache: removing %s (temporary file left by an interrupted write)", p.string().c_str());
+      fs::remove(p, e2);
+      continue;
+    }
+    std::string base = p.string();
+    base.resize(base.size() - ext.size());
+    (ext == ".meta" ? metas : states).insert(base);
+  }
+  for (const std::string& base : states)
+    if (!metas.count(base)) {
+      log::info("prefix cache: removing %s.state (no .meta: its write never completed)", base.c_str());
+      fs::remove(base + ".state", ec);
+    }
+  for (const std::string& base : metas) {
+    if (!states.count(base)) {
+      log::info("prefix cache: removing %s.meta (its .state is gone)", base.c_str());
+      fs::remove(base + ".meta", ec);
+      continue;
+    }
+    std::error_code e2;
+    const auto when = fs::last_write_time(base + ".meta", e2);
+    if (!e2) found.emplace_back(when, base);
   }
   std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   size_t loaded = 0;
+  bool over_budget = false;
   for (const auto& [when, base] : found) {
     try {
       std::ifstream f(base + ".meta", std::ios::binary);
@@ -192,9 +226,24 @@ size_t PrefixCache::open_dir(const std::string& dir, const cache::StateShape& sh
       std::memcpy(logits.data(), buf.data() + off, nl * sizeof(float));
       off += nl * sizeof(float);
       if (off != buf.size() - 8) throw Error("trailing bytes");
+      if (bytes_ >= budget_) over_budget = true;
+      if (over_budget) {  // --cache-mb holds on disk too: what does not fit is evicted
+        log::info("prefix cache: removing %s (beyond the cache budget)", base.c_str());
+        std::error_code e2;
+        fs::remove(base + ".meta", e2);
+        fs::remove(base + ".state", e2);
+        continue;
+      }
       auto st = cache::SeqState::load(base + ".state", shape);
       const size_t b = st->bytes() + logits.size() * sizeof(float);
-      if (bytes_ + b > budget_) break;
+      if (bytes_ + b > budget_) {
+        over_budget = true;
+        log::info("prefix cache: removing %s (beyond the cache budget)", base.c_str());
+        std::error_code e2;
+        fs::remove(base + ".meta", e2);
+        fs::remove(base + ".state", e2);
+        continue;
+      }
       entries_.push_back({std::move(st), std::move(logits), b, ++clock_, base});
       bytes_ += b;
       ++loaded;

@@ -47,8 +47,11 @@ class PrefixCache {
   // SeqState::save, plus a checksummed sidecar with the logits; both written atomically) and
   // removed with it; entries found there are loaded back (newest first, within the budget).
   // Returns the number loaded. Unreadable or mismatching files are skipped with a warning;
-  // files of an older format are removed.
-  size_t open_dir(const std::string& dir, const cache::StateShape& shape);
+  // files of an older format are removed. At start, anything that is not a regular file is
+  // skipped (logged), temporary files and orphan halves of an entry are removed, and entries
+  // beyond the budget (oldest first) are deleted: the directory holds at most the budget.
+  // `fsync`: each committed entry is fsynced (files and directory) before it counts.
+  size_t open_dir(const std::string& dir, const cache::StateShape& shape, bool fsync = true);
 
   size_t bytes() const { return bytes_; }
   size_t size() const { return entries_.size(); }
@@ -66,6 +69,7 @@ class PrefixCache {
   void persist(Entry& e);
   void unpersist(const Entry& e);
   std::string dir_;
+  bool fsync_ = true;
 
   size_t budget_;
   std::vector<Entry> entries_;

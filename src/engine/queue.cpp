@@ -10,6 +10,7 @@ void EventChannel::push(TokenEvent e) {
     events_.push_back(std::move(e));
   }
   cv_.notify_one();
+  if (notify_) notify_();
 }
 
 bool EventChannel::wait_pop(std::vector<TokenEvent>* out, std::chrono::milliseconds timeout) {

@@ -1,6 +1,6 @@
-// dsv4 engine: the only place with locks (DESIGN.md). HTTP threads push jobs into a bounded
-// RequestQueue and read their job's EventChannel; the scheduler thread pops jobs and pushes
-// events. A job's cancel flag is an atomic the front end sets when its client goes away; the
+// dsv4 engine: the only place with locks (DESIGN.md). Front ends push jobs into a bounded
+// RequestQueue and read their job's EventChannel (waiting on it, or woken by its notify hook:
+// the HTTP server's I/O thread); the scheduler thread pops jobs and pushes events. A job's cancel flag is an atomic the front end sets when its client goes away; the
 // scheduler frees the sequence before its next step. (Stop strings are the engine's own.)
 #pragma once
 #include <atomic>
@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +22,9 @@ namespace dsv4::engine {
 // Scheduler -> one front-end thread.
 class EventChannel {
  public:
+  // Called (on the pushing thread, after the event is queued) for every push: an event-driven
+  // front end posts a wake-up to its own loop here. Set before the job is submitted.
+  void set_notify(std::function<void()> fn) { notify_ = std::move(fn); }
   void push(TokenEvent e);
   // Moves every pending event into *out (appends). Waits up to `timeout` when none is pending.
   // Returns false on timeout (nothing appended).
@@ -30,6 +34,7 @@ class EventChannel {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<TokenEvent> events_;
+  std::function<void()> notify_;
 };
 
 struct Job {

@@ -96,6 +96,8 @@ struct TokenEvent {
   int reasoning_tokens = 0;        // generated tokens before </think> (thinking mode)
   size_t state_bytes = 0;          // the sequence state's size at the end
   std::string error;               // FinishReason::error
+  bool refused = false;            // FinishReason::error before the request ever ran (the server is
+                                   // shutting down): the front end answers 503, not a stream error
 };
 
 }  // namespace dsv4::engine

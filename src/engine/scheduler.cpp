@@ -42,7 +42,7 @@ Scheduler::Scheduler(model::ForwardPass& fp, const text::Tokenizer& tok, Schedul
       prefix_cache_(cfg.cache_budget_bytes) {
   const cache::StateShape& shape = shape_;
   if (!cfg_.cache_dir.empty()) {
-    prefix_cache_.open_dir(cfg_.cache_dir, shape);  // the front end prints what was loaded (stats)
+    prefix_cache_.open_dir(cfg_.cache_dir, shape, cfg_.cache_fsync);  // the front end prints what was loaded (stats)
     stats_.cache_entries = prefix_cache_.size();
     stats_.cache_bytes = prefix_cache_.bytes();
   }
@@ -56,7 +56,8 @@ void Scheduler::start() {
   thread_ = std::thread([this] { run(); });
 }
 
-void Scheduler::stop() {
+void Scheduler::stop(const std::string& error_message) {
+  if (thread_.joinable() && !stop_) stop_error_ = error_message;  // read by run() after stop_
   stop_ = true;
   queue_.close();
   if (thread_.joinable()) thread_.join();
@@ -81,6 +82,20 @@ int64_t context_for_budget(const cache::StateShape& shape, size_t kv_budget_byte
   return lo * step;
 }
 
+void Scheduler::drain() {
+  draining_ = true;  // try_reserve refuses from now on; the next step refuses what waits
+}
+
+bool Scheduler::try_reserve() {
+  int64_t n = stats_.waiting.load();
+  do {
+    if (draining_ || stop_ || n >= int64_t(cfg_.queue_capacity)) return false;
+  } while (!stats_.waiting.compare_exchange_weak(n, n + 1));
+  return true;
+}
+
+void Scheduler::release_reservation() { stats_.waiting--; }
+
 size_t Scheduler::reservation(const GenRequest& req) const {
   return reservation(req, prefix_cache_.find(req.prompt));
 }
@@ -95,32 +110,56 @@ size_t Scheduler::reservation(const GenRequest& req, const PrefixCache::Match& m
   return cache::state_bytes_at(shape_, total, cache::StateBytesOptions{.per_page = true, .snapshots = snaps}).total();
 }
 
-std::shared_ptr<Job> Scheduler::submit(GenRequest req) {
+std::shared_ptr<Job> Scheduler::submit(GenRequest req, bool reserved, std::function<void()> notify) {
+  if (!reserved && !try_reserve()) return nullptr;
   auto job = std::make_shared<Job>();
   job->req = std::move(req);
-  if (!queue_.try_push(job)) return nullptr;
+  if (notify) job->events.set_notify(std::move(notify));
+  if (!queue_.try_push(job)) {
+    release_reservation();
+    return nullptr;
+  }
   stats_.requests++;
   return job;
 }
 
 void Scheduler::run() {
   while (!stop_) step_once(std::chrono::milliseconds(50));
-  // Shutdown: every job still here ends as cancelled.
+  // Shutdown: every job still here ends as cancelled, or with the given error (never as a
+  // normal finish: a client must not take a cut-off answer for a complete one).
+  const bool err = !stop_error_.empty();
   std::vector<std::shared_ptr<Job>> rest;
   queue_.pop_all(&rest, std::chrono::milliseconds(0));
   for (auto& s : running_) {
     if (s->done) continue;
     TokenEvent e;
-    end_event(*s, FinishReason::cancelled, e);
+    end_event(*s, err ? FinishReason::error : FinishReason::cancelled, e);
+    if (err) e.error = stop_error_;
     s->job->events.push(std::move(e));
   }
   for (auto& j : waiting_) rest.push_back(j);
   for (auto& j : rest) {
     TokenEvent e;
-    e.finish = FinishReason::cancelled;
+    e.finish = err ? FinishReason::error : FinishReason::cancelled;
+    e.error = stop_error_;
+    e.refused = err;
+    stats_.waiting--;
     j->events.push(std::move(e));
   }
   running_.clear();
+  waiting_.clear();
+}
+
+void Scheduler::refuse_waiting() {
+  queue_.pop_all(&waiting_, std::chrono::milliseconds(0));
+  for (auto& j : waiting_) {
+    TokenEvent e;
+    e.finish = FinishReason::error;
+    e.error = "the server is shutting down; retry on another instance";
+    e.refused = true;
+    stats_.waiting--;
+    j->events.push(std::move(e));
+  }
   waiting_.clear();
 }
 
@@ -147,6 +186,7 @@ void Scheduler::drop_cancelled() {
   std::erase_if(waiting_, [&](const std::shared_ptr<Job>& j) {
     if (!j->is_cancelled()) return false;
     stats_.cancelled++;
+    stats_.waiting--;
     j->events.push(cancelled_event());
     return true;
   });
@@ -162,6 +202,7 @@ void Scheduler::admit() {
     if (!running_.empty() && reserved + need > cfg_.kv_budget_bytes) break;  // wait for memory
     auto job = waiting_.front();
     waiting_.erase(waiting_.begin());
+    stats_.waiting--;
     if (start_sequence(job, m)) {
       running_.back()->reserved = need;
       reserved += need;
@@ -314,8 +355,8 @@ bool Scheduler::step_once(std::chrono::milliseconds wait) {
   const bool idle = running_.empty() && waiting_.empty();
   take_new_jobs(idle ? wait : std::chrono::milliseconds(0));
   drop_cancelled();
-  admit();
-  stats_.waiting = int64_t(waiting_.size() + queue_.depth());
+  if (draining_) refuse_waiting();
+  else admit();
 
   // Prompts the cache held entirely: sample from the stored logits.
   for (auto& s : running_) {

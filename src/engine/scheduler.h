@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -31,10 +32,11 @@ struct SchedulerConfig {
   int parallel = 4;                 // running sequences at most
   int64_t ctx = 4096;               // tokens per sequence (prompt + generated)
   int step_tokens = 256;            // forward rows per step (decode rows first, then prefill chunks)
-  size_t queue_capacity = 64;       // waiting requests before 503
+  size_t queue_capacity = 64;       // requests not running (reserved, queued, waiting) before 503
   size_t kv_budget_bytes = size_t(8) << 30;     // states of running sequences
   size_t cache_budget_bytes = size_t(2) << 30;  // prefix cache
   std::string cache_dir;            // persist prefix-cache entries here ("" = RAM only)
+  bool cache_fsync = true;          // fsync each cache file and the directory on commit
 };
 
 // Counters for /metrics and logs; written by the scheduler thread, read anywhere.
@@ -64,10 +66,25 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   void start();
-  void stop();  // finishes nothing: running jobs get FinishReason::cancelled
+  // Finishes nothing: running and waiting jobs end with FinishReason::cancelled, or with
+  // FinishReason::error and `error_message` when one is given (a shutdown past its grace period).
+  void stop(const std::string& error_message = "");
+  // Shutdown, first half: no request is admitted or accepted any more; every request not running
+  // ends with FinishReason::error, `refused` set (the front end answers 503). Running ones go on.
+  void drain();
+  bool draining() const { return draining_.load(); }
 
-  // Enqueues a request; null when the queue is full (the caller answers 503 + Retry-After).
-  std::shared_ptr<Job> submit(GenRequest req);
+  // Admission: every request that is not running (reserved by a front end that is still
+  // preparing it, queued, or waiting for a slot or memory) counts against queue_capacity;
+  // stats().waiting is that count. try_reserve takes a place (false: full or draining, the
+  // caller answers 503 + Retry-After); a reserved place is used by submit(req, true) or given
+  // back with release_reservation().
+  bool try_reserve();
+  void release_reservation();
+  // Enqueues a request (taking a place first unless `reserved`); null when the queue is full or
+  // the scheduler drains. `notify` (may be empty) is installed on the job's event channel before
+  // the scheduler can see the job.
+  std::shared_ptr<Job> submit(GenRequest req, bool reserved = false, std::function<void()> notify = {});
 
   const EngineStats& stats() const { return stats_; }
   const SchedulerConfig& config() const { return cfg_; }
@@ -86,6 +103,7 @@ class Scheduler {
   void run();
   void take_new_jobs(std::chrono::milliseconds wait);
   void drop_cancelled();
+  void refuse_waiting();  // drain(): every job not running ends refused
   void admit();
   size_t reservation(const GenRequest& req, const PrefixCache::Match& m) const;
   bool start_sequence(std::shared_ptr<Job> job, const PrefixCache::Match& m);
@@ -103,6 +121,8 @@ class Scheduler {
   RequestQueue queue_;
   EngineStats stats_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> draining_{false};
+  std::string stop_error_;  // set before stop_
   std::thread thread_;
 
   // Owned by the scheduler thread:

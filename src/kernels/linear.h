@@ -1,7 +1,7 @@
 // dsv4 kernels: the one matmul interface. Weights stay in their stored format (bf16, f32,
 // e4m3 + e8m0 128x128 block scales, e2m1 packed two per byte + e8m0 1x32 scales); decoding
-// happens inside the kernel (V4-ARCH §4.3). Model code never touches SIMD (it still has OpenMP
-// loops of its own: the backend seam of issue 11 is not built yet).
+// happens inside the kernel (V4-ARCH §4.3). Model code never touches SIMD; it calls these through
+// kernels::Backend (backend.h).
 #pragma once
 #include <atomic>
 #include <cstdint>

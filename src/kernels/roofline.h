@@ -7,7 +7,7 @@
 namespace dsv4::kernels {
 
 // Read bandwidth in bytes/s: a `bytes`-sized buffer (far larger than the last-level cache) summed
-// by `threads` threads (0 = all OpenMP threads), each its own contiguous part; best of `passes`.
+// by `threads` threads (0 = ThreadPool::default_threads()), each its own contiguous part; best of `passes`.
 double measure_read_bandwidth(int threads = 0, size_t bytes = size_t(1) << 30, int passes = 5);
 
 // Multiply-adds per second on all threads: 12 independent vector chains per thread in the vector

@@ -1,4 +1,4 @@
-// dsv4 server: one request's engine events on the HTTP thread that waits for it. The engine has
+// dsv4 server: one request's engine events, read on the HTTP I/O thread. The engine has
 // already detokenised, parsed and applied the stop strings (engine/output_stage.h): this only
 // collects what a response needs besides the text events — usage, logprob entries, the outcome —
 // and files the sampled token runs for prompt replay. No parsing, no decisions.

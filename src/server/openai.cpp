@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "server/api.h"
+#include "server/request_limits.h"
 #include "server/dialect_common.h"
 #include "text/tokenizer.h"
 
@@ -51,6 +52,7 @@ void ServedModel::apply_effort(text::ChatRequest& cr) const {
 }
 
 Json parse_request_json(const std::string& body) {
+  check_request_limits(body);  // linear shape limits (keys, array items, logit_bias, stop) first
   Json j;
   try {
     j = text::parse_py_json(body, "request body");
@@ -244,6 +246,13 @@ void read_sampling(const Json& j, PreparedRequest* pr, bool chat) {
   if (s.top_p <= 0.0f) s.top_p = 1e-6f;
   s.presence_penalty = float(get_number(j, "presence_penalty", 0.0, -2.0, 2.0));
   s.frequency_penalty = float(get_number(j, "frequency_penalty", 0.0, -2.0, 2.0));
+  // n > 1 (several choices per request) is not supported: refused, never silently ignored.
+  if (const Json* n = text::json_member(j, "n"); n && !n->is_null()) {
+    if (!n->is_number_integer()) throw bad_request("n: expected an integer", "n");
+    if (n->get<int64_t>() != 1)
+      throw bad_request("n: this server returns one choice per request, so n must be 1 (got " + std::to_string(n->get<int64_t>()) +
+                        "); send n requests for n samples (they share the prompt through the prefix cache)", "n");
+  }
   if (const Json* v = text::json_member(j, "seed")) {
     if (!v->is_number_integer()) throw bad_request("seed: expected an integer", "seed");
     s.seed = uint64_t(v->get<int64_t>());
@@ -566,12 +575,6 @@ PreparedRequest prepare_chat_request(Json& j, const DialectContext& ctx) {
   const Json* msgs = text::json_member(j, "messages");
   if (!msgs) throw bad_request("messages: required", "messages");
   if (!msgs->is_array() || msgs->empty()) throw bad_request("messages: expected a non-empty list", "messages");
-  if (const Json* n = text::json_member(j, "n"); n && !n->is_null()) {
-    if (!n->is_number_integer()) throw bad_request("n: expected an integer", "n");
-    if (n->get<int64_t>() != 1)
-      throw bad_request("n: this server returns one choice per request, so n must be 1 (got " + std::to_string(n->get<int64_t>()) +
-                        "); send n requests for n samples (they share the prompt through the prefix cache)", "n");
-  }
   pr.stream = get_stream(j);
   read_sampling(j, &pr, true);
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <unordered_map>
 #include <vector>
 
 #include "core/error.h"
@@ -100,6 +101,12 @@ class PyJsonReader {
       ++i_;
       return obj;
     }
+    // ordered_json's operator[] looks a key up linearly: N keys cost O(N^2) (a 1 MiB body of
+    // small keys took seconds). Members are appended directly; repeated keys are found through a
+    // hash index once the object is larger than a few keys.
+    auto& members = static_cast<std::vector<Json::object_t::value_type>&>(obj.get_ref<Json::object_t&>());
+    std::unordered_map<std::string, size_t> index;
+    constexpr size_t kLinear = 16;
     for (;;) {
       if (peek() != '"') throw ParseFailure{i_, "expecting property name enclosed in double quotes"};
       std::string key = read_string();
@@ -109,7 +116,21 @@ class PyJsonReader {
       skip_ws();
       Json v = read_value(depth + 1);
       // dict semantics: a repeated key keeps its first position and takes the last value.
-      obj[key] = std::move(v);
+      size_t at = members.size();
+      if (members.size() <= kLinear) {
+        for (size_t k = 0; k < members.size(); ++k)
+          if (members[k].first == key) {
+            at = k;
+            break;
+          }
+      } else {
+        if (index.empty())
+          for (size_t k = 0; k < members.size(); ++k) index.emplace(members[k].first, k);
+        auto [it, fresh] = index.emplace(key, members.size());
+        if (!fresh) at = it->second;
+      }
+      if (at < members.size()) members[at].second = std::move(v);
+      else members.emplace_back(std::move(key), std::move(v));
       skip_ws();
       if (peek() == '}') {
         ++i_;

@@ -5,6 +5,7 @@
 #include "engine/scheduler.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -376,6 +377,62 @@ TEST(Scheduler, QueueFullRejects) {
   EXPECT_TRUE(s.submit(make_request("a", 1)));
   EXPECT_TRUE(s.submit(make_request("b", 1)));
   EXPECT_FALSE(s.submit(make_request("c", 1)));
+}
+
+// --cache-dir hygiene at start (issue 16): a dangling symlink and a FIFO are skipped (they ended
+// and hung the start), temporary files and orphan halves are removed, and what is beyond the
+// budget is deleted from the disk too.
+TEST(Scheduler, CacheDirHygieneAtStart) {
+  namespace fs = std::filesystem;
+  const std::string dir = ::testing::TempDir() + "/dsv4_prefix_cache_hygiene";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  SchedulerConfig c = config(1);
+  c.cache_dir = dir;
+  {
+    Scheduler s(*tiny().fp, *tiny().tok, c);
+    for (int i = 0; i < 3; ++i) run_jobs(s, {s.submit(make_request(kPrompts[i], 4))});
+  }
+  auto count = [&](const char* ext) {
+    int n = 0;
+    for (const auto& de : fs::directory_iterator(dir)) n += de.path().extension() == ext && fs::is_regular_file(de.symlink_status());
+    return n;
+  };
+  const int entries = count(".meta");
+  ASSERT_GE(entries, 3);
+  ASSERT_EQ(count(".state"), entries);
+  fs::create_symlink(dir + "/nowhere", dir + "/00000000000000aa.meta");
+  ASSERT_EQ(::mkfifo((dir + "/00000000000000bb.meta").c_str(), 0644), 0);
+  ASSERT_EQ(::mkfifo((dir + "/00000000000000bb.state").c_str(), 0644), 0);
+  for (const char* junk : {"/00000000000000cc.state", "/00000000000000dd.meta", "/00000000000000ee.meta.tmp.77.0"})
+  {
+    std::FILE* f = std::fopen((dir + junk).c_str(), "wb");
+    ASSERT_TRUE(f);
+    std::fputs("x", f);
+    std::fclose(f);
+  }
+  {
+    Scheduler s(*tiny().fp, *tiny().tok, c);  // returns: neither the FIFO nor the link stops it
+    EXPECT_EQ(s.stats().cache_entries.load(), uint64_t(entries));
+  }
+  EXPECT_TRUE(fs::is_symlink(dir + "/00000000000000aa.meta"));  // skipped, not touched
+  EXPECT_TRUE(fs::is_fifo(dir + "/00000000000000bb.meta"));
+  EXPECT_FALSE(fs::exists(dir + "/00000000000000cc.state"));     // orphan halves
+  EXPECT_FALSE(fs::exists(dir + "/00000000000000dd.meta"));
+  EXPECT_FALSE(fs::exists(dir + "/00000000000000ee.meta.tmp.77.0"));  // a crash's temporary file
+  // --cache-mb on disk: a budget for about one entry leaves about one entry's files.
+  uintmax_t one = 0;
+  for (const auto& de : fs::directory_iterator(dir))
+    if (fs::is_regular_file(de.symlink_status())) one = std::max(one, fs::file_size(de.path()));
+  c.cache_budget_bytes = size_t(one) + one / 2;
+  c.cache_fsync = false;
+  {
+    Scheduler s(*tiny().fp, *tiny().tok, c);
+    EXPECT_LE(s.stats().cache_entries.load(), 1u);
+  }
+  EXPECT_LE(count(".meta"), 1);
+  EXPECT_EQ(count(".state"), count(".meta"));
+  fs::remove_all(dir);
 }
 
 }  // namespace
