@@ -264,6 +264,44 @@ TEST(HttpServer, HeaderAndIdleDeadlines) {
   ::close(ka);
 }
 
+// A body that stops arriving is cut at the body deadline (a slow upload holds a socket, never a
+// thread, and not forever); the connection is closed and counted as a timeout.
+TEST(HttpServer, BodyDeadline) {
+  ServerOptions so;
+  so.body_timeout_ms = 300;
+  TestServer s(sched_config(), so);
+  const int fd = connect_to(s.port(), 5000);
+  const auto t0 = Clock::now();
+  send_all(fd, "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+               "Content-Length: 100\r\n\r\n{\"model\":");
+  char c;
+  EXPECT_LE(::recv(fd, &c, 1, 0), 0);  // closed by the server, not by our 5 s receive timeout
+  EXPECT_LT(ms_since(t0), 2000.0);
+  EXPECT_GE(ms_since(t0), 250.0);
+  ::close(fd);
+  const Resp r = roundtrip(s.port(), request("GET", "/metrics"));
+  EXPECT_NE(r.body.find("dsv4_http_timeouts_total 1"), std::string::npos) << r.body;
+}
+
+// A kept-alive connection serves at most keepalive_requests requests; the last answer says
+// Connection: close and the server closes it.
+TEST(HttpServer, KeepAliveRequestCap) {
+  ServerOptions so;
+  so.keepalive_requests = 3;
+  TestServer s(sched_config(), so);
+  const int fd = connect_to(s.port(), 5000);
+  std::string rest;
+  for (int i = 1; i <= 3; ++i) {
+    send_all(fd, request("GET", "/health"));
+    Resp r = read_response(fd, &rest);
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.headers["connection"], i < 3 ? "keep-alive" : "close") << "request " << i;
+  }
+  char c;
+  EXPECT_LE(::recv(fd, &c, 1, 0), 0);
+  ::close(fd);
+}
+
 // Past --max-connections a new connection is answered 503 and closed.
 TEST(HttpServer, ConnectionCapRefusesClearly) {
   ServerOptions so;
