@@ -1,4 +1,4 @@
-// kernels::index_scores_tile (lightning-indexer scoring on a transposed key tile) against a
+// kernels::index_scores_tiles (lightning-indexer scoring on a transposed key tile) against a
 // scalar evaluation of the same formula, and the exactness that reference numerics rely on:
 // with FP4-simulated queries and keys every score is exact, whatever the summation order.
 #include <gtest/gtest.h>
@@ -43,7 +43,7 @@ TEST(IndexScores, TileMatchesScalarFormula) {
       for (bool round : {false, true}) {
         const int stride = T + 5;
         std::vector<float> all(size_t(n_all * stride), -7.f);
-        index_scores_tile(kt.data(), Di, Hi, q.data(), Hi * Di, w.data(), Hi, n_all, all.data(), stride, round);
+        index_scores_tiles(kt.data(), 1, Di, Hi, q.data(), Hi * Di, w.data(), Hi, n_all, all.data(), stride, round);
         for (int r = 0; r < n_all; ++r) {
           for (int l = 0; l < T; ++l) {
             const float* qr = &q[size_t(r * Hi * Di)];
@@ -64,13 +64,46 @@ TEST(IndexScores, TileMatchesScalarFormula) {
         for (int first = 0; first < n_all; ++first) {
           for (int n : {1, n_all - first}) {
             std::vector<float> part(size_t(n * T));
-            index_scores_tile(kt.data(), Di, Hi, &q[size_t(first * Hi * Di)], Hi * Di, &w[size_t(first * Hi)], Hi, n,
+            index_scores_tiles(kt.data(), 1, Di, Hi, &q[size_t(first * Hi * Di)], Hi * Di, &w[size_t(first * Hi)], Hi, n,
                               part.data(), T, round);
             for (int r = 0; r < n; ++r)
               for (int l = 0; l < T; ++l)
                 ASSERT_EQ(f32_bits(part[size_t(r * T + l)]), f32_bits(all[size_t((first + r) * stride + l)]))
                     << "Hi=" << Hi << " Di=" << Di << " first=" << first << " n=" << n << " r=" << r;
           }
+        }
+      }
+    }
+  }
+}
+
+TEST(IndexScores, ManyTilesEqualOneTileAtATime) {
+  // Decode scores one row against many tiles at once (the tiles supply the independent chains):
+  // every (row, key) score must have the bits of the one-tile, one-row call, for any tile count
+  // and row count (decode == chunked == prefill relies on that).
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int Hi = 5, Di = 40;
+  for (int n_tiles : {1, 2, 3, 4, 5, 7, 8, 9, 16}) {
+    for (int n_rows : {1, 2, 3, 5, 8}) {
+      std::vector<float> kt(size_t(n_tiles * Di * T)), q(size_t(n_rows * Hi * Di)), w(size_t(n_rows * Hi));
+      for (auto& v : kt) v = nd(rng);
+      for (auto& v : q) v = nd(rng);
+      for (auto& v : w) v = nd(rng);
+      for (bool round : {false, true}) {
+        const int stride = n_tiles * T + 3;
+        std::vector<float> all(size_t(n_rows * stride), -7.f);
+        index_scores_tiles(kt.data(), n_tiles, Di, Hi, q.data(), Hi * Di, w.data(), Hi, n_rows, all.data(), stride, round);
+        for (int r = 0; r < n_rows; ++r) {
+          for (int t = 0; t < n_tiles; ++t) {
+            float one[T];
+            index_scores_tiles(&kt[size_t(t * Di * T)], 1, Di, Hi, &q[size_t(r * Hi * Di)], Hi * Di, &w[size_t(r * Hi)], Hi,
+                               1, one, T, round);
+            for (int l = 0; l < T; ++l)
+              ASSERT_EQ(f32_bits(all[size_t(r * stride + t * T + l)]), f32_bits(one[l]))
+                  << "tiles=" << n_tiles << " rows=" << n_rows << " r=" << r << " t=" << t << " l=" << l;
+          }
+          for (int l = n_tiles * T; l < stride; ++l) ASSERT_EQ(all[size_t(r * stride + l)], -7.f) << "wrote past the tiles";
         }
       }
     }
@@ -93,7 +126,7 @@ TEST(IndexScores, Fp4InputsGiveExactScores) {
   fp4_sim_block(q.data(), Di);
   const float w = 0.25f;  // a power of two keeps the weighting exact too
   float out[T];
-  index_scores_tile(kt.data(), Di, 1, q.data(), Di, &w, 1, 1, out, T, false);
+  index_scores_tiles(kt.data(), 1, Di, 1, q.data(), Di, &w, 1, 1, out, T, false);
   int positive = 0;
   for (int l = 0; l < T; ++l) {
     double d = 0;

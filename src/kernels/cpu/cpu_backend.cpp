@@ -244,7 +244,7 @@ void CpuBackend::index_topk(const RowSource& keys, const float* q, const float* 
       if (int64_t(sc.tops.size()) < nb) sc.tops.resize(size_t(nb));
       for (int64_t k = 0; k < nb; ++k) sc.tops[size_t(k)].reset(topk);
       sc.a.resize(size_t(kGroup * di * T));
-      sc.b.resize(size_t(kRows * T));
+      sc.b.resize(size_t(kRows * kGroup * T));
       float* kt = sc.a.data();
       float* tile_scores = sc.b.data();
       for (int64_t g = n_groups * th / nth; g < n_groups * (th + 1) / nth; ++g) {
@@ -264,15 +264,13 @@ void CpuBackend::index_topk(const RowSource& keys, const float* q, const float* 
         while (k0 < nb && n_eligible[i + k0] <= g0) ++k0;
         for (int64_t ka = k0; ka < nb; ka += kRows) {
           const int64_t nr = std::min(kRows, nb - ka);
-          for (int64_t t = 0; t < n_tiles; ++t) {
-            const int64_t j0 = g0 + t * T;
-            index_scores_tile(&kt[size_t(t * di * T)], di, hi, q + (i + ka) * hi * di, hi * di, w + (i + ka) * hi, hi,
-                              nr, tile_scores, T, round_bf16);
-            for (int64_t r = 0; r < nr; ++r) {
-              const int64_t valid = std::min<int64_t>(T, n_eligible[i + ka + r] - j0);
-              RunningTopk& top = sc.tops[size_t(ka + r)];
-              for (int64_t l = 0; l < valid; ++l) top.push(tile_scores[size_t(r * T + l)], int32_t(j0 + l));
-            }
+          index_scores_tiles(kt, n_tiles, di, hi, q + (i + ka) * hi * di, hi * di, w + (i + ka) * hi, hi, nr,
+                             tile_scores, kGroup * T, round_bf16);
+          for (int64_t r = 0; r < nr; ++r) {
+            const int64_t valid = std::min<int64_t>(g1 - g0, n_eligible[i + ka + r] - g0);
+            RunningTopk& top = sc.tops[size_t(ka + r)];
+            const float* sr = &tile_scores[size_t(r * kGroup * T)];
+            for (int64_t l = 0; l < valid; ++l) top.push(sr[l], int32_t(g0 + l));
           }
         }
       }
