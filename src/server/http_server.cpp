@@ -102,6 +102,16 @@ Route route_of(const std::string& method, const std::string& path, std::string* 
 
 }  // namespace
 
+// An ApiError as plain strings, to hand from a worker thread to the I/O thread: std::runtime_error's
+// message is a reference-counted string that copies share, and libstdc++ counts those references
+// where ThreadSanitizer cannot see it (a false report), so the I/O thread builds its own ApiError.
+struct ErrorData {
+  int status = 500;
+  std::string type, message, param, code;
+  static ErrorData of(const ApiError& e) { return {e.status, e.type, e.what(), e.param, e.code}; }
+  ApiError error() const { return ApiError(status, type, message, param, code); }
+};
+
 // The scheduler thread's way into the I/O loop; cut when the server goes away.
 struct Waker {
   std::mutex mu;
@@ -619,7 +629,7 @@ struct HttpServer::Conn : std::enable_shared_from_this<Conn> {
     watch();
     asio::post(srv.workers, [self = shared_from_this(), r, id, body] {
       auto pr = std::make_shared<PreparedRequest>();
-      std::optional<ApiError> err;
+      std::optional<ErrorData> err;
       try {
         DialectContext ctx{self->srv.tok, self->srv.opt.model, id, &self->srv.runs, &self->srv.memo};
         switch (r) {
@@ -629,9 +639,9 @@ struct HttpServer::Conn : std::enable_shared_from_this<Conn> {
           default: *pr = anthropic::prepare_messages(*body, ctx); break;
         }
       } catch (const ApiError& e) {
-        err = e;
+        err = ErrorData::of(e);
       } catch (const std::exception& e) {
-        err = ApiError(500, "server_error", e.what());
+        err = ErrorData::of(ApiError(500, "server_error", e.what()));
       }
       body->clear();
       body->shrink_to_fit();
@@ -639,14 +649,14 @@ struct HttpServer::Conn : std::enable_shared_from_this<Conn> {
     });
   }
 
-  void start_generation(const std::shared_ptr<PreparedRequest>& pr, const std::optional<ApiError>& err, const std::string& id) {
+  void start_generation(const std::shared_ptr<PreparedRequest>& pr, const std::optional<ErrorData>& err, const std::string& id) {
     if (closed) {
       srv.sched.release_reservation();
       return;
     }
     if (err) {
       srv.sched.release_reservation();
-      respond_error(*err, false);
+      respond_error(err->error(), false);
       return;
     }
     flow = std::make_shared<Flow>(srv.tok, *pr);
