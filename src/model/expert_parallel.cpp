@@ -1,6 +1,7 @@
 #include "model/expert_parallel.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -134,6 +135,22 @@ ExpertPlacement ExpertPlacement::from_flat(int ranks, int layers, int experts, c
   for (int l = 0; l < layers; ++l) p.owner_.emplace_back(v.begin() + int64_t(l) * experts, v.begin() + int64_t(l + 1) * experts);
   p.bytes_ = std::move(bytes);
   return p;
+}
+
+double exchange_bytes_per_token(const Config& c, const ExpertPlacement& p, double rows_per_pass) {
+  const double D = c.dim, K = c.n_activated_experts, E = c.n_routed_experts;
+  double total = 0;
+  for (int l = 0; l < p.n_layers(); ++l)
+    for (int q = 1; q < p.ranks(); ++q) {
+      int Eq = 0;
+      for (int e = 0; e < c.n_routed_experts; ++e) Eq += p.owner(l, e) == q;
+      double none = 1;  // C(E - Eq, K) / C(E, K)
+      for (int k = 0; k < int(K); ++k) none *= std::max(0.0, (E - Eq - k) / (E - k));
+      const double pq = 1 - none;
+      total += K * Eq / E * D * 4 + pq * (D * 4 + K * 8) +
+               double(kExchangeHeaderBytes) * (1 - std::pow(none, rows_per_pass)) / rows_per_pass;
+    }
+  return total;
 }
 
 int64_t prefault_experts(const Model& m, const ExpertPlacement& p, int rank) {

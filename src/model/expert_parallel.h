@@ -69,6 +69,16 @@ struct ExchangeStats {
   Part prefill, decode;
 };
 
+// The exchange's expected bytes per token (sent + received by rank 0, all main layers) for passes
+// of `rows_per_pass` tokens, if tokens pick their K experts uniformly (README "Expert
+// parallelism"): per layer and rank q > 0 holding E_q of the E experts,
+//   received  K * E_q/E * D * 4                      (q's slot outputs, fp32)
+//   sent      p_q * (D * 4 + K * 8)                  (the row, its K expert ids and weights)
+//             + 64 * (1 - (1 - p_q)^rows) / rows     (one 64-byte header per message)
+// where p_q = 1 - C(E - E_q, K) / C(E, K) is the chance that a row has a slot on q.
+double exchange_bytes_per_token(const Config& c, const ExpertPlacement& p, double rows_per_pass);
+constexpr int64_t kExchangeHeaderBytes = 64;
+
 class ExpertExchange {
  public:
   virtual ~ExpertExchange() = default;
@@ -86,6 +96,11 @@ class ExpertExchange {
   // Rank 0, after its own experts: the other ranks' slots into outs [N, K, D].
   virtual void collect_layer(int layer, int64_t N, int64_t D, const MoeRouting& rt, float* outs) = 0;
   virtual ExchangeStats stats() const = 0;
+  // Resident memory of every rank, rank 0 first (kB: VmRSS now, VmHWM peak); empty in one process.
+  struct RankMemory {
+    int64_t rss_kb = 0, peak_kb = 0;
+  };
+  virtual std::vector<RankMemory> memory() = 0;
 };
 
 // One process: owns every expert, exchanges nothing.
@@ -98,6 +113,7 @@ class LocalExchange final : public ExpertExchange {
   void post_layer(int, bool, bool, const float*, int64_t, int64_t, const MoeRouting&) override {}
   void collect_layer(int, int64_t, int64_t, const MoeRouting&, float*) override {}
   ExchangeStats stats() const override { return {}; }
+  std::vector<RankMemory> memory() override { return {}; }
 
  private:
   ExpertPlacement placement_;

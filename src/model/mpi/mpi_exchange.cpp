@@ -4,7 +4,9 @@
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -246,15 +248,15 @@ class MpiExchange final : public ExpertExchange {
   }
 
   // Rank 0: resident memory of every rank (kB): {VmRSS, VmHWM} per rank.
-  std::vector<std::pair<int64_t, int64_t>> memory() {
-    std::vector<std::pair<int64_t, int64_t>> out{{proc_status_kb("VmRSS:"), proc_status_kb("VmHWM:")}};
+  std::vector<RankMemory> memory() override {
+    std::vector<RankMemory> out{{proc_status_kb("VmRSS:"), proc_status_kb("VmHWM:")}};
     const int64_t h[kHeader] = {kMemory, 0, 0, 0, 0, 0, 0, 0};
     for (int r = 1; r < size_; ++r) {
       check(MPI_Send(h, int(sizeof h), MPI_BYTE, r, kTagCmd, MPI_COMM_WORLD), 0, "memory query");
       std::vector<char> reply = recv_reply(r, "memory of rank " + std::to_string(r));
       int64_t v[2] = {0, 0};
       std::memcpy(v, reply.data(), std::min(reply.size(), sizeof v));
-      out.emplace_back(v[0], v[1]);
+      out.push_back({v[0], v[1]});
     }
     return out;
   }
@@ -419,16 +421,18 @@ bool launched_by_mpirun() {
     if (std::getenv(v)) return true;
   return false;
 }
-MpiExchange* g_exchange = nullptr;
 }  // namespace
-
-std::vector<std::pair<int64_t, int64_t>> mpi_rank_memory() {
-  if (!g_exchange) return {};
-  return g_exchange->memory();
-}
 
 MpiJob::MpiJob(int* argc, char*** argv) {
   if (!launched_by_mpirun()) return;
+  // The MPI library starts threads of its own in MPI_Init: they must not take SIGINT/SIGTERM,
+  // which belong to the main thread (and `dsv4 serve`'s signal thread) on rank 0. Workers keep
+  // them blocked for good: they stop when rank 0 says quit, or are ended by mpirun.
+  sigset_t stop, old;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, &old);
   int provided = 0;
   if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
     std::fprintf(stderr, "dsv4: error: MPI_Init_thread failed\n");
@@ -438,6 +442,7 @@ MpiJob::MpiJob(int* argc, char*** argv) {
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  if (!(size_ > 1 && rank_ > 0)) pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (size_ > 1 && provided < MPI_THREAD_SERIALIZED) {
     std::fprintf(stderr, "dsv4: error: the MPI library gives thread level %d, dsv4 needs MPI_THREAD_SERIALIZED\n", provided);
     MPI_Abort(MPI_COMM_WORLD, 1);
@@ -446,7 +451,6 @@ MpiJob::MpiJob(int* argc, char*** argv) {
     exchange_ = std::make_unique<MpiExchange>(rank_, size_);
     if (rank_ == 0) {
       set_expert_exchange(exchange_.get());
-      g_exchange = exchange_.get();
     }
   }
 }
@@ -458,7 +462,6 @@ MpiJob::~MpiJob() {
   if (active() && rank_ == 0) {
     exchange_->quit();
     set_expert_exchange(nullptr);
-    g_exchange = nullptr;
   }
   MPI_Finalize();
 }

@@ -40,7 +40,4 @@ class MpiJob {
   std::unique_ptr<MpiExchange> exchange_;
 };
 
-// Rank 0 of an MPI job: {VmRSS, VmHWM} in kB of every rank (rank 0 first); empty otherwise.
-std::vector<std::pair<int64_t, int64_t>> mpi_rank_memory();
-
 }  // namespace dsv4::model
