@@ -14,6 +14,7 @@ CASE:
   kill            SIGKILL of rank 1 during a long run stops the job in seconds, naming rank 1
   hang            SIGSTOP of rank 1: rank 0 gives up after DSV4_EP_TIMEOUT naming rank 1
   sigterm         SIGTERM of rank 0 (`dsv4 serve`): every rank exits, status 0
+  kill-serve      SIGKILL of rank 1 of a serving job: the job stops within 10 s naming rank 1
   bench           `dsv4 bench` under -np 2 prints the exchange traffic and collective time, and the
                   bytes per token match the count from the routing
 Exit 0 pass, 1 fail, 77 skip.
@@ -244,14 +245,17 @@ def free_port():
     return port
 
 
-def case_sigterm(tmp):
+def start_server(tmp):
     m = tiny(tmp)
     port = free_port()
     p = subprocess.Popen(mpirun(2, ["serve", "--model", m, "--port", str(port)]), env=ENV, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
     pids = wait_ranks(p, 2)
     check(len(pids) == 2, f"both ranks running: {pids}")
-    # Wait until it serves, ask one thing, then SIGTERM rank 0 only.
+    return p, pids, port
+
+
+def chat(port):
     import urllib.request
     ok = False
     for _ in range(300):
@@ -267,7 +271,12 @@ def case_sigterm(tmp):
         except Exception as e:
             print("waiting:", e)
             time.sleep(0.2)
-    check(ok, "a chat completion under -np 2")
+    return ok
+
+
+def case_sigterm(tmp):
+    p, pids, port = start_server(tmp)
+    check(chat(port), "a chat completion under -np 2")
     t0 = time.time()
     os.kill(pids[0], signal.SIGTERM)
     try:
@@ -277,6 +286,23 @@ def case_sigterm(tmp):
         out, _ = p.communicate()
     print(out[-1500:])
     check(p.returncode == 0, f"clean exit (status {p.returncode}) {time.time() - t0:.1f} s after SIGTERM of rank 0")
+
+
+def case_kill_serve(tmp):
+    p, pids, port = start_server(tmp)
+    check(chat(port), "a chat completion under -np 2")
+    t0 = time.time()
+    os.kill(pids[1], signal.SIGKILL)
+    try:
+        out, _ = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+    dt = time.time() - t0
+    print(out[-1500:])
+    check(p.returncode != 0, f"the job fails (exit {p.returncode})")
+    check(dt < 10, f"stopped {dt:.1f} s after rank 1 was killed")
+    check("rank 1" in out and "signal 9" in out, "the error names rank 1 and the signal")
 
 
 def case_bench(tmp):
@@ -303,7 +329,7 @@ def case_bench(tmp):
 
 
 CASES = {"logits-tiny": case_logits_tiny, "logits-oracle": case_logits_oracle, "map": case_map,
-         "load-failure": case_load_failure, "kill": case_kill, "hang": case_hang, "sigterm": case_sigterm,
+         "load-failure": case_load_failure, "kill": case_kill, "hang": case_hang, "sigterm": case_sigterm, "kill-serve": case_kill_serve,
          "bench": case_bench}
 
 if __name__ == "__main__":
