@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "model/model_stats.h"
 #include "model/weights.h"
 
 namespace dsv4::model {
@@ -33,13 +34,31 @@ int64_t expert_bytes(const Model& m, int layer, int e) {
   return linear_bytes(ew.w1) + linear_bytes(ew.w2) + linear_bytes(ew.w3);
 }
 
-ExpertPlacement ExpertPlacement::balanced(const Model& m, int ranks) {
+int64_t replicated_bytes(const Model& m) {
+  const Config& c = m.config();
+  int64_t experts = 0;
+  for (int l = 0; l < c.n_layers; ++l)
+    for (int e = 0; e < c.n_routed_experts; ++e) experts += expert_bytes(m, l, e);
+  return std::max<int64_t>(0, expected_tensor_totals(c, false).bytes - experts);
+}
+
+ExpertPlacement ExpertPlacement::balanced(const Model& m, int ranks, bool count_replicated) {
   DSV4_CHECK(ranks >= 1, "placement: ranks must be positive");
   const Config& c = m.config();
   ExpertPlacement p;
   p.ranks_ = ranks;
   p.bytes_.assign(size_t(ranks), 0);
   const int E = c.n_routed_experts;
+  // Each rank's share of the routed experts: equal, or (count_replicated) such that rank 0's
+  // experts plus the replicated rest of the model weigh what every other rank's experts weigh.
+  int64_t total = 0;
+  for (int l = 0; l < c.n_layers; ++l)
+    for (int e = 0; e < E; ++e) total += expert_bytes(m, l, e);
+  std::vector<double> share(static_cast<size_t>(ranks), 1.0);
+  if (count_replicated && ranks > 1) {
+    const double X = double(replicated_bytes(m)), per = (double(total) + X) / ranks;
+    share[0] = std::max(0.0, per - X) / per;
+  }
   std::vector<int> order(static_cast<size_t>(E));
   std::vector<int64_t> eb(static_cast<size_t>(E));
   std::vector<int> count(static_cast<size_t>(ranks));
@@ -49,15 +68,22 @@ ExpertPlacement ExpertPlacement::balanced(const Model& m, int ranks) {
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return eb[size_t(a)] > eb[size_t(b)]; });
     std::fill(count.begin(), count.end(), 0);
     std::vector<int32_t> own(size_t(E), 0);
-    // Each layer: the rank with the fewest of this layer's experts, then the fewest bytes overall,
-    // then the lowest rank (ranks take turns across layers, so no rank is always first).
+    // Each expert of the layer (heaviest first) to the rank furthest below its share of this
+    // layer (so every rank works on every layer in proportion), then the rank furthest below its
+    // share of the bytes so far, then in turn (ranks rotate across layers).
     for (int e : order) {
       int best = -1;
+      double best_k = 0, best_b = 0;
       for (int i = 0; i < ranks; ++i) {
         const int r = (i + l) % ranks;
-        if (best < 0 || count[size_t(r)] < count[size_t(best)] ||
-            (count[size_t(r)] == count[size_t(best)] && p.bytes_[size_t(r)] < p.bytes_[size_t(best)]))
+        if (share[size_t(r)] <= 0) continue;
+        const double k = (count[size_t(r)] + 1) / share[size_t(r)];
+        const double bb = double(p.bytes_[size_t(r)]) / share[size_t(r)];
+        if (best < 0 || k < best_k - 1e-9 || (std::abs(k - best_k) <= 1e-9 && bb < best_b)) {
           best = r;
+          best_k = k;
+          best_b = bb;
+        }
       }
       own[size_t(e)] = best;
       ++count[size_t(best)];

@@ -25,9 +25,11 @@ struct MoeRouting;
 class ExpertPlacement {
  public:
   ExpertPlacement() = default;  // one rank holds everything
-  // Spreads each layer's experts evenly over the ranks (every rank works on every layer) and
-  // balances the bytes of the routed experts held per rank (greedy, heaviest expert first).
-  static ExpertPlacement balanced(const Model& m, int ranks);
+  // Spreads each layer's experts over the ranks (every rank works on every layer) so that the
+  // bytes each rank holds are balanced (greedy, heaviest expert first). count_replicated: rank 0
+  // also holds the rest of the model (attention, embedding, head, shared experts), so it gets
+  // fewer experts, none if the rest alone exceeds an equal share; else equal expert bytes.
+  static ExpertPlacement balanced(const Model& m, int ranks, bool count_replicated = true);
   // A user map: JSON {"ranks": R, "layers": [[rank of expert 0, rank of expert 1, ...], ...]},
   // one list per main layer, each of length n_routed_experts. Throws naming the file and entry.
   static ExpertPlacement from_json_file(const std::string& path, const Model& m, int ranks);
@@ -52,6 +54,9 @@ class ExpertPlacement {
   std::vector<int64_t> bytes_;               // per rank
 };
 
+// Bytes of what every placement leaves on rank 0: the main model's tensors except the routed
+// experts (the drafter's are not counted: nothing reads them unless drafting runs).
+int64_t replicated_bytes(const Model& m);
 // Bytes of one routed expert (w1, w2, w3 with their scales).
 int64_t expert_bytes(const Model& m, int layer, int e);
 // Reads every page of the experts `rank` holds (so they are resident and a short file shows up at

@@ -91,10 +91,18 @@ def logits_equal(model, tokens, tmp, nps=(2, 4), numerics=("f32", "reference"),
                 os.remove(got) if os.path.exists(got) else None
 
 
+# Default placement (DSV4_EP_BALANCE=bytes): on these small-D checkpoints the replicated part
+# (129,280-row embedding and head) outweighs all experts, so rank 0 holds none and every routed
+# expert runs remotely. DSV4_EP_BALANCE=experts gives rank 0 an equal share, so its own experts
+# and the remote ones mix within each layer.
+EQUAL = dict(ENV, DSV4_EP_BALANCE="experts")
+
+
 def case_logits_tiny(tmp):
     m = tiny(tmp)
     toks = write_tokens(tmp, [(i * 7919 + 13) % 129280 for i in range(40)])
-    logits_equal(m, toks, tmp)
+    logits_equal(m, toks, tmp, label="bytes-balanced: ")
+    logits_equal(m, toks, tmp, env=EQUAL, label="equal experts: ")
 
 
 def case_logits_oracle(tmp):
@@ -104,8 +112,12 @@ def case_logits_oracle(tmp):
         sys.exit(77)
     ids = json.load(open(os.path.join(o, "tokens.json")))["eval_ids"]
     # The whole case in prefill, 2 ranks; a shorter piece for chunked/decode and 4 ranks.
-    logits_equal(os.path.join(o, "ckpt"), write_tokens(tmp, ids), tmp, nps=(2,), modes=("prefill",), label="full ")
-    logits_equal(os.path.join(o, "ckpt"), write_tokens(tmp, ids[:96]), tmp, modes=("prefill", "chunked:13", "decode"))
+    logits_equal(os.path.join(o, "ckpt"), write_tokens(tmp, ids), tmp, nps=(2,), modes=("prefill",), env=EQUAL,
+                 label="full case: ")
+    short = write_tokens(tmp, ids[:96])
+    logits_equal(os.path.join(o, "ckpt"), short, tmp, modes=("prefill", "chunked:13", "decode"), env=EQUAL,
+                 label="equal experts: ")
+    logits_equal(os.path.join(o, "ckpt"), short, tmp, nps=(3,), modes=("chunked:13",), label="bytes-balanced: ")
 
 
 def case_map(tmp):
@@ -126,12 +138,18 @@ def case_map(tmp):
     rc, out = run(mpirun(2, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "y.bin")]),
                   env=dict(ENV, DSV4_EXPERT_MAP=bad), timeout=60)
     check(rc != 0 and "layers[1][3] = 5 is not a rank in [0, 2)" in out, "a map naming rank 5 is refused: " + out[-300:])
-    # The default map, written out, balances bytes: every rank holds the same number per layer.
+    # The maps, written out: equal experts -> half of each layer per rank; bytes-balanced on this
+    # checkpoint (replicated part > the experts) -> rank 0 none, ranks 1 and 2 half each.
     wmap = os.path.join(tmp, "written.json")
     rc, out = run(mpirun(2, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "z.bin")]),
+                  env=dict(EQUAL, DSV4_EXPERT_MAP_WRITE=wmap))
+    j = json.load(open(wmap))
+    check(all(row.count(0) == row.count(1) == E // 2 for row in j["layers"]), "equal map: half of each layer per rank")
+    rc, out = run(mpirun(3, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "z.bin")]),
                   env=dict(ENV, DSV4_EXPERT_MAP_WRITE=wmap))
     j = json.load(open(wmap))
-    check(all(row.count(0) == row.count(1) == E // 2 for row in j["layers"]), "default map: half of each layer per rank")
+    check(all(row.count(0) == 0 and row.count(1) == row.count(2) == E // 2 for row in j["layers"]),
+          "bytes map: rank 0 (36 MB of replicated weights) none, ranks 1 and 2 half of each layer")
 
 
 def case_load_failure(tmp):
@@ -307,11 +325,12 @@ def case_kill_serve(tmp):
 
 def case_bench(tmp):
     m = tiny(tmp)
-    rc, out = run(mpirun(2, ["bench", "--model", m, "--contexts", "256", "--gen", "48", "--chunk", "64"]))
+    rc, out = run(mpirun(2, ["bench", "--model", m, "--contexts", "256", "--gen", "48", "--chunk", "64"]), env=EQUAL)
     print(out[-4000:])
     check(rc == 0, "bench under -np 2")
     lines = [l for l in out.splitlines() if l.startswith("bench: exchange")]
     check(len(lines) >= 2, "exchange lines printed")
+    check("rank 0 holds 20 routed experts, the others 20..20" in out, "equal placement used")
     import re
     for kind in ("prefill", "decode"):
         l = next((l for l in lines if f" {kind}:" in l), "")

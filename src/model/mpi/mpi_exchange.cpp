@@ -117,8 +117,15 @@ class MpiExchange final : public ExpertExchange {
     const Config& c = m.config();
     if (const char* map = std::getenv("DSV4_EXPERT_MAP"); map && *map)
       placement_ = ExpertPlacement::from_json_file(map, m, size_);
-    else
-      placement_ = ExpertPlacement::balanced(m, size_);
+    else {
+      // DSV4_EP_BALANCE=experts: equal expert bytes per rank; default `bytes`: rank 0's share
+      // counts the replicated rest of the model.
+      const char* bal = std::getenv("DSV4_EP_BALANCE");
+      const std::string mode = bal && *bal ? bal : "bytes";
+      if (mode != "bytes" && mode != "experts")
+        throw Error("DSV4_EP_BALANCE must be bytes or experts, got '" + mode + "'");
+      placement_ = ExpertPlacement::balanced(m, size_, mode == "bytes");
+    }
     if (const char* out = std::getenv("DSV4_EXPERT_MAP_WRITE"); out && *out) {
       std::ofstream f(out, std::ios::trunc);
       f << placement_.to_json() << "\n";
@@ -157,9 +164,10 @@ class MpiExchange final : public ExpertExchange {
                      (long long)placement_.experts_of(r), double(touched) / 1e6, double(rss) / 1024);
     }
     if (!failures.empty()) die(0, failures);
-    std::fprintf(stderr, "dsv4: expert parallel: rank 0 holds %lld experts (%.1f MB read) + the rest of the model, "
-                 "RSS %.1f MB; %d ranks\n",
-                 (long long)placement_.experts_of(0), double(mine) / 1e6, double(proc_status_kb("VmRSS:")) / 1024, size_);
+    std::fprintf(stderr, "dsv4: expert parallel: rank 0 holds %lld experts (%.1f MB read) + the rest of the model "
+                 "(%.1f MB), RSS %.1f MB; %d ranks\n",
+                 (long long)placement_.experts_of(0), double(mine) / 1e6, double(replicated_bytes(m)) / 1e6,
+                 double(proc_status_kb("VmRSS:")) / 1024, size_);
     attached_ = &m;
     attached_dir_ = m.dir();
     K_ = c.n_activated_experts;
