@@ -47,11 +47,15 @@ int64_t proc_status_kb(const char* key) {
   return -1;
 }
 
-double timeout_s() {
-  const char* e = std::getenv("DSV4_EP_TIMEOUT");
+double env_seconds(const char* name, double dflt) {
+  const char* e = std::getenv(name);
   const double t = e ? std::atof(e) : 0;
-  return t > 0 ? t : 120.0;
+  return t > 0 ? t : dflt;
 }
+// One layer's answer (covers the expert work of the largest prefill chunk).
+double timeout_s() { return env_seconds("DSV4_EP_TIMEOUT", 120.0); }
+// A rank's start-up: loading and reading its share of the checkpoint (minutes for V4-Pro from disk).
+double load_timeout_s() { return env_seconds("DSV4_EP_LOAD_TIMEOUT", 3600.0); }
 
 [[noreturn]] void die(int rank, const std::string& msg) {
   std::fprintf(stderr, "dsv4: error: expert parallel (rank %d): %s\n", rank, msg.c_str());
@@ -150,7 +154,8 @@ class MpiExchange final : public ExpertExchange {
     // Replies: status, RSS, bytes touched, message.
     std::string failures;
     for (int r = 1; r < size_; ++r) {
-      std::vector<char> reply = recv_reply(r, "attach: answer of rank " + std::to_string(r));
+      std::vector<char> reply = recv_reply(r, "attach: answer of rank " + std::to_string(r), load_timeout_s(),
+                                           "DSV4_EP_LOAD_TIMEOUT");
       int64_t status = 0, rss = 0, touched = 0;
       std::memcpy(&status, reply.data(), 8);
       std::memcpy(&rss, reply.data() + 8, 8);
@@ -261,7 +266,7 @@ class MpiExchange final : public ExpertExchange {
     const int64_t h[kHeader] = {kMemory, 0, 0, 0, 0, 0, 0, 0};
     for (int r = 1; r < size_; ++r) {
       check(MPI_Send(h, int(sizeof h), MPI_BYTE, r, kTagCmd, MPI_COMM_WORLD), 0, "memory query");
-      std::vector<char> reply = recv_reply(r, "memory of rank " + std::to_string(r));
+      std::vector<char> reply = recv_reply(r, "memory of rank " + std::to_string(r), timeout_s(), "DSV4_EP_TIMEOUT");
       int64_t v[2] = {0, 0};
       std::memcpy(v, reply.data(), std::min(reply.size(), sizeof v));
       out.push_back({v[0], v[1]});
@@ -343,18 +348,18 @@ class MpiExchange final : public ExpertExchange {
   }
 
  private:
-  std::vector<char> recv_reply(int from, const std::string& what) {
+  std::vector<char> recv_reply(int from, const std::string& what, double limit, const char* knob) {
     MPI_Status st;
     MPI_Request rq;
     // Probe with a deadline, then receive the whole reply.
-    const double t0 = now_s(), limit = timeout_s();
+    const double t0 = now_s();
     int flag = 0;
     for (;;) {
       check(MPI_Iprobe(from, kTagReply, MPI_COMM_WORLD, &flag, &st), 0, what);
       if (flag) break;
       if (now_s() - t0 > limit)
         die(0, what + ": no answer from rank " + std::to_string(from) + " within " + std::to_string(int(limit)) +
-                   " s (DSV4_EP_TIMEOUT)");
+                   " s (" + knob + ")");
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     int n = 0;

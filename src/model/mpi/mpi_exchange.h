@@ -11,8 +11,9 @@
 // servers, so nothing in the engine (scheduler, prefix cache, truncation) needs mirroring.
 //
 // Failure: any MPI error, a worker that cannot load its share, or no answer within
-// DSV4_EP_TIMEOUT seconds (default 120) ends the whole job (MPI_Abort) after an error naming the
-// rank and the cause; a rank that dies is reported by mpirun, which then stops the others.
+// DSV4_EP_TIMEOUT seconds (default 120; start-up: DSV4_EP_LOAD_TIMEOUT, default 3600) ends the
+// whole job (MPI_Abort) after an error naming the rank and the cause; a rank that dies is reported
+// by mpirun, which then stops the others.
 #pragma once
 #include <cstdint>
 #include <memory>
