@@ -107,12 +107,12 @@ void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLay
   ExpertExchange& ex = expert_exchange();
   ex.post_layer(b.layer, ref, b.decode, xn, N, D, rt);
   moe_run_experts(w, xn, N, rt, ex.placement(), b.layer, ex.rank(), c, ref, be, ws, outs.data());
-  ex.collect_layer(b.layer, N, D, rt, outs.data());
   std::vector<float>& shared = ws.shared;
   if (w.has_shared) {
     shared.resize(size_t(N * D));
     expert_forward(be, ws, w.shared, xn, N, nullptr, c, ref, shared.data());
   }
+  ex.collect_layer(b.layer, N, D, rt, outs.data());  // (after the shared expert: more overlap)
   // Sum in slot order, fp32, then the shared expert.
   for (int64_t r = 0; r < N; ++r) {
     float* yr = y + r * D;

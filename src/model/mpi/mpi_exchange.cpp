@@ -244,10 +244,12 @@ class MpiExchange final : public ExpertExchange {
 
   void collect_layer(int layer, int64_t N, int64_t D, const MoeRouting& rt, float* outs) override {
     if (!active_) return;
+    AllowAllocScope allow;
     const double t0 = now_s();
     wait_all(reqs_, peers_, 0, "layer " + std::to_string(layer));
     const int64_t K = K_;
-    std::vector<int64_t> at(size_t(size_), 0);
+    std::vector<int64_t>& at = at_;
+    at.assign(size_t(size_), 0);
     for (int64_t i = 0; i < N * K; ++i) {
       const int q = placement_.owner(layer, rt.experts[size_t(i)]);
       if (q == 0) continue;
@@ -420,7 +422,7 @@ class MpiExchange final : public ExpertExchange {
   ExchangeStats::Part* part_ = nullptr;
   std::vector<std::vector<char>> send_buf_;
   std::vector<std::vector<float>> recv_buf_;
-  std::vector<int64_t> slots_;
+  std::vector<int64_t> slots_, at_;
   std::vector<MPI_Request> reqs_;
   std::vector<int> peers_;
   Attached work_;
