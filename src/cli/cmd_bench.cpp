@@ -6,6 +6,8 @@
 // 32K, 256K and 1M. Rows are printed (and the CSV flushed) as each frontier completes, so a long
 // run that is stopped early keeps what it measured.
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -121,10 +123,15 @@ void run_bench(const BenchArgs& a) {
   // token since the previous frontier, and what the formula of the README expects.
   model::ExpertExchange& ex = model::expert_exchange();
   model::ExchangeStats last = ex.stats();
-  if (ex.ranks() > 1)
+  if (ex.ranks() > 1) {
+    int64_t lo = INT64_MAX, hi = 0;
+    for (int r = 1; r < ex.ranks(); ++r) {
+      lo = std::min(lo, ex.placement().experts_of(r));
+      hi = std::max(hi, ex.placement().experts_of(r));
+    }
     std::printf("bench: expert parallel over %d ranks: rank 0 holds %lld routed experts, the others %lld..%lld\n",
-                ex.ranks(), (long long)ex.placement().experts_of(0), (long long)ex.placement().experts_of(1),
-                (long long)ex.placement().experts_of(ex.ranks() - 1));
+                ex.ranks(), (long long)ex.placement().experts_of(0), (long long)lo, (long long)hi);
+  }
   auto print_exchange = [&](int64_t context) {
     if (ex.ranks() <= 1) return;
     const model::ExchangeStats now = ex.stats();
@@ -183,6 +190,7 @@ void register_bench(CLI::App& app) {
                 "decode only: fill the state to each frontier with synthetic entries/keys of the right count and "
                 "format instead of prefilling (frontiers rounded down to multiples of 128)");
   cmd->add_option("--seed", a->seed, "seed of the synthetic prompt tokens")->capture_default_str();
+  add_expert_parallel_options(cmd);
   cmd->callback([a] { run_bench(*a); });
 }
 

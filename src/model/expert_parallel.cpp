@@ -29,6 +29,22 @@ ExpertExchange& expert_exchange() {
 
 void set_expert_exchange(ExpertExchange* ex) { installed() = ex; }
 
+ExpertParallelOptions& expert_parallel_options() {
+  static ExpertParallelOptions o;
+  return o;
+}
+
+ExpertPlacement placement_for(const Model& m, int ranks, const ExpertParallelOptions& o) {
+  ExpertPlacement p = o.map_file.empty() ? ExpertPlacement::balanced(m, ranks, o.balance_bytes)
+                                         : ExpertPlacement::from_json_file(o.map_file, m, ranks);
+  if (!o.map_out.empty()) {
+    std::ofstream f(o.map_out, std::ios::trunc);
+    f << p.to_json() << "\n";
+    if (!f) throw Error(o.map_out + ": cannot write the expert map");
+  }
+  return p;
+}
+
 int64_t expert_bytes(const Model& m, int layer, int e) {
   const ExpertWeights& ew = m.weights().layers[size_t(layer)].ffn.experts[size_t(e)];
   return linear_bytes(ew.w1) + linear_bytes(ew.w2) + linear_bytes(ew.w3);

@@ -54,6 +54,21 @@ class ExpertPlacement {
   std::vector<int64_t> bytes_;               // per rank
 };
 
+// How a multi-process run places and watches the experts: flags of `logits`, `run`, `bench` and
+// `serve` (cli/common.h add_expert_parallel_options), read by rank 0 when it attaches the other
+// ranks; nothing reads them in one process.
+struct ExpertParallelOptions {
+  std::string map_file;          // --expert-map: a user map (ExpertPlacement::from_json_file)
+  std::string map_out;           // --expert-map-out: write the map in use
+  bool balance_bytes = true;     // --ep-balance bytes (count rank 0's replicated weights) | experts
+  double timeout_s = 120;        // --ep-timeout: one layer's answer (the largest chunk's expert work)
+  double load_timeout_s = 3600;  // --ep-load-timeout: a rank's start-up (reading its share)
+};
+// The process's options (set by the CLI before any ForwardPass is built).
+ExpertParallelOptions& expert_parallel_options();
+// The placement the options ask for: the user map, else the balanced one.
+ExpertPlacement placement_for(const Model& m, int ranks, const ExpertParallelOptions& o);
+
 // Bytes of what every placement leaves on rank 0: the main model's tensors except the routed
 // experts (the drafter's are not counted: nothing reads them unless drafting runs).
 int64_t replicated_bytes(const Model& m);

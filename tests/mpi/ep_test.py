@@ -7,12 +7,12 @@ CASE:
   logits-tiny     logits of -np 2 and -np 4 equal one process byte for byte: tiny preset, both
                   numerics, prefill / chunked prefill / decode
   logits-oracle   the same on the oracle checkpoint (shared/testdata/oracle/case-a)
-  map             a user expert map (DSV4_EXPERT_MAP) that puts every expert on rank 1: still
+  map             a user expert map (--expert-map) that puts every expert on rank 1: still
                   identical; a map naming rank 5 of a 2-rank job is refused naming the entry
   load-failure    a rank that cannot load its share (DSV4_EP_MODEL set to a missing dir on rank 1
                   only) stops the job with an error naming rank 1 and the cause, in seconds
   kill            SIGKILL of rank 1 during a long run stops the job in seconds, naming rank 1
-  hang            SIGSTOP of rank 1: rank 0 gives up after DSV4_EP_TIMEOUT naming rank 1
+  hang            SIGSTOP of rank 1: rank 0 gives up after --ep-timeout naming rank 1
   sigterm         SIGTERM of rank 0 (`dsv4 serve`): every rank exits, status 0
   kill-serve      SIGKILL of rank 1 of a serving job: the job stops within 10 s naming rank 1
   bench           `dsv4 bench` under -np 2 prints the exchange traffic and collective time, and the
@@ -68,7 +68,7 @@ def write_tokens(tmp, ids):
 
 
 def logits_equal(model, tokens, tmp, nps=(2, 4), numerics=("f32", "reference"),
-                 modes=("prefill", "chunked:7", "decode"), env=ENV, label=""):
+                 modes=("prefill", "chunked:7", "decode"), ep=(), label=""):
     for num in numerics:
         for mode in modes:
             ref = os.path.join(tmp, "one.bin")
@@ -82,7 +82,7 @@ def logits_equal(model, tokens, tmp, nps=(2, 4), numerics=("f32", "reference"),
             for n in nps:
                 got = os.path.join(tmp, f"np{n}.bin")
                 rc, out = run(mpirun(n, ["logits", "--model", model, "--tokens", tokens, "--out", got, "--numerics",
-                                         num, "--mode", mode]), env=env)
+                                         num, "--mode", mode, *ep]))
                 ok = rc == 0 and os.path.exists(got) and open(got, "rb").read() == one
                 check(ok, f"{label}-np {n} {num} {mode}: {len(one)} bytes of logits identical to one process")
                 check(f"rank {n - 1} holds" in out, f"{label}-np {n}: rank {n - 1} reports its share")
@@ -91,18 +91,18 @@ def logits_equal(model, tokens, tmp, nps=(2, 4), numerics=("f32", "reference"),
                 os.remove(got) if os.path.exists(got) else None
 
 
-# Default placement (DSV4_EP_BALANCE=bytes): on these small-D checkpoints the replicated part
+# Default placement (--ep-balance bytes): on these small-D checkpoints the replicated part
 # (129,280-row embedding and head) outweighs all experts, so rank 0 holds none and every routed
-# expert runs remotely. DSV4_EP_BALANCE=experts gives rank 0 an equal share, so its own experts
+# expert runs remotely. --ep-balance experts gives rank 0 an equal share, so its own experts
 # and the remote ones mix within each layer.
-EQUAL = dict(ENV, DSV4_EP_BALANCE="experts")
+EQUAL = ["--ep-balance", "experts"]
 
 
 def case_logits_tiny(tmp):
     m = tiny(tmp)
     toks = write_tokens(tmp, [(i * 7919 + 13) % 129280 for i in range(40)])
     logits_equal(m, toks, tmp, label="bytes-balanced: ")
-    logits_equal(m, toks, tmp, env=EQUAL, label="equal experts: ")
+    logits_equal(m, toks, tmp, ep=EQUAL, label="equal experts: ")
 
 
 def case_logits_oracle(tmp):
@@ -112,10 +112,10 @@ def case_logits_oracle(tmp):
         sys.exit(77)
     ids = json.load(open(os.path.join(o, "tokens.json")))["eval_ids"]
     # The whole case in prefill, 2 ranks; a shorter piece for chunked/decode and 4 ranks.
-    logits_equal(os.path.join(o, "ckpt"), write_tokens(tmp, ids), tmp, nps=(2,), modes=("prefill",), env=EQUAL,
+    logits_equal(os.path.join(o, "ckpt"), write_tokens(tmp, ids), tmp, nps=(2,), modes=("prefill",), ep=EQUAL,
                  label="full case: ")
     short = write_tokens(tmp, ids[:96])
-    logits_equal(os.path.join(o, "ckpt"), short, tmp, modes=("prefill", "chunked:13", "decode"), env=EQUAL,
+    logits_equal(os.path.join(o, "ckpt"), short, tmp, modes=("prefill", "chunked:13", "decode"), ep=EQUAL,
                  label="equal experts: ")
     logits_equal(os.path.join(o, "ckpt"), short, tmp, nps=(3,), modes=("chunked:13",), label="bytes-balanced: ")
 
@@ -127,26 +127,26 @@ def case_map(tmp):
     all1 = os.path.join(tmp, "all1.json")
     json.dump({"ranks": 2, "layers": [[1] * E for _ in range(L)]}, open(all1, "w"))
     toks = write_tokens(tmp, [(i * 104729 + 5) % 129280 for i in range(24)])
-    logits_equal(m, toks, tmp, nps=(2,), env=dict(ENV, DSV4_EXPERT_MAP=all1), label="all on rank 1: ")
-    rc, out = run(mpirun(2, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "x.bin")]),
-                  env=dict(ENV, DSV4_EXPERT_MAP=all1))
+    logits_equal(m, toks, tmp, nps=(2,), ep=["--expert-map", all1], label="all on rank 1: ")
+    rc, out = run(mpirun(2, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "x.bin"),
+                             "--expert-map", all1]))
     check(f"rank 0 holds 0 experts" in out and f"rank 1 holds {L * E} experts" in out, "the map is the one used")
     bad = os.path.join(tmp, "bad.json")
     rows = [[0] * E for _ in range(L)]
     rows[1][3] = 5
     json.dump({"ranks": 2, "layers": rows}, open(bad, "w"))
-    rc, out = run(mpirun(2, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "y.bin")]),
-                  env=dict(ENV, DSV4_EXPERT_MAP=bad), timeout=60)
+    rc, out = run(mpirun(2, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "y.bin"),
+                             "--expert-map", bad]), timeout=60)
     check(rc != 0 and "layers[1][3] = 5 is not a rank in [0, 2)" in out, "a map naming rank 5 is refused: " + out[-300:])
     # The maps, written out: equal experts -> half of each layer per rank; bytes-balanced on this
     # checkpoint (replicated part > the experts) -> rank 0 none, ranks 1 and 2 half each.
     wmap = os.path.join(tmp, "written.json")
-    rc, out = run(mpirun(2, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "z.bin")]),
-                  env=dict(EQUAL, DSV4_EXPERT_MAP_WRITE=wmap))
+    rc, out = run(mpirun(2, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "z.bin"),
+                             "--expert-map-out", wmap, *EQUAL]))
     j = json.load(open(wmap))
     check(all(row.count(0) == row.count(1) == E // 2 for row in j["layers"]), "equal map: half of each layer per rank")
-    rc, out = run(mpirun(3, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "z.bin")]),
-                  env=dict(ENV, DSV4_EXPERT_MAP_WRITE=wmap))
+    rc, out = run(mpirun(3, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "z.bin"),
+                             "--expert-map-out", wmap]))
     j = json.load(open(wmap))
     check(all(row.count(0) == 0 and row.count(1) == row.count(2) == E // 2 for row in j["layers"]),
           "bytes map: rank 0 (36 MB of replicated weights) none, ranks 1 and 2 half of each layer")
@@ -167,10 +167,10 @@ def case_load_failure(tmp):
     check(dt < 20, f"within seconds ({dt:.1f} s)")
 
 
-def start_long_job(tmp, m, np_=2, env=ENV):
+def start_long_job(tmp, m, np_=2, ep=()):
     toks = write_tokens(tmp, [(i * 31 + 7) % 129280 for i in range(4000)])
     return subprocess.Popen(mpirun(np_, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "x.bin"),
-                                         "--mode", "decode"]), env=env, stdout=subprocess.PIPE,
+                                         "--mode", "decode", *ep]), env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -232,7 +232,7 @@ def case_kill(tmp):
 
 def case_hang(tmp):
     m = tiny(tmp)
-    p = start_long_job(tmp, m, env=dict(ENV, DSV4_EP_TIMEOUT="3"))
+    p = start_long_job(tmp, m, ep=["--ep-timeout", "3"])
     pids = wait_ranks(p, 2)
     check(len(pids) == 2, f"both ranks running: {pids}")
     time.sleep(3)
@@ -325,7 +325,7 @@ def case_kill_serve(tmp):
 
 def case_bench(tmp):
     m = tiny(tmp)
-    rc, out = run(mpirun(2, ["bench", "--model", m, "--contexts", "256", "--gen", "48", "--chunk", "64"]), env=EQUAL)
+    rc, out = run(mpirun(2, ["bench", "--model", m, "--contexts", "256", "--gen", "48", "--chunk", "64", *EQUAL]))
     print(out[-4000:])
     check(rc == 0, "bench under -np 2")
     lines = [l for l in out.splitlines() if l.startswith("bench: exchange")]

@@ -47,15 +47,7 @@ int64_t proc_status_kb(const char* key) {
   return -1;
 }
 
-double env_seconds(const char* name, double dflt) {
-  const char* e = std::getenv(name);
-  const double t = e ? std::atof(e) : 0;
-  return t > 0 ? t : dflt;
-}
-// One layer's answer (covers the expert work of the largest prefill chunk).
-double timeout_s() { return env_seconds("DSV4_EP_TIMEOUT", 120.0); }
-// A rank's start-up: loading and reading its share of the checkpoint (minutes for V4-Pro from disk).
-double load_timeout_s() { return env_seconds("DSV4_EP_LOAD_TIMEOUT", 3600.0); }
+
 
 [[noreturn]] void die(int rank, const std::string& msg) {
   std::fprintf(stderr, "dsv4: error: expert parallel (rank %d): %s\n", rank, msg.c_str());
@@ -74,8 +66,9 @@ void check(int rc, int rank, const std::string& what) {
 
 // Waits for every request (spinning with yields, then short sleeps); after `limit` seconds names
 // the peers whose requests are still open and ends the job.
-void wait_all(std::vector<MPI_Request>& reqs, const std::vector<int>& peer, int rank, const std::string& what) {
-  const double t0 = now_s(), limit = timeout_s();
+void wait_all(std::vector<MPI_Request>& reqs, const std::vector<int>& peer, int rank, const std::string& what,
+              double limit) {
+  const double t0 = now_s();
   int64_t spins = 0;
   for (;;) {
     int done = 0;
@@ -93,7 +86,7 @@ void wait_all(std::vector<MPI_Request>& reqs, const std::vector<int>& peer, int 
         if (!one) who += (who.empty() ? "" : ", ") + std::to_string(peer[i]);
       }
       die(rank, what + ": no answer from rank(s) " + who + " within " + std::to_string(int(limit)) +
-                    " s (DSV4_EP_TIMEOUT); the rank is hung, overloaded or gone");
+                    " s (--ep-timeout); the rank is hung, overloaded or gone");
     }
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
@@ -119,22 +112,9 @@ class MpiExchange final : public ExpertExchange {
   void attach(const Model& m) override {
     if (attached_ == &m && attached_dir_ == m.dir()) return;
     const Config& c = m.config();
-    if (const char* map = std::getenv("DSV4_EXPERT_MAP"); map && *map)
-      placement_ = ExpertPlacement::from_json_file(map, m, size_);
-    else {
-      // DSV4_EP_BALANCE=experts: equal expert bytes per rank; default `bytes`: rank 0's share
-      // counts the replicated rest of the model.
-      const char* bal = std::getenv("DSV4_EP_BALANCE");
-      const std::string mode = bal && *bal ? bal : "bytes";
-      if (mode != "bytes" && mode != "experts")
-        throw Error("DSV4_EP_BALANCE must be bytes or experts, got '" + mode + "'");
-      placement_ = ExpertPlacement::balanced(m, size_, mode == "bytes");
-    }
-    if (const char* out = std::getenv("DSV4_EXPERT_MAP_WRITE"); out && *out) {
-      std::ofstream f(out, std::ios::trunc);
-      f << placement_.to_json() << "\n";
-      if (!f) throw Error(std::string(out) + ": cannot write the expert map");
-    }
+    const ExpertParallelOptions& opt = expert_parallel_options();
+    timeout_ = opt.timeout_s;
+    placement_ = placement_for(m, size_, opt);
     // Payload: config fingerprint, bytes per rank, the flat map, the directory.
     const std::vector<int32_t> flat = placement_.flat();
     std::vector<int64_t> words = {kAttach, c.dim, c.n_layers, c.n_routed_experts, c.n_activated_experts,
@@ -154,8 +134,8 @@ class MpiExchange final : public ExpertExchange {
     // Replies: status, RSS, bytes touched, message.
     std::string failures;
     for (int r = 1; r < size_; ++r) {
-      std::vector<char> reply = recv_reply(r, "attach: answer of rank " + std::to_string(r), load_timeout_s(),
-                                           "DSV4_EP_LOAD_TIMEOUT");
+      std::vector<char> reply = recv_reply(r, "attach: answer of rank " + std::to_string(r),
+                                           expert_parallel_options().load_timeout_s, "--ep-load-timeout");
       int64_t status = 0, rss = 0, touched = 0;
       std::memcpy(&status, reply.data(), 8);
       std::memcpy(&rss, reply.data() + 8, 8);
@@ -246,7 +226,7 @@ class MpiExchange final : public ExpertExchange {
     if (!active_) return;
     AllowAllocScope allow;
     const double t0 = now_s();
-    wait_all(reqs_, peers_, 0, "layer " + std::to_string(layer));
+    wait_all(reqs_, peers_, 0, "layer " + std::to_string(layer), timeout_);
     const int64_t K = K_;
     std::vector<int64_t>& at = at_;
     at.assign(size_t(size_), 0);
@@ -268,7 +248,7 @@ class MpiExchange final : public ExpertExchange {
     const int64_t h[kHeader] = {kMemory, 0, 0, 0, 0, 0, 0, 0};
     for (int r = 1; r < size_; ++r) {
       check(MPI_Send(h, int(sizeof h), MPI_BYTE, r, kTagCmd, MPI_COMM_WORLD), 0, "memory query");
-      std::vector<char> reply = recv_reply(r, "memory of rank " + std::to_string(r), timeout_s(), "DSV4_EP_TIMEOUT");
+      std::vector<char> reply = recv_reply(r, "memory of rank " + std::to_string(r), timeout_, "--ep-timeout");
       int64_t v[2] = {0, 0};
       std::memcpy(v, reply.data(), std::min(reply.size(), sizeof v));
       out.push_back({v[0], v[1]});
@@ -417,6 +397,7 @@ class MpiExchange final : public ExpertExchange {
   const Model* attached_ = nullptr;
   std::string attached_dir_;
   int64_t K_ = 0;
+  double timeout_ = 120;
   bool active_ = false;
   ExchangeStats stats_;
   ExchangeStats::Part* part_ = nullptr;

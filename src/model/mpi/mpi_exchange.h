@@ -10,10 +10,11 @@
 // Only rank 0 keeps sequence state, runs attention and samples: the workers are stateless expert
 // servers, so nothing in the engine (scheduler, prefix cache, truncation) needs mirroring.
 //
-// Failure: any MPI error, a worker that cannot load its share, or no answer within
-// DSV4_EP_TIMEOUT seconds (default 120; start-up: DSV4_EP_LOAD_TIMEOUT, default 3600) ends the
-// whole job (MPI_Abort) after an error naming the rank and the cause; a rank that dies is reported
-// by mpirun, which then stops the others.
+// Placement and timeouts: model::ExpertParallelOptions (rank 0's command-line flags).
+// Failure: any MPI error, a worker that cannot load its share, or no answer within --ep-timeout
+// seconds (default 120; start-up: --ep-load-timeout, default 3600) ends the whole job (MPI_Abort)
+// after an error naming the rank and the cause; a rank that dies is reported by mpirun, which then
+// stops the others.
 #pragma once
 #include <cstdint>
 #include <memory>
