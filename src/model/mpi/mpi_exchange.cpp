@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -26,6 +27,17 @@
 #include "model/moe.h"
 #include "model/weights.h"
 
+// Wire protocol (MPI_COMM_WORLD, point to point, so a silent rank can be named). Rank 0 sends
+// commands (tag kTagCmd) as bytes: 8 int64 header words, then the payload; the other ranks answer
+// with tag kTagReply.
+//   attach  {1, D, layers, E, K, I, V, |dir|} + bytes per rank [R] i64 + map [layers, E] i32 + dir
+//           -> {status, VmRSS kB, bytes read} + error text (status != 0)
+//   layer   {2, layer, rows, ref, D, K, slots, 0} + xn rows [rows, D] f32 + their expert ids
+//           [rows, K] i32 + their weights [rows, K] f32  (only the rows with a slot on that rank,
+//           in row order; only ranks with a slot get one)
+//           -> [slots, D] f32: the rank's slot outputs in (row, k) order
+//   memory  {3, ...} -> {VmRSS, VmHWM} kB
+//   quit    {4, ...} (no answer; the rank calls MPI_Finalize and exits 0)
 namespace dsv4::model {
 
 namespace {
@@ -92,10 +104,9 @@ void wait_all(std::vector<MPI_Request>& reqs, const std::vector<int>& peer, int 
   }
 }
 
-struct Attached {
+struct Attached {  // a worker's model
   std::string dir;
-  std::unique_ptr<Model> model;  // workers
-  ExpertPlacement placement;
+  std::unique_ptr<Model> model;
 };
 
 }  // namespace
@@ -115,11 +126,13 @@ class MpiExchange final : public ExpertExchange {
     const ExpertParallelOptions& opt = expert_parallel_options();
     timeout_ = opt.timeout_s;
     placement_ = placement_for(m, size_, opt);
-    // Payload: config fingerprint, bytes per rank, the flat map, the directory.
+    // Payload: config fingerprint, bytes per rank, the flat map, the directory (absolute: the
+    // other ranks may start elsewhere).
     const std::vector<int32_t> flat = placement_.flat();
+    const std::string dir = std::filesystem::absolute(m.dir()).lexically_normal().string();
     std::vector<int64_t> words = {kAttach, c.dim, c.n_layers, c.n_routed_experts, c.n_activated_experts,
-                                  c.moe_inter_dim, c.vocab_size, int64_t(m.dir().size())};
-    std::vector<char> buf(words.size() * 8 + size_t(size_) * 8 + flat.size() * 4 + m.dir().size());
+                                  c.moe_inter_dim, c.vocab_size, int64_t(dir.size())};
+    std::vector<char> buf(words.size() * 8 + size_t(size_) * 8 + flat.size() * 4 + dir.size());
     char* p = buf.data();
     std::memcpy(p, words.data(), words.size() * 8), p += words.size() * 8;
     for (int r = 0; r < size_; ++r) {
@@ -127,7 +140,7 @@ class MpiExchange final : public ExpertExchange {
       std::memcpy(p, &b, 8), p += 8;
     }
     std::memcpy(p, flat.data(), flat.size() * 4), p += flat.size() * 4;
-    std::memcpy(p, m.dir().data(), m.dir().size());
+    std::memcpy(p, dir.data(), dir.size());
     for (int r = 1; r < size_; ++r)
       check(MPI_Send(buf.data(), int(buf.size()), MPI_BYTE, r, kTagCmd, MPI_COMM_WORLD), 0, "attach: send to rank " + std::to_string(r));
     const int64_t mine = prefault_experts(m, placement_, 0);
