@@ -15,6 +15,8 @@ PKGS=(
   g++-aarch64-linux-gnu   # ARM64 cross compiler (+ arm64 libc, libstdc++, libgomp) for scripts/test-arm64.sh
   qemu-user               # qemu-aarch64: runs those ARM64 test binaries here
   googletest              # GoogleTest sources, compiled for arm64 in the cross build
+  libopenmpi-dev openmpi-bin  # expert parallelism over several processes/hosts (mpirun -np N dsv4 ..., issue 15); optional at build time
+  iproute2                # `ip netns`: the multi-"host" MPI test over network namespaces
   python3 curl procps
 )
 # Node.js + npm run only the SDK end-to-end clients (openai, @anthropic-ai/sdk). A machine that

@@ -6,6 +6,8 @@
 // 32K, 256K and 1M. Rows are printed (and the CSV flushed) as each frontier completes, so a long
 // run that is stopped early keeps what it measured.
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -20,6 +22,7 @@
 #include "engine/frontier_bench.h"
 #include "kernels/backend.h"
 #include "kernels/roofline.h"
+#include "model/expert_parallel.h"
 #include "model/model_stats.h"
 #include "model/tiny_checkpoint.h"
 
@@ -116,10 +119,42 @@ void run_bench(const BenchArgs& a) {
     csv << engine::frontier_csv_header() << std::flush;
   }
   PrefillProgressPrinter progress("bench", a.long_context ? 10.0 : 2.0);
+  // Expert parallelism (issue 15, `mpirun -np N dsv4 bench`): the exchange's traffic and time per
+  // token since the previous frontier, and what the formula of the README expects.
+  model::ExpertExchange& ex = model::expert_exchange();
+  model::ExchangeStats last = ex.stats();
+  if (ex.ranks() > 1) {
+    int64_t lo = INT64_MAX, hi = 0;
+    for (int r = 1; r < ex.ranks(); ++r) {
+      lo = std::min(lo, ex.placement().experts_of(r));
+      hi = std::max(hi, ex.placement().experts_of(r));
+    }
+    std::printf("bench: expert parallel over %d ranks: rank 0 holds %lld routed experts, the others %lld..%lld\n",
+                ex.ranks(), (long long)ex.placement().experts_of(0), (long long)lo, (long long)hi);
+  }
+  auto print_exchange = [&](int64_t context) {
+    if (ex.ranks() <= 1) return;
+    const model::ExchangeStats now = ex.stats();
+    auto line = [&](const char* kind, const model::ExchangeStats::Part& a, const model::ExchangeStats::Part& b) {
+      const int64_t tok = a.tokens - b.tokens, passes = a.passes - b.passes;
+      if (tok <= 0) return;
+      const double sent = double(a.bytes_sent - b.bytes_sent) / double(tok);
+      const double recv = double(a.bytes_received - b.bytes_received) / double(tok);
+      const double formula = model::exchange_bytes_per_token(c, ex.placement(), double(tok) / double(passes));
+      std::printf("bench: exchange at %lld %s: %lld tokens, %.0f bytes/token sent + %.0f received, formula %.0f "
+                  "(%+.1f%%), %.1f messages/token, %.1f us/token in the exchange\n",
+                  (long long)context, kind, (long long)tok, sent, recv, formula, 100 * (sent + recv - formula) / formula,
+                  double(a.messages - b.messages) / double(tok), 1e6 * (a.seconds - b.seconds) / double(tok));
+    };
+    line("prefill", now.prefill, last.prefill);
+    line("decode", now.decode, last.decode);
+    last = now;
+  };
   engine::run_frontier_bench(
       fp, opt,
       [&](const engine::FrontierRow& r) {
         std::printf("%s", engine::frontier_table_line(r).c_str());
+        print_exchange(r.context);
         const double dec_bps = double(work.weight_bytes) * r.decode_tok_s();
         const double pre_macs = double(work.weight_macs) * r.prefill_tok_s();
         std::printf("    roofline at %lld: decode reads weights at %.2f GB/s = %.3f of read bandwidth; prefill "
@@ -132,6 +167,10 @@ void run_bench(const BenchArgs& a) {
         }
       },
       [&](const engine::PrefillProgress& p) { progress(p); });
+  const auto mem = ex.memory();
+  for (size_t r = 0; r < mem.size(); ++r)
+    std::printf("bench: rank %zu RSS %.1f MB (peak %.1f MB)\n", r, double(mem[r].rss_kb) / 1024,
+                double(mem[r].peak_kb) / 1024);
 }
 
 }  // namespace
@@ -151,6 +190,7 @@ void register_bench(CLI::App& app) {
                 "decode only: fill the state to each frontier with synthetic entries/keys of the right count and "
                 "format instead of prefilling (frontiers rounded down to multiples of 128)");
   cmd->add_option("--seed", a->seed, "seed of the synthetic prompt tokens")->capture_default_str();
+  add_expert_parallel_options(cmd);
   cmd->callback([a] { run_bench(*a); });
 }
 

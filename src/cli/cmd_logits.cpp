@@ -75,6 +75,7 @@ void register_logits(CLI::App& app) {
   cmd->add_option("--out", args->out, "output file: float32 LE [n_tokens, vocab]")->required();
   cmd->add_option("--numerics", args->numerics, "reference | f32")->capture_default_str();
   cmd->add_option("--mode", args->mode, "prefill | decode | chunked:N")->capture_default_str();
+  add_expert_parallel_options(cmd);
   cmd->callback([args] {
     const model::Numerics num = parse_numerics(args->numerics);
     auto ids = read_token_ids(args->tokens);

@@ -264,6 +264,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("--ctx", a->ctx, "context limit in tokens, prompt + generated (0 = the model's)")
       ->capture_default_str();
   cmd->add_option("--chunk", a->chunk, "prefill chunk (tokens per forward pass)")->capture_default_str();
+  add_expert_parallel_options(cmd);
   cmd->callback([a, seed] {
     if (seed->count() > 0) {
       a->sampling.seed = a->seed;

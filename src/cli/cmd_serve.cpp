@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "cache/seq_state.h"
@@ -242,6 +243,7 @@ void register_serve(CLI::App& app) {
   c->add_option("--reasoning-effort", a->reasoning_effort, "effort for requests that name none: default (the encoder's), none, low, high, max")->capture_default_str();
   c->add_flag("--quiet", a->quiet, "no per-request log lines");
   c->add_option("--log-level", a->log_level, "debug | info | warn | error | off")->capture_default_str();
+  add_expert_parallel_options(c);
   c->callback([a] { serve(*a); });
 }
 

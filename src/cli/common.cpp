@@ -7,7 +7,9 @@
 #include <iterator>
 #include <sstream>
 
+#include "cli/commands.h"
 #include "core/error.h"
+#include "model/expert_parallel.h"
 
 namespace dsv4::cli {
 
@@ -28,6 +30,28 @@ model::Numerics parse_numerics(const std::string& s) {
   model::Numerics n;
   if (!model::numerics_from_string(s, &n)) throw Error("--numerics must be reference or f32, got '" + s + "'");
   return n;
+}
+
+void add_expert_parallel_options(CLI::App* cmd) {
+  model::ExpertParallelOptions& o = model::expert_parallel_options();
+  const char* g = "Expert parallelism (under mpirun)";
+  cmd->add_option("--expert-map", o.map_file,
+                  "JSON {\"ranks\": R, \"layers\": [[rank of expert 0, ...], ...]}: which rank holds each routed expert")
+      ->group(g);
+  cmd->add_option("--expert-map-out", o.map_out, "write the expert map in use to FILE")->group(g);
+  cmd->add_option_function<std::string>(
+         "--ep-balance", [&o](const std::string& v) { o.balance_bytes = v == "bytes"; },
+         "default map: bytes (rank 0's share counts the replicated rest of the model) | experts (equal expert bytes)")
+      ->check(CLI::IsMember({"bytes", "experts"}))
+      ->group(g);
+  cmd->add_option("--ep-timeout", o.timeout_s, "seconds to wait for a rank's answer to one layer before stopping the job")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->group(g);
+  cmd->add_option("--ep-load-timeout", o.load_timeout_s, "seconds for a rank to load and read its share at start-up")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->group(g);
 }
 
 }  // namespace dsv4::cli

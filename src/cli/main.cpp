@@ -9,6 +9,9 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#ifdef DSV4_WITH_MPI
+#include "model/mpi/mpi_exchange.h"
+#endif
 
 namespace dsv4::cli {
 int& exit_code() {
@@ -32,6 +35,12 @@ DSV4_WEAK_REGISTER(serve)
 DSV4_WEAK_REGISTER(bench)
 
 int main(int argc, char** argv) {
+#ifdef DSV4_WITH_MPI
+  // Under mpirun (issue 15): ranks > 0 serve rank 0's experts; rank 0 runs the command below and
+  // tells them to quit when it returns. Not under mpirun: nothing changes.
+  dsv4::model::MpiJob mpi(&argc, &argv);
+  if (mpi.worker()) return mpi.run_worker();
+#endif
   CLI::App app{"dsv4: DeepSeek-V4 inference engine and API server"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "dsv4 0.1.0");

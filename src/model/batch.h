@@ -31,6 +31,8 @@ struct BatchLayout {
   PassScratch* scratch;
   Numerics numerics;
   bool ref() const { return numerics == Numerics::reference; }
+  int layer = -1;       // main-model layer being run (expert placement); -1 outside the layer loop
+  bool decode = false;  // every chunk of the pass is one token (exchange statistics)
   std::vector<BatchRow> rows;
   std::vector<BatchItem> items;
   std::vector<int64_t> positions;  // [rows] absolute position of each row (RoPE)

@@ -14,6 +14,7 @@
 #include "model/attention.h"
 #include "model/batch.h"
 #include "model/mhc.h"
+#include "model/expert_parallel.h"
 #include "model/moe.h"
 #include "model/rope.h"
 
@@ -34,6 +35,9 @@ ForwardPass::ForwardPass(const Model& model, Numerics numerics, kernels::Backend
       rope_swa_(model.config(), false),
       rope_comp_(model.config(), true),
       scratch_(std::make_unique<PassScratch>()) {
+  // Expert parallelism: the other ranks load this checkpoint and their share of the experts
+  // (nothing to do in one process).
+  expert_exchange().attach(model_);
 #ifdef M_MMAP_THRESHOLD
   // Transient per-step buffers that scale with context (decoded index keys, attention key rows)
   // must go back to the OS when freed, or glibc's adaptive threshold parks them on the heap and
@@ -92,6 +96,8 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
   b.backend = &be;
   b.scratch = &ws;
   b.numerics = numerics_;
+  b.decode = true;
+  for (const SeqChunk& ch : batch) b.decode = b.decode && ch.tokens.size() <= 1;
   b.rows.clear();
   b.items.clear();
   b.positions.clear();
@@ -144,7 +150,9 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
     // FFN sub-layer input.
     be.mhc_pre(X.data(), N, hc_site(L.hc_ffn, c), ref, xn.data(), mix);
     be.rms_norm(xn.data(), N, D, D, &L.ffn_norm, c.norm_eps, ref);
+    b.layer = L.index;
     moe_forward(L.ffn, L.hash, xn.data(), b, y.data());  // routing in ws.routing
+    b.layer = -1;
     if (debug_experts) debug_experts->push_back(ws.routing.experts);
     be.mhc_post(X.data(), y.data(), N, mix, int(hc), D, ref);
     if (debug_layer_streams) debug_layer_streams->push_back(X);

@@ -7,6 +7,7 @@
 #include "kernels/linear.h"
 #include "kernels/ops.h"
 #include "model/attention.h"
+#include "model/expert_parallel.h"
 
 namespace dsv4::model {
 
@@ -62,28 +63,21 @@ static void expert_forward(kernels::Backend& be, PassScratch& ws, const ExpertWe
   be.matmul(ew.w2, g.data(), n, I, out, D, gemm_opts(ew.w2, ref));
 }
 
-void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y) {
-  const Config& c = *b.config;
-  PassScratch& ws = *b.scratch;
-  kernels::Backend& be = *b.backend;
-  const bool ref = b.ref();
-  const int64_t N = b.n_rows(), D = c.dim, E = c.n_routed_experts, K = c.n_activated_experts;
-  MoeRouting& rt = ws.routing;
-  moe_route(w, hash, xn, b, rt);
-
-  // Group (row, slot) pairs by expert; each expert runs once over its rows.
+void moe_run_experts(const MoeWeights& w, const float* xn, int64_t N, const MoeRouting& rt,
+                     const ExpertPlacement& placement, int layer, int rank, const Config& c, bool ref,
+                     kernels::Backend& be, PassScratch& ws, float* outs) {
+  const int64_t D = c.dim, E = c.n_routed_experts, K = c.n_activated_experts;
+  // Group (row, slot) pairs by expert; each expert runs once over its rows (ascending).
   auto& by_expert = ws.by_expert;  // entries r*K + k
   if (int64_t(by_expert.size()) < E) by_expert.resize(size_t(E));
   for (int64_t e = 0; e < E; ++e) by_expert[size_t(e)].clear();
   for (int64_t i = 0; i < N * K; ++i) by_expert[size_t(rt.experts[size_t(i)])].push_back(i);
-  std::vector<float>& outs = ws.outs;  // [N, K, D] per-slot outputs
-  outs.resize(size_t(N * K * D));
   std::vector<float>& xg = ws.xg;
   std::vector<float>& wg = ws.wg;
   std::vector<float>& og = ws.og;
   for (int64_t e = 0; e < E; ++e) {
     const auto& list = by_expert[size_t(e)];
-    if (list.empty()) continue;
+    if (list.empty() || placement.owner(layer, int(e)) != rank) continue;  // expert parallelism
     const int64_t n = int64_t(list.size());
     xg.resize(size_t(n * D));
     wg.resize(size_t(n));
@@ -95,11 +89,30 @@ void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLay
     expert_forward(be, ws, w.experts[size_t(e)], xg.data(), n, wg.data(), c, ref, og.data());
     for (int64_t j = 0; j < n; ++j) std::copy_n(&og[size_t(j * D)], D, &outs[size_t(list[size_t(j)] * D)]);
   }
+}
+
+void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y) {
+  const Config& c = *b.config;
+  PassScratch& ws = *b.scratch;
+  kernels::Backend& be = *b.backend;
+  const bool ref = b.ref();
+  const int64_t N = b.n_rows(), D = c.dim, K = c.n_activated_experts;
+  MoeRouting& rt = ws.routing;
+  moe_route(w, hash, xn, b, rt);
+
+  std::vector<float>& outs = ws.outs;  // [N, K, D] per-slot outputs
+  outs.resize(size_t(N * K * D));
+  // Expert parallelism (model/expert_parallel.h): other ranks get the rows their experts need,
+  // this rank runs its own, then their slots come back. One process: all experts are local.
+  ExpertExchange& ex = expert_exchange();
+  ex.post_layer(b.layer, ref, b.decode, xn, N, D, rt);
+  moe_run_experts(w, xn, N, rt, ex.placement(), b.layer, ex.rank(), c, ref, be, ws, outs.data());
   std::vector<float>& shared = ws.shared;
   if (w.has_shared) {
     shared.resize(size_t(N * D));
     expert_forward(be, ws, w.shared, xn, N, nullptr, c, ref, shared.data());
   }
+  ex.collect_layer(b.layer, N, D, rt, outs.data());  // (after the shared expert: more overlap)
   // Sum in slot order, fp32, then the shared expert.
   for (int64_t r = 0; r < N; ++r) {
     float* yr = y + r * D;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "model/batch.h"
+#include "model/expert_parallel.h"
 #include "model/weights.h"
 
 namespace dsv4::model {
@@ -13,6 +14,12 @@ namespace dsv4::model {
 // Router only (exposed for tests).
 void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, MoeRouting& out);
 // xn: [N, D] FFN input (after ffn_norm); y: [N, D]. The routing stays in b.scratch->routing.
+// The routed experts that `placement` gives to `rank` in `layer`, over xn [N, D] routed by rt: each
+// writes its slots of outs [N, K, D], other slots are left as they are. moe_forward runs it for
+// this process's experts; an expert-parallel worker (model/mpi/) for its own.
+void moe_run_experts(const MoeWeights& w, const float* xn, int64_t N, const MoeRouting& rt,
+                     const ExpertPlacement& placement, int layer, int rank, const Config& c, bool ref,
+                     kernels::Backend& be, PassScratch& ws, float* outs);
 void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y);
 
 }  // namespace dsv4::model
