@@ -140,7 +140,7 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
     resize_with_context(keys, size_t(bound));
     keys.clear();
   }
-  if (ws.decoded.size() < b.items.size()) ws.decoded.resize(b.items.size());
+  if (ws.decoded.size() < b.items.size()) resize_with_context(ws.decoded, b.items.size());
   for (size_t ii = 0; ii < b.items.size(); ++ii) {
     const BatchItem& it = b.items[ii];
     const cache::SeqState& st = *it.state;

@@ -69,13 +69,14 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
     }
   }
 
-  if (int64_t(selected.size()) < N) selected.resize(size_t(N));
+  if (int64_t(selected.size()) < N) resize_with_context(selected, size_t(N));
   for (int64_t r = 0; r < N; ++r) selected[size_t(r)].clear();  // (keeping their capacity)
   // Rows that need scoring: more eligible entries than top-k.
   std::vector<int64_t>& need = ws.need;
   std::vector<int64_t>& n_elig = ws.n_elig;
+  resize_with_context(need, size_t(N));  // capacity for every row (a decode step may be the first to need any)
   need.clear();
-  n_elig.resize(size_t(N));
+  resize_with_context(n_elig, size_t(N));
   for (int64_t r = 0; r < N; ++r) {
     n_elig[size_t(r)] = (b.rows[size_t(r)].pos + 1) / 4;
     if (n_elig[size_t(r)] > topk) {
@@ -89,10 +90,10 @@ void indexer_select(const IndexerWeights& w, int il, const RopeTable& rope, cons
 
   // Index queries and head weights for all rows (cheap next to the scoring).
   std::vector<float>& qi = ws.qi;  // [N, Hi, Di]
-  qi.resize(size_t(N * Hi * Di));
+  resize_with_context(qi, size_t(N * Hi * Di));
   be.matmul(w.wq_b, qr, N, Q, qi.data(), Hi * Di, gemm_opts(w.wq_b, ref));
   std::vector<float>& wi = ws.wi;  // [N, Hi]
-  wi.resize(size_t(N * Hi));
+  resize_with_context(wi, size_t(N * Hi));
   kernels::MatmulOpts wo;
   wo.out_bf16 = ref;
   be.matmul(w.weights_proj, xn, N, D, wi.data(), Hi, wo);

@@ -46,5 +46,30 @@ TEST(DecodeAlloc, WarmDecodeStepsDoNotAllocate) {
   }
 }
 
+// `dsv4 run` / the scheduler: a short prompt, then every decode step guarded from the first one,
+// while the context grows past 4 x top-k (the indexer starts scoring in a decode step, and the
+// kernels' and scratch buffers meet their first decode sizes there). Growth that scales with the
+// context goes through the guard's growth scope (resize_with_context); anything else aborts.
+TEST(DecodeAlloc, DecodeFromAShortPromptDoesNotAllocate) {
+  auto m = model::Model::load(test::tiny_checkpoint_dir());
+  kernels::CpuBackend be(2);
+  model::ForwardPass fp(*m, model::Numerics::f32, &be);
+  auto a = fp.new_state();
+  const int steps = int(4 * m->config().index_topk + 40);
+  std::vector<int32_t> ids(static_cast<size_t>(steps + 2));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7919 + 13) % 120000);
+  std::vector<float> logits;
+  model::SeqChunk p{a.get(), std::span<const int32_t>(ids.data(), 2), false};
+  fp.forward(std::span<model::SeqChunk>(&p, 1), logits);
+  set_alloc_guard_enabled(true);
+  for (int t = 0; t < steps; ++t) {
+    model::SeqChunk s{a.get(), std::span<const int32_t>(&ids[size_t(2 + t)], 1), false};
+    fp.forward(std::span<model::SeqChunk>(&s, 1), logits);
+  }
+  set_alloc_guard_enabled(false);
+  EXPECT_EQ(a->n_past(), steps + 2);
+  EXPECT_GT(a->n_past() / 4, m->config().index_topk) << "the indexer scored in the guarded steps";
+}
+
 }  // namespace
 }  // namespace dsv4

@@ -241,10 +241,10 @@ void CpuBackend::index_topk(const RowSource& keys, const float* q, const float* 
     pool_.run([&](int th, int nth) {
       if (th == 0) used.store(nth, std::memory_order_relaxed);
       Scratch& sc = scratch_[size_t(th)];
-      if (int64_t(sc.tops.size()) < nb) sc.tops.resize(size_t(nb));
+      if (int64_t(sc.tops.size()) < nb) resize_with_context(sc.tops, size_t(nb));
       for (int64_t k = 0; k < nb; ++k) sc.tops[size_t(k)].reset(topk);
-      sc.a.resize(size_t(kGroup * di * T));
-      sc.b.resize(size_t(kRows * kGroup * T));
+      resize_with_context(sc.a, size_t(kGroup * di * T));
+      resize_with_context(sc.b, size_t(kRows * kGroup * T));
       float* kt = sc.a.data();
       float* tile_scores = sc.b.data();
       for (int64_t g = n_groups * th / nth; g < n_groups * (th + 1) / nth; ++g) {

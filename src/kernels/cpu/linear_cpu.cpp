@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/alloc_guard.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/dispatch.h"
@@ -199,7 +200,7 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
   const int64_t n_groups = (n_blocks + group - 1) / group;
   pool.for_ranges(n_groups, [&](int64_t g0, int64_t g1, int) {
     thread_local std::vector<float> wblk;  // kept: a decode step allocates nothing
-    wblk.resize(size_t(group * rows_per_block * in));
+    resize_with_context(wblk, size_t(group * rows_per_block * in));
     float tile[R * T];
     auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r] = finish(v, opts.out_bf16); };
     for (int64_t g = g0; g < g1; ++g) {
@@ -521,7 +522,7 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
   // so that the pool threads read this thread's copy
   thread_local std::vector<float> caller_xp;
   std::vector<float>& xp = caller_xp;
-  xp.resize(F == WeightFormat::bf16 || fp4 ? size_t(n * in) : 0);
+  resize_with_context(xp, F == WeightFormat::bf16 || fp4 ? size_t(n * in) : 0);
   if (!xp.empty())
     for (int64_t t = 0; t < n; ++t) permute_x<F, W>(x + t * lx, in, xp.data() + t * in);
   // FP8 rows need no NaN-code scan when the stored tensor is known to hold none
@@ -530,8 +531,8 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
     const int64_t units = (out + R - 1) / R;  // contiguous row range per thread, R-aligned
     const int64_t ra = std::min(out, units * th / nt * R), rb = std::min(out, units * (th + 1) / nt * R);
     thread_local std::vector<float> xs, xtmp, wrow;  // each pool thread's, kept between calls
-    xs.resize(fp8 ? size_t(n * in) : 0);
-    xtmp.resize(fp8 ? size_t(in) : 0);
+    resize_with_context(xs, fp8 ? size_t(n * in) : 0);
+    resize_with_context(xtmp, fp8 ? size_t(in) : 0);
     int64_t group = -1;  // FP8: 128-row scale group xs is scaled for
     bool xs_ok = false;
     float tile[R * T];
@@ -549,7 +550,7 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
     };
     // The decode-to-buffer path for one row (same arithmetic, see above).
     auto slow_row = [&](int64_t r) {
-      wrow.resize(size_t(in));
+      resize_with_context(wrow, size_t(in));
       L.decode_row(r, wrow.data());
       if (opts.weight_bf16)
         for (float& v : wrow) v = round_bf16(v);
@@ -682,7 +683,7 @@ void matmul(ThreadPool& pool, const Linear& W, const float* x, int64_t n, int64_
   thread_local std::vector<float> caller_xq;
   std::vector<float>& xq = caller_xq;
   if (opts.act_fp8) {
-    xq.resize(size_t(n * in));
+    resize_with_context(xq, size_t(n * in));
     pool.for_ranges(n, [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; ++t) {
         std::copy(x + t * ldx, x + t * ldx + in, xq.data() + t * in);
