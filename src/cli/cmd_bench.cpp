@@ -29,6 +29,7 @@ namespace {
 
 struct BenchArgs {
   std::string model, contexts, csv, numerics = "reference";
+  ModelLoadArgs load;
   int gen = 0;  // 0: 32, or 8 with --long
   bool long_context = false, synthetic_state = false;
   int64_t max_context = 1048576;
@@ -70,7 +71,7 @@ void run_bench(const BenchArgs& a) {
   opt.synthetic_state = a.synthetic_state;
   const std::string dir =
       !a.model.empty() ? a.model : (a.long_context ? engine::preset_model_dir("long") : engine::default_model_dir());
-  auto m = model::Model::load(dir);
+  auto m = load_model(dir, a.load, "bench");
   model::ForwardPass fp(*m, num);
   const model::Config& c = m->config();
   // Decoding at the last frontier needs `gen` more positions: a frontier at the model's maximum
@@ -140,6 +141,7 @@ void register_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand("bench", "End-to-end prefill/decode speed and state bytes at context frontiers");
   cmd->add_option("--model", a->model, "checkpoint directory (default: the embedded model; --long: the long preset)");
+  add_model_load_options(cmd, a->load);
   cmd->add_option("--contexts", a->contexts, "frontiers, ascending (default 128,512,2048; --long: 1K,32K,256K,1M)");
   cmd->add_option("--gen", a->gen, "decoded tokens per frontier (default 32; --long: 8)");
   cmd->add_option("--csv", a->csv, "also write the rows as CSV to FILE");

@@ -13,6 +13,7 @@
 #include "kernels/ops.h"
 #include "model/attention.h"
 #include "model/batch.h"
+#include "model/expert_store.h"
 #include "model/mhc.h"
 #include "model/moe.h"
 #include "model/rope.h"
@@ -91,6 +92,7 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
   b.config = &c;
   b.backend = &be;
   b.scratch = &ws;
+  b.experts = &model_.expert_store();
   b.numerics = numerics_;
   b.rows.clear();
   b.items.clear();
@@ -144,7 +146,7 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
     // FFN sub-layer input.
     be.mhc_pre(X.data(), N, hc_site(L.hc_ffn, c), ref, xn.data(), mix);
     be.rms_norm(xn.data(), N, D, D, &L.ffn_norm, c.norm_eps, ref);
-    moe_forward(L.ffn, L.hash, xn.data(), b, y.data());  // routing in ws.routing
+    moe_forward(L.ffn, L.hash, L.index, xn.data(), b, y.data());  // routing in ws.routing
     if (debug_experts) debug_experts->push_back(ws.routing.experts);
     be.mhc_post(X.data(), y.data(), N, mix, int(hc), D, ref);
     if (debug_layer_streams) debug_layer_streams->push_back(X);

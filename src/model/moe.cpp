@@ -7,6 +7,7 @@
 #include "kernels/linear.h"
 #include "kernels/ops.h"
 #include "model/attention.h"
+#include "model/expert_store.h"
 
 namespace dsv4::model {
 
@@ -62,7 +63,36 @@ static void expert_forward(kernels::Backend& be, PassScratch& ws, const ExpertWe
   be.matmul(ew.w2, g.data(), n, I, out, D, gemm_opts(ew.w2, ref));
 }
 
-void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y) {
+// Prefetch for the layer after `layer` (issue 14): a hash layer's experts follow from the token ids;
+// a score-routed layer's router runs on this layer's FFN input as a guess (a wrong one costs only
+// bandwidth: the real routing is computed at that layer as always).
+static void prefetch_next(ExpertStore& st, int layer, const float* xn, const BatchLayout& b) {
+  const ModelWeights& W = st.model().weights();
+  if (layer + 1 >= int(W.layers.size())) return;
+  const LayerWeights& next = W.layers[size_t(layer + 1)];
+  PassScratch& ws = *b.scratch;
+  const Config& c = *b.config;
+  const int64_t N = b.n_rows(), K = c.n_activated_experts;
+  std::vector<int32_t>& ex = ws.guess.experts;
+  if (next.hash) {
+    ex.resize(size_t(N * K));
+    const TensorView& t = next.ffn.tid2eid;
+    for (int64_t r = 0; r < N; ++r)
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t tok = b.rows[size_t(r)].token;
+        ex[size_t(r * K + k)] = int32_t(t.dtype == Dtype::i64 ? t.as<int64_t>()[tok * K + k] : t.as<int32_t>()[tok * K + k]);
+      }
+  } else {
+    moe_route(next.ffn, false, xn, b, ws.guess);
+  }
+  std::vector<int32_t>& set = ws.guess_set;
+  set.assign(ex.begin(), ex.end());
+  std::sort(set.begin(), set.end());
+  set.erase(std::unique(set.begin(), set.end()), set.end());
+  st.prefetch(layer + 1, set.data(), int(set.size()));
+}
+
+void moe_forward(const MoeWeights& w, bool hash, int layer, const float* xn, const BatchLayout& b, float* y) {
   const Config& c = *b.config;
   PassScratch& ws = *b.scratch;
   kernels::Backend& be = *b.backend;
@@ -81,9 +111,18 @@ void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLay
   std::vector<float>& xg = ws.xg;
   std::vector<float>& wg = ws.wg;
   std::vector<float>& og = ws.og;
-  for (int64_t e = 0; e < E; ++e) {
+  // The experts this layer runs, in order; the store (issue 14) reads the missing ones.
+  ExpertStore* st = layer >= 0 ? b.experts : nullptr;
+  std::vector<int32_t>& needed = ws.needed;
+  needed.clear();
+  for (int64_t e = 0; e < E; ++e)
+    if (!by_expert[size_t(e)].empty()) needed.push_back(int32_t(e));
+  if (st) {
+    st->begin_layer(layer, N, needed.data(), int(needed.size()));
+    if (st->prefetching()) prefetch_next(*st, layer, xn, b);
+  }
+  for (const int32_t e : needed) {
     const auto& list = by_expert[size_t(e)];
-    if (list.empty()) continue;
     const int64_t n = int64_t(list.size());
     xg.resize(size_t(n * D));
     wg.resize(size_t(n));
@@ -92,7 +131,9 @@ void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLay
       std::copy_n(xn + (list[size_t(j)] / K) * D, D, &xg[size_t(j * D)]);
       wg[size_t(j)] = rt.weights[size_t(list[size_t(j)])];
     }
-    expert_forward(be, ws, w.experts[size_t(e)], xg.data(), n, wg.data(), c, ref, og.data());
+    const ExpertWeights& ew = st ? st->acquire(layer, e) : w.experts[size_t(e)];
+    expert_forward(be, ws, ew, xg.data(), n, wg.data(), c, ref, og.data());
+    if (st) st->release(layer, e);
     for (int64_t j = 0; j < n; ++j) std::copy_n(&og[size_t(j * D)], D, &outs[size_t(list[size_t(j)] * D)]);
   }
   std::vector<float>& shared = ws.shared;

@@ -13,6 +13,8 @@ namespace dsv4::model {
 // Router only (exposed for tests).
 void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, MoeRouting& out);
 // xn: [N, D] FFN input (after ffn_norm); y: [N, D]. The routing stays in b.scratch->routing.
-void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, float* y);
+// `layer`: the main model's layer index, for b.experts (the expert store, model/expert_store.h);
+// -1 or a null b.experts: the experts bound in w.
+void moe_forward(const MoeWeights& w, bool hash, int layer, const float* xn, const BatchLayout& b, float* y);
 
 }  // namespace dsv4::model
