@@ -100,6 +100,11 @@ class ExpertStore {
   // Prometheus text of the counters (for /metrics), names prefixed dsv4_expert_.
   std::string metrics_text() const;
 
+  // Streamed mode: the shards' read bandwidth in bytes/s the way the store reads them (whole
+  // experts at random, `threads` reads in flight, O_DIRECT when the store uses it) for about
+  // `seconds`. Not while a forward pass runs.
+  double measure_disk_read_bandwidth(double seconds, int threads) const;
+
   // Tests: the slot holding (layer, e), or -1.
   int slot_of(int layer, int e) const;
 
