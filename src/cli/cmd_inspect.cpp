@@ -330,7 +330,7 @@ void run_inspect(const InspectArgs& a) {
   model::Config c;
   std::string source;
   if (!a.model.empty()) {
-    m = load_model(a.model, a.load, "inspect");
+    m = load_model(a.model, a.load, nullptr);  // stdout/stderr are the report
     c = m->config();
     source = a.model;
   } else {

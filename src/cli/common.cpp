@@ -25,7 +25,7 @@ std::unique_ptr<model::Model> load_model(const std::string& dir, const ModelLoad
   model::ModelLoadOptions o;
   o.expert_cache_bytes = a.expert_cache_mb < 0 ? -1 : a.expert_cache_mb * (int64_t(1) << 20);
   auto m = model::Model::load(dir, o);
-  std::fprintf(stderr, "%s: %s\n", who, m->expert_store().describe().c_str());
+  if (who) std::fprintf(stderr, "%s: %s\n", who, m->expert_store().describe().c_str());
   return m;
 }
 

@@ -18,7 +18,7 @@ struct ModelLoadArgs {
 };
 void add_model_load_options(CLI::App* cmd, ModelLoadArgs& a);
 // Model::load with those options; prints the expert store's mode and budget to stderr as
-// "<who>: experts: ...".
+// "<who>: experts: ..." (who null: silent, for commands whose output is machine-read).
 std::unique_ptr<model::Model> load_model(const std::string& dir, const ModelLoadArgs& a, const char* who);
 
 // Whole file as bytes ("-" = stdin); throws naming the path.

@@ -85,6 +85,17 @@ TEST(ExpertStore, ResidentByDefaultWhenTheCheckpointFits) {
   EXPECT_NE(st.describe().find("resident"), std::string::npos);
 }
 
+TEST(ExpertStore, AutoBudgetStreamsWhatDoesNotFitInRam) {
+  std::string why;
+  EXPECT_LT(model::auto_expert_budget(int64_t(1) << 20, int64_t(1) << 20, &why), 0);  // 2 MiB fit: resident
+  EXPECT_NE(why.find("fits in RAM"), std::string::npos) << why;
+  const int64_t pb = int64_t(1) << 50;  // a petabyte of experts does not
+  const int64_t b = model::auto_expert_budget(pb, int64_t(1) << 20, &why);
+  EXPECT_GE(b, 0);
+  EXPECT_LT(b, pb);
+  EXPECT_NE(why.find("does not fit"), std::string::npos) << why;
+}
+
 TEST(ExpertStore, LogitsAreBitIdenticalAtEveryBudget) {
   const std::string dir = test::tiny_checkpoint_dir();
   auto resident = model::Model::load(dir);
