@@ -74,6 +74,7 @@ ExpertStore::ExpertStore(const Model& m, const ExpertStoreOptions& opt) : model_
   E_ = c.n_routed_experts;
   const int n_ids = L_ * E_;
   const auto& shards = m.checkpoint().files();
+  read_bytes_ = std::max<uint64_t>(kAlign, (opt.read_bytes + kAlign - 1) / kAlign * kAlign);
   auto file_of = [&](const uint8_t* p) -> int {
     for (size_t f = 0; f < shards.size(); ++f)
       if (p >= shards[f]->base() && p < shards[f]->base() + shards[f]->size()) return int(f);
@@ -117,15 +118,19 @@ ExpertStore::ExpertStore(const Model& m, const ExpertStoreOptions& opt) : model_
           end = std::max(end, pieces[q].off + pieces[q].len);
           ++q;
         }
-        Extent x;
-        x.file = pieces[p].file;
-        x.off = pieces[p].off / kAlign * kAlign;
-        x.len = (end + kAlign - 1) / kAlign * kAlign - x.off;
-        x.need = end - x.off;
-        x.dst = dst;
-        for (size_t r = p; r < q; ++r) rel_[size_t(i)][size_t(pieces[r].k)] = dst + (pieces[r].off - x.off);
-        dst += x.len;
-        extents_.push_back(x);
+        const uint64_t off = pieces[p].off / kAlign * kAlign;
+        const uint64_t len = (end + kAlign - 1) / kAlign * kAlign - off, need = end - off;
+        for (size_t r = p; r < q; ++r) rel_[size_t(i)][size_t(pieces[r].k)] = dst + (pieces[r].off - off);
+        for (uint64_t c = 0; c < len; c += read_bytes_) {  // one read per read_bytes_
+          Extent x;
+          x.file = pieces[p].file;
+          x.off = off + c;
+          x.len = std::min<uint64_t>(read_bytes_, len - c);
+          x.need = need > c ? std::min<uint64_t>(x.len, need - c) : 0;
+          x.dst = dst + c;
+          extents_.push_back(x);
+        }
+        dst += len;
         p = q;
       }
       slot_bytes_ = std::max<int64_t>(slot_bytes_, int64_t(dst));
@@ -182,8 +187,10 @@ ExpertStore::ExpertStore(const Model& m, const ExpertStoreOptions& opt) : model_
   last_.assign(size_t(n_ids), 0);
   planned_.assign(size_t(n_ids), UINT64_MAX);
   plan_.reserve(size_t(E_));
-  demand_q_.assign(size_t(n_slots_), -1);
-  prefetch_q_.assign(size_t(n_slots_), -1);
+  uint32_t max_reads = 0;
+  for (int32_t i = 0; i < n_ids; ++i) max_reads = std::max(max_reads, ext_begin_[size_t(i) + 1] - ext_begin_[size_t(i)]);
+  demand_q_.assign(size_t(n_slots_) * max_reads, Job{-1, 0});
+  prefetch_q_.assign(size_t(n_slots_) * max_reads, Job{-1, 0});
   const int nt = std::max(1, opt.io_threads);
   for (int t = 0; t < nt; ++t) io_.emplace_back([this] { io_main(); });
 }
@@ -265,15 +272,19 @@ void ExpertStore::queue_read(int s, int32_t i, bool prefetch) {
     if (lin[j]->w.data) lin[j]->w.data = x.mem + rel_[size_t(i)][size_t(2 * j)];
     if (lin[j]->scale.data && lin[j]->scale.nbytes()) lin[j]->scale.data = x.mem + rel_[size_t(i)][size_t(2 * j + 1)];
   }
-  if (prefetch) {
-    prefetch_q_[(pq_head_ + pq_n_) % prefetch_q_.size()] = s;
-    ++pq_n_;
-    prefetch_reads_.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    demand_q_[(dq_head_ + dq_n_) % demand_q_.size()] = s;
-    ++dq_n_;
+  x.pending = int(ext_begin_[size_t(i) + 1] - ext_begin_[size_t(i)]);
+  for (uint32_t k = ext_begin_[size_t(i)]; k < ext_begin_[size_t(i) + 1]; ++k) {
+    if (prefetch) {
+      prefetch_q_[(pq_head_ + pq_n_) % prefetch_q_.size()] = Job{int32_t(s), k};
+      ++pq_n_;
+    } else {
+      demand_q_[(dq_head_ + dq_n_) % demand_q_.size()] = Job{int32_t(s), k};
+      ++dq_n_;
+    }
   }
-  cv_work_.notify_one();
+  if (prefetch) prefetch_reads_.fetch_add(1, std::memory_order_relaxed);
+  if (x.pending == 0) x.state = Slot::ready;
+  cv_work_.notify_all();
 }
 
 bool ExpertStore::extend_plan() {
@@ -341,6 +352,7 @@ const ExpertWeights& ExpertStore::acquire(int layer, int e) {
     cv_done_.wait(lk);
     if (failed_) throw_failure();
   }
+  if (failed_) throw_failure();  // a piece of this expert may have failed after the others
   if (t0) stall_us_.fetch_add(now_us() - t0, std::memory_order_relaxed);
   touch(i);
   return x.ew;
@@ -382,42 +394,44 @@ void ExpertStore::io_main() {
     std::unique_lock<std::mutex> lk(mu_);
     cv_work_.wait(lk, [&] { return stop_ || dq_n_ > 0 || pq_n_ > 0; });
     if (stop_) return;
-    int s;
+    Job j;
     if (dq_n_ > 0) {
-      s = demand_q_[dq_head_];
+      j = demand_q_[dq_head_];
       dq_head_ = (dq_head_ + 1) % demand_q_.size();
       --dq_n_;
     } else {
-      s = prefetch_q_[pq_head_];
+      j = prefetch_q_[pq_head_];
       pq_head_ = (pq_head_ + 1) % prefetch_q_.size();
       --pq_n_;
     }
-    const int32_t i = slots_[size_t(s)].id;
     if (in_flight_++ == 0) busy_since_us_ = now_us();
     lk.unlock();
     std::string err;
+    uint64_t got = 0;
     try {
-      read_expert(s, i);
+      got = read_extent(j.slot, extents_[j.extent]);
     } catch (const std::exception& ex) {
       err = ex.what();
     }
     lk.lock();
     if (--in_flight_ == 0) io_busy_us_.fetch_add(now_us() - busy_since_us_, std::memory_order_relaxed);
-    if (!err.empty()) {
-      fail(err);
-    } else {
-      slots_[size_t(s)].state = Slot::ready;
+    bytes_read_.fetch_add(got, std::memory_order_relaxed);
+    Slot& x = slots_[size_t(j.slot)];
+    if (!err.empty()) fail(err);
+    if (--x.pending == 0) {
+      // A failed store stays failed: acquire throws before it looks at a slot's bytes.
+      x.state = Slot::ready;
       reads_.fetch_add(1, std::memory_order_relaxed);
+      cv_done_.notify_all();
+    } else if (!err.empty()) {
+      cv_done_.notify_all();
     }
-    cv_done_.notify_all();
   }
 }
 
-void ExpertStore::read_expert(int s, int32_t i) {
+uint64_t ExpertStore::read_extent(int s, const Extent& ex) {
   uint8_t* mem = slots_[size_t(s)].mem;
-  uint64_t got_total = 0;
-  for (uint32_t x = ext_begin_[size_t(i)]; x < ext_begin_[size_t(i) + 1]; ++x) {
-    const Extent& ex = extents_[x];
+  {
     File& f = files_[size_t(ex.file)];
     uint64_t got = 0;
     while (got < ex.len) {
@@ -438,7 +452,6 @@ void ExpertStore::read_expert(int s, int32_t i) {
     if (got < ex.need)
       throw Error(f.path + ": truncated while in use: an expert's bytes end at offset " +
                   std::to_string(ex.off + ex.need) + " but the file ends at " + std::to_string(ex.off + got));
-    got_total += ex.need;
     struct stat st {};
     if (::fstat(f.fd_buffered, &st) != 0) throw Error(f.path + ": cannot stat: " + std::strerror(errno));
     if (int64_t(st.st_size) != f.size || stat_mtime_ns(st) != f.mtime_ns)
@@ -446,7 +459,7 @@ void ExpertStore::read_expert(int s, int32_t i) {
                   " -> " + std::to_string(int64_t(st.st_size)) +
                   (stat_mtime_ns(st) != f.mtime_ns ? ", modified" : "") + "); restart dsv4 to load it again");
   }
-  bytes_read_.fetch_add(got_total, std::memory_order_relaxed);
+  return ex.need;
 }
 
 double ExpertStore::measure_disk_read_bandwidth(double seconds, int threads) const {

@@ -12,7 +12,8 @@
 // into a free or evicted slot by a pool of pread threads (O_DIRECT when the file system takes it,
 // else buffered), so reads overlap compute: begin_layer queues every missing expert of the layer
 // at once, acquire waits only for the one it needs. prefetch() queues guesses for the next layer
-// behind the demand reads. Eviction: the slot whose expert has the lowest use count with
+// behind the demand reads. An expert is read in pieces of at most read_bytes, so the reads in
+// flight serve the first expert a layer needs before the next one. Eviction: the slot whose expert has the lowest use count with
 // exponential decay (half-life kHalfLifeSteps forward steps), never one pinned by the running
 // layer. The slot's ExpertWeights are the resident ones with the data pointers moved into the
 // slot, so the kernels and their order are the same and the logits are bit-identical.
@@ -47,6 +48,7 @@ struct ExpertStoreOptions {
   bool direct = true;      // O_DIRECT when the file system accepts it
   bool prefetch = true;    // MoE prefetches the next layer's experts (model/moe.cpp)
   bool force_streaming = false;  // stream even when the budget holds every expert (tests, benches)
+  uint64_t read_bytes = 2 << 20;  // bytes per pread (rounded up to 4096): an expert is read in pieces
 };
 
 // Cumulative since open (or reset_stats).
@@ -80,6 +82,7 @@ class ExpertStore {
   bool prefetching() const { return streaming_ && opt_.prefetch; }
   int64_t total_expert_bytes() const { return total_bytes_; }  // routed experts of the main layers
   int64_t slot_bytes() const { return slot_bytes_; }
+  uint64_t read_bytes() const { return read_bytes_; }
   int64_t n_slots() const { return n_slots_; }
   int64_t cache_bytes() const { return streaming_ ? slot_bytes_ * n_slots_ : total_bytes_; }
   // One line for start-up: the mode, the budget and how it was chosen.
@@ -119,6 +122,7 @@ class ExpertStore {
     int32_t id = -1;         // layer * E + expert
     enum State : uint8_t { empty, loading, ready } state = empty;
     int pins = 0;
+    int pending = 0;         // reads of the slot's extents not finished yet
     bool prefetched = false; // loaded by prefetch and not used yet
     bool demand = false;     // read because the running layer needed it (a miss)
     uint64_t protect_until = 0;  // prefetched for the next layer: other prefetches leave it until then
@@ -143,7 +147,7 @@ class ExpertStore {
   bool extend_plan();                    // lock held: pin/queue the next planned expert if there is room
   void queue_read(int slot, int32_t id, bool prefetch);  // lock held
   void io_main();
-  void read_expert(int slot, int32_t id);  // I/O thread, no lock
+  uint64_t read_extent(int slot, const Extent& ex);  // I/O thread, no lock: tensor bytes read
   [[noreturn]] void throw_failure();
   void fail(const std::string& msg);        // lock held
 
@@ -153,6 +157,7 @@ class ExpertStore {
   std::string why_;
   int L_ = 0, E_ = 0;
   int64_t total_bytes_ = 0, slot_bytes_ = 0, n_slots_ = 0;
+  uint64_t read_bytes_ = 0;
 
   std::deque<File> files_;
   std::vector<Extent> extents_;          // per expert id: extents_[ext_begin_[id] .. ext_begin_[id+1])
@@ -174,7 +179,11 @@ class ExpertStore {
 
   mutable std::mutex mu_;
   std::condition_variable cv_work_, cv_done_;
-  std::vector<int32_t> demand_q_, prefetch_q_;  // rings of slot indices
+  struct Job {
+    int32_t slot;
+    uint32_t extent;  // index into extents_
+  };
+  std::vector<Job> demand_q_, prefetch_q_;  // rings of reads
   size_t dq_head_ = 0, dq_n_ = 0, pq_head_ = 0, pq_n_ = 0;
   bool stop_ = false;
   bool failed_ = false;

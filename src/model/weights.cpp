@@ -187,6 +187,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOption
   so.direct = opt.expert_direct_io;
   so.prefetch = opt.expert_prefetch;
   so.force_streaming = opt.expert_force_streaming;
+  so.read_bytes = opt.expert_read_bytes;
   m->experts_ = std::make_unique<ExpertStore>(*m, so);
   return m;
 }

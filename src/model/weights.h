@@ -133,6 +133,7 @@ struct ModelLoadOptions {
   bool expert_direct_io = true;
   bool expert_prefetch = true;
   bool expert_force_streaming = false;  // tests and benches: stream even when the budget holds all
+  uint64_t expert_read_bytes = 2 << 20;  // bytes per read (an expert is read in pieces)
 };
 
 // A loaded model: config + mapped checkpoint + bound weights + the expert store. Move-only.
