@@ -464,30 +464,32 @@ uint64_t ExpertStore::read_extent(int s, const Extent& ex) {
 
 double ExpertStore::measure_disk_read_bandwidth(double seconds, int threads) const {
   if (!streaming_) return 0;
-  std::atomic<uint64_t> bytes{0};
+  // The store's pattern: whole experts in a random order, their pieces taken in turn by the threads.
+  std::vector<uint32_t> order;
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (int n = 0; n < 4096; ++n) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    const int32_t i = int32_t(x % uint64_t(int64_t(L_) * E_));
+    for (uint32_t k = ext_begin_[size_t(i)]; k < ext_begin_[size_t(i) + 1]; ++k) order.push_back(k);
+  }
+  std::atomic<uint64_t> bytes{0}, next{0};
   const uint64_t t0 = now_us();
   std::vector<std::thread> ts;
   std::string err;
   std::mutex err_mu;
   for (int t = 0; t < std::max(1, threads); ++t)
-    ts.emplace_back([&, t] {
-      void* buf = std::aligned_alloc(kAlign, size_t(slot_bytes_));
-      uint64_t x = 0x9e3779b97f4a7c15ull * uint64_t(t + 1);
+    ts.emplace_back([&] {
+      void* buf = std::aligned_alloc(kAlign, size_t(read_bytes_));
       while (double(now_us() - t0) < seconds * 1e6) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        const int32_t i = int32_t(x % uint64_t(int64_t(L_) * E_));
-        for (uint32_t k = ext_begin_[size_t(i)]; k < ext_begin_[size_t(i) + 1]; ++k) {
-          const Extent& ex = extents_[k];
-          const File& f = files_[size_t(ex.file)];
-          const ssize_t r = ::pread(f.direct ? f.fd : f.fd_buffered, buf, ex.len, off_t(ex.off));
-          if (r < 0) {
-            std::lock_guard<std::mutex> lk(err_mu);
-            err = f.path + ": read failed: " + std::strerror(errno);
-            std::free(buf);
-            return;
-          }
-          bytes += uint64_t(r);
+        const Extent& ex = extents_[order[next.fetch_add(1) % order.size()]];
+        const File& f = files_[size_t(ex.file)];
+        const ssize_t r = ::pread(f.direct ? f.fd : f.fd_buffered, buf, ex.len, off_t(ex.off));
+        if (r < 0) {
+          std::lock_guard<std::mutex> lk(err_mu);
+          err = f.path + ": read failed: " + std::strerror(errno);
+          break;
         }
+        bytes += uint64_t(r);
       }
       std::free(buf);
     });
