@@ -142,8 +142,11 @@ void run_expert_bench(const BenchArgs& a) {
   std::printf("bench: hit = uses found in the cache (prefetched ones included); missed = uses not in the cache "
               "before prefetch, in MiB/token; read = what the store read (wasted prefetches included); bound = 1 / "
               "(missed at disk speed + the token's other weight bytes at RAM speed)\n");
-  std::printf("%-10s %9s %8s %9s %9s %10s %8s %9s %9s %7s %7s %10s %10s\n", "budget", "cache", "hit", "missed",
-              "read", "read GB/s", "stall s", "tok/s", "bound", "ratio", "", "peak RSS", "RSS limit");
+  std::printf("bench: vs res = tok/s / (1 / (missed at disk speed + the resident row's time per token)): above 1 when "
+              "reads overlap compute (needs the resident budget 1 first)\n");
+  std::printf("%-10s %9s %8s %9s %9s %10s %8s %9s %9s %7s %7s %7s %10s %10s\n", "budget", "cache", "hit", "missed",
+              "read", "read GB/s", "stall s", "tok/s", "bound", "ratio", "vs res", "", "peak RSS", "RSS limit");
+  double resident_s = 0;  // seconds per token of a resident row, once run
   std::fflush(stdout);
   const int gen = a.gen > 0 ? a.gen : 16, warm = 4;
   const int64_t prompt = a.contexts.empty() ? 64 : engine::parse_context_list(a.contexts).front();
@@ -188,10 +191,12 @@ void run_expert_bench(const BenchArgs& a) {
     const int64_t limit = int64_t(1.1 * double(other + st.cache_bytes() + int64_t(state->bytes())));
     char name[32];
     std::snprintf(name, sizeof name, "%.3g%s", f, f >= 1 ? " (all)" : "");
-    std::printf("%-10s %6.0f MiB %7.1f%% %9.1f %9.1f %10.2f %8.2f %9.2f %9.2f %7.3f %7s %6.0f MiB %6.0f MiB\n", name,
+    if (!st.streaming()) resident_s = 1.0 / tok_s;
+    const double vs_res = resident_s > 0 ? tok_s * (miss / disk_bw + resident_s) : 0;
+    std::printf("%-10s %6.0f MiB %7.1f%% %9.1f %9.1f %10.2f %8.2f %9.2f %9.2f %7.3f %7.3f %7s %6.0f MiB %6.0f MiB\n", name,
                 double(st.cache_bytes()) / 1048576.0, 100.0 * s.hit_rate(), miss / 1048576.0,
                 s.bytes_per_token() / 1048576.0, s.read_gbps(),
-                double(s.stall_us) / 1e6, tok_s, bound, tok_s / bound, st.streaming() ? "stream" : "mapped",
+                double(s.stall_us) / 1e6, tok_s, bound, tok_s / bound, vs_res, st.streaming() ? "stream" : "mapped",
                 double(rss) / 1048576.0, double(limit) / 1048576.0);
     std::printf("    %s\n", model::expert_stats_summary(st).c_str());
     std::fflush(stdout);
