@@ -6,9 +6,13 @@
 // 32K, 256K and 1M. Rows are printed (and the CSV flushed) as each frontier completes, so a long
 // run that is stopped early keeps what it measured.
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <span>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -23,6 +27,7 @@
 #include "kernels/backend.h"
 #include "kernels/roofline.h"
 #include "model/expert_parallel.h"
+#include "model/expert_store.h"
 #include "model/model_stats.h"
 #include "model/tiny_checkpoint.h"
 
@@ -32,11 +37,13 @@ namespace {
 
 struct BenchArgs {
   std::string model, contexts, csv, numerics = "reference";
+  ModelLoadArgs load;
   int gen = 0;  // 0: 32, or 8 with --long
   bool long_context = false, synthetic_state = false;
   int64_t max_context = 1048576;
   int64_t chunk = engine::kDefaultPrefillChunk;
   uint64_t seed = 0;
+  std::string expert_budgets;  // issue 14: fractions of the routed experts' bytes
 };
 
 std::string proc_field(const char* file, const char* key) {
@@ -63,7 +70,154 @@ std::vector<int64_t> frontiers(const BenchArgs& a) {
   return out;
 }
 
+std::string loadavg() {
+  std::string s = read_whole_file("/proc/loadavg");
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
+// Peak resident set of this process (VmHWM) in bytes; reset_peak_rss() restarts it (clear_refs 5).
+int64_t peak_rss() {
+  const std::string v = proc_field("/proc/self/status", "VmHWM");
+  return v == "?" ? 0 : std::stoll(v) * 1024;
+}
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+
+// Issue 14: decode speed with the routed experts under budgets (fractions of their bytes; 1 or more:
+// resident, mapped). Measured in the same run: the shards' O_DIRECT read bandwidth at the store's
+// read size and queue depth, and RAM read bandwidth. The bound of a budget is a decoded token's
+// missed expert bytes (read by the store) at disk speed plus the rest of its weight bytes at RAM
+// speed; each row prints tok/s / bound, the hit rate and the peak RSS of that row.
+void run_expert_bench(const BenchArgs& a) {
+  const model::Numerics num = parse_numerics(a.numerics);
+  const std::string dir = !a.model.empty() ? a.model : engine::default_model_dir();
+  std::vector<double> fractions;
+  {
+    std::string s = a.expert_budgets;
+    for (size_t p = 0; p <= s.size();) {
+      size_t q = s.find(',', p);
+      if (q == std::string::npos) q = s.size();
+      const std::string item = s.substr(p, q - p);
+      double v = 0;
+      if (item.find('/') != std::string::npos) v = std::stod(item.substr(0, item.find('/'))) / std::stod(item.substr(item.find('/') + 1));
+      else v = std::stod(item);
+      if (!(v > 0)) throw Error("--expert-budgets: each budget must be a positive fraction (got '" + item + "')");
+      fractions.push_back(v);
+      p = q + 1;
+    }
+  }
+  int64_t total = 0, slot = 0, other = 0, n_ids = 1;
+  std::printf("bench: load average at start: %s\n", loadavg().c_str());
+  double disk_bw = 0;
+  int io_threads = 4;
+  {
+    model::ModelLoadOptions o;
+    o.expert_cache_bytes = 0;
+    o.expert_force_streaming = true;
+    auto probe = model::Model::load(dir, o);
+    const model::ExpertStore& st = probe->expert_store();
+    total = st.total_expert_bytes();
+    slot = st.slot_bytes();
+    for (const auto& f : probe->checkpoint().files()) other += int64_t(f->size());
+    other -= total;
+    // Best of three 2-second runs (the disk is shared: the best is the least disturbed, and a higher
+    // bandwidth makes the bound stricter).
+    for (int r = 0; r < 3; ++r) {
+      const double bw = st.measure_disk_read_bandwidth(2.0, io_threads);
+      std::printf("bench: disk read run %d: %.2f GB/s\n", r + 1, bw / 1e9);
+      disk_bw = std::max(disk_bw, bw);
+    }
+    n_ids = int64_t(probe->config().n_layers) * probe->config().n_routed_experts;
+    std::printf("bench: experts: %.0f MiB of routed experts (%lld), %.0f MiB of other weights, slot %.2f MiB, reads of "
+                "%.2f MiB, %d reads in flight, %s\n",
+                double(total) / 1048576.0, (long long)n_ids, double(other) / 1048576.0, double(slot) / 1048576.0,
+                double(st.read_bytes()) / 1048576.0, io_threads,
+                st.direct_io() ? "O_DIRECT" : "buffered: O_DIRECT refused, the page cache may serve reads");
+  }
+  const double ram_bw = kernels::measure_read_bandwidth();
+  std::printf("bench: measured now: disk read %.2f GB/s (best run; O_DIRECT, random experts), RAM read %.1f GB/s "
+              "(%d threads)\n",
+              disk_bw / 1e9, ram_bw / 1e9, kernels::default_backend().threads());
+  std::printf("bench: numerics %s, prompt %lld tokens, %d decode tokens after %d warm-up tokens per budget\n",
+              model::numerics_name(num), (long long)(a.contexts.empty() ? 64 : engine::parse_context_list(a.contexts).front()),
+              a.gen > 0 ? a.gen : 16, 4);
+  std::printf("bench: hit = uses found in the cache (prefetched ones included); missed = uses not in the cache "
+              "before prefetch, in MiB/token; read = what the store read (wasted prefetches included); bound = 1 / "
+              "(missed at disk speed + the token's other weight bytes at RAM speed)\n");
+  std::printf("bench: vs res = tok/s / (1 / (missed at disk speed + the resident row's time per token)): above 1 when "
+              "reads overlap compute (needs the resident budget 1 first)\n");
+  std::printf("%-10s %9s %8s %9s %9s %10s %8s %9s %9s %7s %7s %7s %10s %10s\n", "budget", "cache", "hit", "missed",
+              "read", "read GB/s", "stall s", "tok/s", "bound", "ratio", "vs res", "", "peak RSS", "RSS limit");
+  double resident_s = 0;  // seconds per token of a resident row, once run
+  std::fflush(stdout);
+  const int gen = a.gen > 0 ? a.gen : 16, warm = 4;
+  const int64_t prompt = a.contexts.empty() ? 64 : engine::parse_context_list(a.contexts).front();
+  for (double f : fractions) {
+    reset_peak_rss();
+    ModelLoadArgs la;
+    model::ModelLoadOptions o;
+    o.expert_cache_bytes = f == 1 ? total : int64_t(f * double(total));
+    o.expert_force_streaming = f > 1;  // above 1: streamed anyway, every expert fits (the store's overhead)
+    o.expert_io_threads = io_threads;
+    auto m = model::Model::load(dir, o);
+    model::ExpertStore& st = m->expert_store();
+    const model::Config& c = m->config();
+    model::ForwardPass fp(*m, num);
+    auto state = fp.new_state();
+    std::vector<int32_t> ids;
+    engine::bench_tokens(a.seed, 0, prompt + warm + gen, int32_t(c.vocab_size), ids);
+    std::vector<float> logits;
+    for (int64_t p = 0; p < prompt; p += a.chunk) {
+      model::SeqChunk ch{state.get(), std::span<const int32_t>(ids.data() + p, size_t(std::min(a.chunk, prompt - p))), false};
+      fp.forward(std::span<model::SeqChunk>(&ch, 1), logits);
+    }
+    for (int t = 0; t < warm; ++t) {
+      model::SeqChunk ch{state.get(), std::span<const int32_t>(&ids[size_t(prompt + t)], 1), false};
+      fp.forward(std::span<model::SeqChunk>(&ch, 1), logits);
+    }
+    st.reset_stats();
+    struct rusage ru0 {}, ru1 {};
+    ::getrusage(RUSAGE_SELF, &ru0);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int t = 0; t < gen; ++t) {
+      model::SeqChunk ch{state.get(), std::span<const int32_t>(&ids[size_t(prompt + warm + t)], 1), false};
+      fp.forward(std::span<model::SeqChunk>(&ch, 1), logits);
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ::getrusage(RUSAGE_SELF, &ru1);
+    auto tv = [](const timeval& t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };
+    const double user_s = tv(ru1.ru_utime) - tv(ru0.ru_utime), sys_s = tv(ru1.ru_stime) - tv(ru0.ru_stime);
+    const model::ExpertStoreStats s = st.stats();
+    const double tok_s = gen / secs;
+    // Bytes a non-speculative store would have read: the uses not in the cache before prefetch.
+    const double miss = double(s.acquires - (s.hits - s.prefetch_used)) * (double(total) / double(n_ids)) /
+                        double(std::max<uint64_t>(1, s.tokens));
+    const double w = double(model::token_work(c).weight_bytes);
+    const double bound_s = miss / disk_bw + std::max(0.0, w - miss) / ram_bw;
+    const double bound = 1.0 / bound_s;
+    const int64_t rss = peak_rss();
+    const int64_t limit = int64_t(1.1 * double(other + st.cache_bytes() + int64_t(state->bytes())));
+    char name[32];
+    std::snprintf(name, sizeof name, "%.3g%s", f, f >= 1 ? " (all)" : "");
+    if (!st.streaming()) resident_s = 1.0 / tok_s;
+    const double vs_res = resident_s > 0 ? tok_s * (miss / disk_bw + resident_s) : 0;
+    std::printf("%-10s %6.0f MiB %7.1f%% %9.1f %9.1f %10.2f %8.2f %9.2f %9.2f %7.3f %7.3f %7s %6.0f MiB %6.0f MiB\n", name,
+                double(st.cache_bytes()) / 1048576.0, 100.0 * s.hit_rate(), miss / 1048576.0,
+                s.bytes_per_token() / 1048576.0, s.read_gbps(),
+                double(s.stall_us) / 1e6, tok_s, bound, tok_s / bound, vs_res, st.streaming() ? "stream" : "mapped",
+                double(rss) / 1048576.0, double(limit) / 1048576.0);
+    std::printf("    %s; CPU per token: user %.3f s, system %.3f s; wall %.3f s\n", model::expert_stats_summary(st).c_str(),
+                user_s / gen, sys_s / gen, secs / gen);
+    std::fflush(stdout);
+  }
+  std::printf("bench: load average at end: %s\n", loadavg().c_str());
+}
+
 void run_bench(const BenchArgs& a) {
+  if (!a.expert_budgets.empty()) return run_expert_bench(a);
   const model::Numerics num = parse_numerics(a.numerics);
   engine::FrontierBenchOptions opt;
   opt.contexts = frontiers(a);
@@ -73,7 +227,7 @@ void run_bench(const BenchArgs& a) {
   opt.synthetic_state = a.synthetic_state;
   const std::string dir =
       !a.model.empty() ? a.model : (a.long_context ? engine::preset_model_dir("long") : engine::default_model_dir());
-  auto m = model::Model::load(dir);
+  auto m = load_model(dir, a.load, "bench");
   model::ForwardPass fp(*m, num);
   const model::Config& c = m->config();
   // Decoding at the last frontier needs `gen` more positions: a frontier at the model's maximum
@@ -171,6 +325,7 @@ void run_bench(const BenchArgs& a) {
   for (size_t r = 0; r < mem.size(); ++r)
     std::printf("bench: rank %zu RSS %.1f MB (peak %.1f MB)\n", r, double(mem[r].rss_kb) / 1024,
                 double(mem[r].peak_kb) / 1024);
+  std::printf("bench: %s\n", model::expert_stats_summary(m->expert_store()).c_str());
 }
 
 }  // namespace
@@ -179,6 +334,7 @@ void register_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand("bench", "End-to-end prefill/decode speed and state bytes at context frontiers");
   cmd->add_option("--model", a->model, "checkpoint directory (default: the embedded model; --long: the long preset)");
+  add_model_load_options(cmd, a->load);
   cmd->add_option("--contexts", a->contexts, "frontiers, ascending (default 128,512,2048; --long: 1K,32K,256K,1M)");
   cmd->add_option("--gen", a->gen, "decoded tokens per frontier (default 32; --long: 8)");
   cmd->add_option("--csv", a->csv, "also write the rows as CSV to FILE");
@@ -191,6 +347,10 @@ void register_bench(CLI::App& app) {
                 "format instead of prefilling (frontiers rounded down to multiples of 128)");
   cmd->add_option("--seed", a->seed, "seed of the synthetic prompt tokens")->capture_default_str();
   add_expert_parallel_options(cmd);
+  cmd->add_option("--expert-budgets", a->expert_budgets,
+                  "issue 14: decode with the routed experts under these budgets, fractions of their bytes "
+                  "(e.g. 1/8,1/3,1; 1 = resident, above 1 = streamed although every expert fits), against the bound from disk and RAM bandwidth measured in the same "
+                  "run; --contexts' first value is the prompt length (default 64), --gen the decode tokens (16)");
   cmd->callback([a] { run_bench(*a); });
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "model/model_stats.h"
 #include "model/weights.h"
@@ -24,6 +25,7 @@ using model::KvFormat;
 
 struct InspectArgs {
   std::string model, config;
+  ModelLoadArgs load;
   bool json = false;
   int64_t context = int64_t(1) << 20;
 };
@@ -328,7 +330,7 @@ void run_inspect(const InspectArgs& a) {
   model::Config c;
   std::string source;
   if (!a.model.empty()) {
-    m = model::Model::load(a.model);
+    m = load_model(a.model, a.load, nullptr);  // stdout/stderr are the report
     c = m->config();
     source = a.model;
   } else {
@@ -350,6 +352,7 @@ void register_inspect(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
   auto* cmd = app.add_subcommand("inspect", "Summarise a checkpoint or a config: layers, tensors, parameters, KV bytes");
   auto* om = cmd->add_option("--model", args->model, "checkpoint directory (loads and checks every tensor)");
+  add_model_load_options(cmd, args->load);
   auto* oc = cmd->add_option("--config", args->config, "a config.json (HF keys) or inference/config.json alone");
   om->excludes(oc);
   cmd->add_flag("--json", args->json, "print the report as JSON");

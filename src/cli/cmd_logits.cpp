@@ -16,6 +16,7 @@ namespace dsv4::cli {
 namespace {
 struct LogitsArgs {
   std::string model, tokens, out, numerics = "reference", mode = "prefill";
+  ModelLoadArgs load;
 };
 }  // namespace
 
@@ -71,6 +72,7 @@ void register_logits(CLI::App& app) {
   auto args = std::make_shared<LogitsArgs>();
   auto* cmd = app.add_subcommand("logits", "Compute the logits of every position of a token sequence");
   cmd->add_option("--model", args->model, "checkpoint directory")->required();
+  add_model_load_options(cmd, args->load);
   cmd->add_option("--tokens", args->tokens, "JSON array of token ids")->required();
   cmd->add_option("--out", args->out, "output file: float32 LE [n_tokens, vocab]")->required();
   cmd->add_option("--numerics", args->numerics, "reference | f32")->capture_default_str();
@@ -80,7 +82,7 @@ void register_logits(CLI::App& app) {
     const model::Numerics num = parse_numerics(args->numerics);
     auto ids = read_token_ids(args->tokens);
     if (ids.empty()) throw Error(args->tokens + ": no token ids");
-    auto model = model::Model::load(args->model);
+    auto model = load_model(args->model, args->load, "logits");
     model::ForwardPass fp(*model, num);
     auto t0 = std::chrono::steady_clock::now();
     auto logits = compute_logits(fp, ids, args->mode);

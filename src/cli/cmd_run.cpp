@@ -28,6 +28,7 @@
 #include "engine/generate.h"
 #include "engine/scheduler.h"
 #include "engine/default_model.h"
+#include "model/expert_store.h"
 #include "text/chat_template.h"
 #include "text/json_schema.h"
 #include "text/tokenizer.h"
@@ -38,6 +39,7 @@ namespace {
 
 struct RunArgs {
   std::string model, prompt, numerics = "reference", encoder = "auto", reasoning_effort;
+  ModelLoadArgs load;
   bool chat = false, thinking = false;
   int n = 256;
   int64_t ctx = 0;
@@ -145,7 +147,7 @@ void run_generate(const RunArgs& a) {
   const model::Numerics num = parse_numerics(a.numerics);
   if (a.thinking && !a.chat) throw Error("--thinking needs --chat");
   const std::string dir = a.model.empty() ? engine::default_model_dir() : a.model;
-  auto m = model::Model::load(dir);
+  auto m = load_model(dir, a.load, "run");
   const auto tok = text::Tokenizer::load(dir);
   model::ForwardPass fp(*m, num);
 
@@ -233,6 +235,7 @@ void run_generate(const RunArgs& a) {
   std::fprintf(stderr, "run: context %lld / %lld tokens, state %zu bytes (%.3f MiB, numerics %s)\n",
                (long long)context, (long long)ctx, last.state_bytes, double(last.state_bytes) / 1048576.0,
                model::numerics_name(num));
+  std::fprintf(stderr, "run: %s\n", model::expert_stats_summary(m->expert_store()).c_str());
 }
 
 }  // namespace
@@ -241,6 +244,7 @@ void register_run(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   auto* cmd = app.add_subcommand("run", "Generate text from a prompt, streamed to stdout");
   cmd->add_option("--model", a->model, "checkpoint directory (default: the embedded tiny model)");
+  add_model_load_options(cmd, a->load);
   cmd->add_option("--prompt,-p", a->prompt, "prompt text")->required();
   cmd->add_flag("--chat", a->chat, "render the prompt as one user message of a V4 chat");
   cmd->add_flag("--thinking", a->thinking, "--chat in thinking mode (reasoning shown marked)");

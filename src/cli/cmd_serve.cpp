@@ -34,6 +34,7 @@ namespace {
 
 struct ServeArgs {
   std::string model, host = "127.0.0.1", api_key, cache_dir, served_name = "deepseek-v4-flash", numerics = "reference";
+  ModelLoadArgs load;
   std::string encoder = "auto", reasoning_effort = "default", log_level = "info";
   int port = 8080, parallel = 4, step_tokens = 256, queue = 64, keepalive_ms = 2000;
   int64_t ctx = 0;  // 0: derived from the state memory (see --ctx)
@@ -74,7 +75,7 @@ void serve(const ServeArgs& a) {
   const std::string dir = a.model.empty() ? engine::default_model_dir() : a.model;
   model::Numerics numerics;
   if (!model::numerics_from_string(a.numerics, &numerics)) throw Error("--numerics: expected reference or f32, got '" + a.numerics + "'");
-  auto m = model::Model::load(dir);
+  auto m = load_model(dir, a.load, "serve");
   text::Tokenizer tok = text::Tokenizer::load(dir);
   model::ForwardPass fp(*m, numerics);
 
@@ -206,6 +207,7 @@ void register_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* c = app.add_subcommand("serve", "OpenAI- and Anthropic-compatible API server");
   c->add_option("--model", a->model, "checkpoint directory (default: the embedded random-weight tiny model)");
+  add_model_load_options(c, a->load);
   c->add_option("--host", a->host, "address to listen on")->capture_default_str();
   c->add_option("--port", a->port, "port (0: any free port, printed at startup)")->capture_default_str();
   c->add_option("--api-key", a->api_key, "require this key (Authorization: Bearer or x-api-key)");

@@ -1,5 +1,6 @@
 // Helpers shared by CLI commands.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,15 @@ class App;
 }
 
 namespace dsv4::cli {
+
+// The options of every command that loads a model (issue 14: --expert-cache-mb).
+struct ModelLoadArgs {
+  int64_t expert_cache_mb = -1;  // < 0: auto
+};
+void add_model_load_options(CLI::App* cmd, ModelLoadArgs& a);
+// Model::load with those options; prints the expert store's mode and budget to stderr as
+// "<who>: experts: ..." (who null: silent, for commands whose output is machine-read).
+std::unique_ptr<model::Model> load_model(const std::string& dir, const ModelLoadArgs& a, const char* who);
 
 // Whole file as bytes ("-" = stdin); throws naming the path.
 std::string read_whole_file(const std::string& path);

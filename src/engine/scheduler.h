@@ -87,6 +87,7 @@ class Scheduler {
   std::shared_ptr<Job> submit(GenRequest req, bool reserved = false, std::function<void()> notify = {});
 
   const EngineStats& stats() const { return stats_; }
+  const model::Model& model() const { return fp_.model(); }  // (its expert store's counters: /metrics)
   const SchedulerConfig& config() const { return cfg_; }
   size_t queue_depth() const { return queue_.depth(); }
   // State bytes admission reserves for a request: cache::state_bytes_at at the request's longest

@@ -25,10 +25,12 @@ struct BatchItem {
 
 // The pass's context for the ops: the batch, the backend that runs it and the pass's scratch.
 struct PassScratch;
+class ExpertStore;
 struct BatchLayout {
   const Config* config;
   kernels::Backend* backend;
   PassScratch* scratch;
+  ExpertStore* experts = nullptr;  // routed experts by (layer, expert); null: the bound views
   Numerics numerics;
   bool ref() const { return numerics == Numerics::reference; }
   int layer = -1;       // main-model layer being run (expert placement); -1 outside the layer loop
@@ -67,6 +69,9 @@ struct PassScratch {
   std::vector<float> router_logits, s, biased, outs, xg, wg, og, shared, g, u;
   std::vector<int32_t> order;
   std::vector<std::vector<int64_t>> by_expert;
+  std::vector<int32_t> needed;    // the layer's experts, in the order they run
+  MoeRouting guess;               // the next layer's router on this layer's input (prefetch)
+  std::vector<int32_t> guess_set; // its distinct experts
 
   // After a prefill chunk: the buffers that scale with the chunk's context (the cache rows all of
   // its rows see) go back to the allocator, as the sequence state is what should hold memory;

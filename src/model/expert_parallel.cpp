@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "model/expert_store.h"
 #include "model/model_stats.h"
 #include "model/weights.h"
 
@@ -196,6 +197,7 @@ double exchange_bytes_per_token(const Config& c, const ExpertPlacement& p, doubl
 }
 
 int64_t prefault_experts(const Model& m, const ExpertPlacement& p, int rank) {
+  if (m.expert_store().streaming()) return 0;  // the store reads them (issue 14): nothing mapped to touch
   int64_t touched = 0;
   volatile uint8_t sink = 0;
   auto touch = [&](const TensorView& t) {

@@ -13,8 +13,9 @@
 #include "kernels/ops.h"
 #include "model/attention.h"
 #include "model/batch.h"
-#include "model/mhc.h"
 #include "model/expert_parallel.h"
+#include "model/expert_store.h"
+#include "model/mhc.h"
 #include "model/moe.h"
 #include "model/rope.h"
 
@@ -95,6 +96,7 @@ void ForwardPass::forward(std::span<SeqChunk> batch, std::vector<float>& logits)
   b.config = &c;
   b.backend = &be;
   b.scratch = &ws;
+  b.experts = &model_.expert_store();
   b.numerics = numerics_;
   b.decode = true;
   for (const SeqChunk& ch : batch) b.decode = b.decode && ch.tokens.size() <= 1;

@@ -8,6 +8,7 @@
 #include "kernels/ops.h"
 #include "model/attention.h"
 #include "model/expert_parallel.h"
+#include "model/expert_store.h"
 
 namespace dsv4::model {
 
@@ -63,9 +64,42 @@ static void expert_forward(kernels::Backend& be, PassScratch& ws, const ExpertWe
   be.matmul(ew.w2, g.data(), n, I, out, D, gemm_opts(ew.w2, ref));
 }
 
+// Prefetch for the layer after `layer` (issue 14): a hash layer's experts follow from the token ids;
+// a score-routed layer's router runs on this layer's FFN input as a guess (a wrong one costs only
+// bandwidth: the real routing is computed at that layer as always).
+// Under expert parallelism only this rank's experts are prefetched.
+static void prefetch_next(ExpertStore& st, int layer, const float* xn, const BatchLayout& b,
+                          const ExpertPlacement& placement, int rank) {
+  const ModelWeights& W = st.model().weights();
+  if (layer + 1 >= int(W.layers.size())) return;
+  const LayerWeights& next = W.layers[size_t(layer + 1)];
+  PassScratch& ws = *b.scratch;
+  const Config& c = *b.config;
+  const int64_t N = b.n_rows(), K = c.n_activated_experts;
+  std::vector<int32_t>& ex = ws.guess.experts;
+  if (next.hash) {
+    ex.resize(size_t(N * K));
+    const TensorView& t = next.ffn.tid2eid;
+    for (int64_t r = 0; r < N; ++r)
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t tok = b.rows[size_t(r)].token;
+        ex[size_t(r * K + k)] = int32_t(t.dtype == Dtype::i64 ? t.as<int64_t>()[tok * K + k] : t.as<int32_t>()[tok * K + k]);
+      }
+  } else {
+    moe_route(next.ffn, false, xn, b, ws.guess);
+  }
+  std::vector<int32_t>& set = ws.guess_set;
+  set.assign(ex.begin(), ex.end());
+  std::sort(set.begin(), set.end());
+  set.erase(std::unique(set.begin(), set.end()), set.end());
+  set.erase(std::remove_if(set.begin(), set.end(), [&](int32_t e) { return placement.owner(layer + 1, e) != rank; }),
+            set.end());
+  st.prefetch(layer + 1, set.data(), int(set.size()));
+}
+
 void moe_run_experts(const MoeWeights& w, const float* xn, int64_t N, const MoeRouting& rt,
                      const ExpertPlacement& placement, int layer, int rank, const Config& c, bool ref,
-                     kernels::Backend& be, PassScratch& ws, float* outs) {
+                     kernels::Backend& be, PassScratch& ws, float* outs, ExpertStore* st, const BatchLayout* prefetch_b) {
   const int64_t D = c.dim, E = c.n_routed_experts, K = c.n_activated_experts;
   // Group (row, slot) pairs by expert; each expert runs once over its rows (ascending).
   auto& by_expert = ws.by_expert;  // entries r*K + k
@@ -75,9 +109,19 @@ void moe_run_experts(const MoeWeights& w, const float* xn, int64_t N, const MoeR
   std::vector<float>& xg = ws.xg;
   std::vector<float>& wg = ws.wg;
   std::vector<float>& og = ws.og;
-  for (int64_t e = 0; e < E; ++e) {
+  // The experts this rank runs in this layer, in order (expert parallelism: its own only); the
+  // store (issue 14) reads the missing ones.
+  std::vector<int32_t>& needed = ws.needed;
+  needed.clear();
+  for (int64_t e = 0; e < E; ++e)
+    if (!by_expert[size_t(e)].empty() && placement.owner(layer, int(e)) == rank) needed.push_back(int32_t(e));
+  if (layer < 0) st = nullptr;
+  if (st) {
+    st->begin_layer(layer, N, needed.data(), int(needed.size()));
+    if (st->prefetching() && prefetch_b) prefetch_next(*st, layer, xn, *prefetch_b, placement, rank);
+  }
+  for (const int32_t e : needed) {
     const auto& list = by_expert[size_t(e)];
-    if (list.empty() || placement.owner(layer, int(e)) != rank) continue;  // expert parallelism
     const int64_t n = int64_t(list.size());
     xg.resize(size_t(n * D));
     wg.resize(size_t(n));
@@ -86,7 +130,9 @@ void moe_run_experts(const MoeWeights& w, const float* xn, int64_t N, const MoeR
       std::copy_n(xn + (list[size_t(j)] / K) * D, D, &xg[size_t(j * D)]);
       wg[size_t(j)] = rt.weights[size_t(list[size_t(j)])];
     }
-    expert_forward(be, ws, w.experts[size_t(e)], xg.data(), n, wg.data(), c, ref, og.data());
+    const ExpertWeights& ew = st ? st->acquire(layer, e) : w.experts[size_t(e)];
+    expert_forward(be, ws, ew, xg.data(), n, wg.data(), c, ref, og.data());
+    if (st) st->release(layer, e);
     for (int64_t j = 0; j < n; ++j) std::copy_n(&og[size_t(j * D)], D, &outs[size_t(list[size_t(j)] * D)]);
   }
 }
@@ -106,7 +152,7 @@ void moe_forward(const MoeWeights& w, bool hash, const float* xn, const BatchLay
   // this rank runs its own, then their slots come back. One process: all experts are local.
   ExpertExchange& ex = expert_exchange();
   ex.post_layer(b.layer, ref, b.decode, xn, N, D, rt);
-  moe_run_experts(w, xn, N, rt, ex.placement(), b.layer, ex.rank(), c, ref, be, ws, outs.data());
+  moe_run_experts(w, xn, N, rt, ex.placement(), b.layer, ex.rank(), c, ref, be, ws, outs.data(), b.experts, &b);
   std::vector<float>& shared = ws.shared;
   if (w.has_shared) {
     shared.resize(size_t(N * D));

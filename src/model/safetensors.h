@@ -23,6 +23,8 @@ class SafetensorsFile {
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::string& path() const { return file_.path(); }
   size_t size() const { return file_.size(); }
+  // Start of the mapping (file offset 0): a tensor's file offset is view.data - base().
+  const uint8_t* base() const { return file_.data(); }
 
  private:
   MappedFile file_;

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "model/expert_store.h"
 
 namespace dsv4::model {
 
@@ -173,15 +174,25 @@ class WeightBinder : public TensorSink {
   const Config& c_;
 };
 
-std::unique_ptr<Model> Model::load(const std::string& dir) {
+std::unique_ptr<Model> Model::load(const std::string& dir, const ModelLoadOptions& opt) {
   std::unique_ptr<Model> m(new Model());
   m->dir_ = dir;
   m->config_ = config_from_model_dir(dir);
   m->ckpt_ = std::make_unique<Checkpoint>(dir);
   WeightBinder b(*m);
   b.bind_all();
+  ExpertStoreOptions so;
+  so.budget_bytes = opt.expert_cache_bytes;
+  so.io_threads = opt.expert_io_threads;
+  so.direct = opt.expert_direct_io;
+  so.prefetch = opt.expert_prefetch;
+  so.force_streaming = opt.expert_force_streaming;
+  so.read_bytes = opt.expert_read_bytes;
+  m->experts_ = std::make_unique<ExpertStore>(*m, so);
   return m;
 }
+
+Model::~Model() = default;
 
 std::vector<std::string> Model::unused_tensors() const {
   std::set<std::string> used(used_.begin(), used_.end());

@@ -122,11 +122,29 @@ struct TensorSink {
 };
 void walk_layout(const Config& c, DrafterKind drafter, ModelWeights& w, TensorSink& sink);
 
-// A loaded model: config + mapped checkpoint + bound weights. Move-only.
+class ExpertStore;  // model/expert_store.h
+
+// How a model is loaded (issue 14: where the routed experts live).
+struct ModelLoadOptions {
+  // Bytes of routed-expert cache: < 0 auto (all resident when the checkpoint fits in RAM, else a
+  // budget from free memory); >= the experts' bytes: resident (mapped, as bound); else streamed.
+  int64_t expert_cache_bytes = -1;
+  int expert_io_threads = 4;
+  bool expert_direct_io = true;
+  bool expert_prefetch = true;
+  bool expert_force_streaming = false;  // tests and benches: stream even when the budget holds all
+  uint64_t expert_read_bytes = 2 << 20;  // bytes per read (an expert is read in pieces)
+};
+
+// A loaded model: config + mapped checkpoint + bound weights + the expert store. Move-only.
 class Model {
  public:
-  // Loads config and every shard of `dir`, binds and checks every expected tensor.
-  static std::unique_ptr<Model> load(const std::string& dir);
+  // Loads config and every shard of `dir`, binds and checks every expected tensor. Reads no
+  // routed-expert bytes (the experts are views, or streamed by the store).
+  static std::unique_ptr<Model> load(const std::string& dir, const ModelLoadOptions& opt = {});
+  ~Model();
+  // The routed experts of the main layers (model/expert_store.h); one forward pass at a time.
+  ExpertStore& expert_store() const { return *experts_; }
   const Config& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const Checkpoint& checkpoint() const { return *ckpt_; }
@@ -142,6 +160,7 @@ class Model {
   ModelWeights weights_;
   std::deque<std::atomic<int8_t>> fp8_nan_;  // Linear::nan_codes of the FP8 weights (stable addresses)
   std::vector<std::string> used_;
+  std::unique_ptr<ExpertStore> experts_;
   friend class WeightBinder;
 };
 

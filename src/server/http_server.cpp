@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "core/log.h"
+#include "model/expert_store.h"
 #include "server/generation.h"
 
 namespace dsv4::server {
@@ -871,6 +872,7 @@ std::string HttpServer::Impl::metrics_text() const {
   metric("dsv4_kv_bytes_in_use", "gauge", "bytes of sequence state held by running sequences", double(st.kv_bytes.load()));
   metric("dsv4_prefix_cache_bytes", "gauge", "bytes held by the prefix cache", double(st.cache_bytes.load()));
   metric("dsv4_prefix_cache_entries", "gauge", "states held by the prefix cache", double(st.cache_entries.load()));
+  o << sched.model().expert_store().metrics_text();  // issue 14: expert cache hits, bytes read, I/O stalls
   return o.str();
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -125,4 +126,23 @@ TEST(LogitsCli, UnwritableOutput) {
   const std::string ids = r.write_tokens("[0, 1]");
   r.expect_error("--model " + test::tiny_checkpoint_dir() + " --tokens " + ids + " --out " + r.root + "/no/such/dir/l.bin",
                  {"l.bin"});
+}
+
+// Issue 14: --expert-cache-mb reaches the model: 0 MiB streams the experts through a 1-slot cache
+// (start-up says so) and the logits are the same bits as the resident default; decode mode runs
+// every position as its own step, so experts are evicted and read again.
+TEST(LogitsCli, ExpertCacheBudgetStreamsWithTheSameLogits) {
+  LogitsRun r;
+  const std::string ids = r.write_tokens("[0, 100, 200, 300, 400, 500, 600]");
+  const std::string args = "--model " + test::tiny_checkpoint_dir() + " --tokens " + ids + " --mode decode --out " + r.root;
+  std::string out;
+  ASSERT_EQ(r.run(args + "/resident.bin", &out), 0) << out;
+  EXPECT_NE(out.find("logits: experts: resident"), std::string::npos) << out;
+  ASSERT_EQ(r.run(args + "/streamed.bin --expert-cache-mb 0", &out), 0) << out;
+  EXPECT_NE(out.find("logits: experts: streamed from disk"), std::string::npos) << out;
+  EXPECT_NE(out.find("= 1 slots"), std::string::npos) << out;
+  const std::vector<float> a = read_floats(r.root + "/resident.bin"), b = read_floats(r.root + "/streamed.bin");
+  ASSERT_EQ(a.size(), 7u * 129280u);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }

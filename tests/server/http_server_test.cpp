@@ -466,6 +466,20 @@ std::map<std::string, double> metrics(int port) {
   return m;
 }
 
+// /metrics carries the expert store's counters (issue 14): uses counted by the forward pass; with
+// every expert resident each use is a hit and nothing is read from disk.
+TEST(HttpServer, MetricsCountExpertUses) {
+  TestServer s(sched_config(), ServerOptions{});
+  const Resp r = roundtrip(s.port(), request("POST", "/v1/chat/completions", chat_body(3)));
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto m = metrics(s.port());
+  ASSERT_TRUE(m.count("dsv4_expert_uses_total"));
+  EXPECT_GT(m["dsv4_expert_uses_total"], 0);
+  EXPECT_EQ(m["dsv4_expert_hits_total"], m["dsv4_expert_uses_total"]);
+  EXPECT_EQ(m["dsv4_expert_read_bytes_total"], 0);
+  EXPECT_EQ(m["dsv4_expert_streaming"], 0);
+}
+
 // --queue bounds every request that is not running: with 1 running and a queue of 2, 12
 // concurrent requests give 3 accepted and 9 refused (503 OpenAI, 529 Anthropic, Retry-After).
 TEST(HttpServer, QueueBoundsEveryWaitingRequest) {

@@ -24,6 +24,7 @@
 #include "kernels/backend.h"
 #include "model/batch.h"
 #include "model/expert_parallel.h"
+#include "model/expert_store.h"
 #include "model/moe.h"
 #include "model/weights.h"
 
@@ -320,7 +321,7 @@ class MpiExchange final : public ExpertExchange {
         outs.resize(size_t(rows * K * D));
         try {
           moe_run_experts(m.weights().layers[size_t(layer)].ffn, x, rows, rt, placement_, int(layer), rank_, c, ref,
-                          be, ws, outs.data());
+                          be, ws, outs.data(), &m.expert_store());  // a rank may stream its share (issue 14)
         } catch (const std::exception& e) {
           die(rank_, std::string("layer ") + std::to_string(layer) + ": " + e.what());
         }
