@@ -105,6 +105,18 @@ def case_logits_tiny(tmp):
     logits_equal(m, toks, tmp, ep=EQUAL, label="equal experts: ")
 
 
+def case_logits_tiny_streamed(tmp):
+    # Issue 14 under MPI: rank 0 streams its share of the experts through a one-slot store
+    # (--expert-cache-mb 0), the others hold theirs; logits still equal one process bit for bit.
+    m = tiny(tmp)
+    toks = write_tokens(tmp, [(i * 7919 + 13) % 129280 for i in range(40)])
+    logits_equal(m, toks, tmp, nps=(2,), modes=("chunked:7", "decode"), ep=EQUAL + ["--expert-cache-mb", "0"],
+                 label="rank 0 streamed: ")
+    rc, out = run(mpirun(2, ["logits", "--model", m, "--tokens", toks, "--out", os.path.join(tmp, "s.bin"), "--mode",
+                             "decode", *EQUAL, "--expert-cache-mb", "0"]))
+    check(rc == 0 and "experts: streamed from disk" in out, "rank 0's experts are streamed (start-up line)")
+
+
 def case_logits_oracle(tmp):
     o = os.path.join(TESTDATA, "oracle", "case-a")
     if not os.path.exists(os.path.join(o, "tokens.json")):
@@ -347,7 +359,7 @@ def case_bench(tmp):
     check(re.search(r"bench: rank 1 RSS [\d.]+ MB", out) is not None, "per-rank RSS printed")
 
 
-CASES = {"logits-tiny": case_logits_tiny, "logits-oracle": case_logits_oracle, "map": case_map,
+CASES = {"logits-tiny": case_logits_tiny, "logits-streamed": case_logits_tiny_streamed, "logits-oracle": case_logits_oracle, "map": case_map,
          "load-failure": case_load_failure, "kill": case_kill, "hang": case_hang, "sigterm": case_sigterm, "kill-serve": case_kill_serve,
          "bench": case_bench}
 
