@@ -12,6 +12,12 @@
 
 namespace dsv4::model {
 
+// A hash-routed layer's k-th expert for token `tok` (its tid2eid table, i64 or i32 as stored).
+static int32_t hash_expert(const MoeWeights& w, int64_t tok, int64_t k, int64_t K) {
+  const TensorView& t = w.tid2eid;
+  return int32_t(t.dtype == Dtype::i64 ? t.as<int64_t>()[tok * K + k] : t.as<int32_t>()[tok * K + k]);
+}
+
 void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayout& b, MoeRouting& out) {
   const Config& c = *b.config;
   PassScratch& ws = *b.scratch;
@@ -32,9 +38,7 @@ void moe_route(const MoeWeights& w, bool hash, const float* xn, const BatchLayou
     int32_t* idx = &out.experts[size_t(r * K)];
     if (hash) {
       const int64_t tok = b.rows[size_t(r)].token;
-      for (int64_t k = 0; k < K; ++k)
-        idx[k] = int32_t(w.tid2eid.dtype == Dtype::i64 ? w.tid2eid.as<int64_t>()[tok * K + k]
-                                                       : w.tid2eid.as<int32_t>()[tok * K + k]);
+      for (int64_t k = 0; k < K; ++k) idx[k] = hash_expert(w, tok, k, K);
     } else {
       const float* bias = w.gate_bias.as<float>();
       for (int64_t e = 0; e < E; ++e) biased[size_t(e)] = s[size_t(e)] + bias[e];
@@ -79,12 +83,8 @@ static void prefetch_next(ExpertStore& st, int layer, const float* xn, const Bat
   std::vector<int32_t>& ex = ws.guess.experts;
   if (next.hash) {
     ex.resize(size_t(N * K));
-    const TensorView& t = next.ffn.tid2eid;
     for (int64_t r = 0; r < N; ++r)
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t tok = b.rows[size_t(r)].token;
-        ex[size_t(r * K + k)] = int32_t(t.dtype == Dtype::i64 ? t.as<int64_t>()[tok * K + k] : t.as<int32_t>()[tok * K + k]);
-      }
+      for (int64_t k = 0; k < K; ++k) ex[size_t(r * K + k)] = hash_expert(next.ffn, b.rows[size_t(r)].token, k, K);
   } else {
     moe_route(next.ffn, false, xn, b, ws.guess);
   }
