@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <set>
 #include <span>
 #include <vector>
@@ -270,25 +271,45 @@ std::pair<std::string, int64_t> first_expert(const model::Model& m) {
   return {"", -1};
 }
 
-TEST(ExpertStore, TruncatedShardIsAClearError) {
-  const fs::path dir = copy_checkpoint("trunc");
-  auto probe = load(dir.string(), 0);
-  auto m = load(dir.string(), 1 * probe->expert_store().slot_bytes(), false, 4096);
-  kernels::CpuBackend be(1);
-  model::ForwardPass fp(*m, model::Numerics::f32, &be);
-  auto st = fp.new_state();
+// A copy of the tiny checkpoint streamed through a 1-slot store (no prefetch), one step already
+// run on it: the setup of the corrupted-shard tests. The copy is removed at the end.
+struct StreamedCopy {
+  fs::path dir;
+  std::unique_ptr<model::Model> probe, m;
+  kernels::CpuBackend be{1};
+  std::unique_ptr<model::ForwardPass> fp;
+  std::unique_ptr<cache::SeqState> st;
   std::vector<int32_t> ids{5, 17, 33};
   std::vector<float> logits;
-  model::SeqChunk ch{st.get(), std::span<const int32_t>(ids.data(), 2), false};
-  fp.forward(std::span<model::SeqChunk>(&ch, 1), logits);  // fine before the file changes
+  StreamedCopy(const std::string& name, uint64_t read_bytes = 2 << 20) : dir(copy_checkpoint(name)) {
+    probe = load(dir.string(), 0);
+    m = load(dir.string(), 1 * probe->expert_store().slot_bytes(), false, read_bytes);
+    fp = std::make_unique<model::ForwardPass>(*m, model::Numerics::f32, &be);
+    st = fp->new_state();
+    model::SeqChunk ch{st.get(), std::span<const int32_t>(ids.data(), 2), false};
+    fp->forward(std::span<model::SeqChunk>(&ch, 1), logits);  // fine before the file changes
+  }
+  void next() {
+    model::SeqChunk ch{st.get(), std::span<const int32_t>(ids.data() + 2, 1), false};
+    fp->forward(std::span<model::SeqChunk>(&ch, 1), logits);
+  }
+  ~StreamedCopy() {
+    fp.reset();
+    m.reset();
+    probe.reset();
+    fs::remove_all(dir);
+  }
+};
+
+TEST(ExpertStore, TruncatedShardIsAClearError) {
+  StreamedCopy c("trunc", 4096);
   // Cut the shard inside layer 0's experts: every routed expert of every layer is gone (layer 0's
   // attention and router live before them; the 1 slot holds a layer the step reaches after).
-  const auto [path, off] = first_expert(*m);
+  const auto [path, off] = first_expert(*c.m);
   ASSERT_GT(off, 0);
   ASSERT_EQ(::truncate(path.c_str(), off + 100), 0);
-  model::SeqChunk next{st.get(), std::span<const int32_t>(ids.data() + 2, 1), false};
   try {
-    fp.forward(std::span<model::SeqChunk>(&next, 1), logits);
+    c.next();
     ADD_FAILURE() << "no error after the shard was truncated";
   } catch (const Error& e) {
     const std::string w = e.what();
@@ -296,48 +317,32 @@ TEST(ExpertStore, TruncatedShardIsAClearError) {
     EXPECT_TRUE(w.find("truncated") != std::string::npos || w.find("changed on disk") != std::string::npos) << w;
   }
   // And it stays failed (no weights of a half-read expert are used).
-  EXPECT_THROW(fp.forward(std::span<model::SeqChunk>(&next, 1), logits), Error);
-  m.reset();
-  probe.reset();
-  fs::remove_all(dir);
+  EXPECT_THROW(c.next(), Error);
 }
 
 TEST(ExpertStore, ModifiedShardIsAClearError) {
-  const fs::path dir = copy_checkpoint("mtime");
-  auto probe = load(dir.string(), 0);
-  auto m = load(dir.string(), 1 * probe->expert_store().slot_bytes(), false);
-  kernels::CpuBackend be(1);
-  model::ForwardPass fp(*m, model::Numerics::f32, &be);
-  auto st = fp.new_state();
-  std::vector<int32_t> ids{5, 17, 33};
-  std::vector<float> logits;
-  model::SeqChunk ch{st.get(), std::span<const int32_t>(ids.data(), 2), false};
-  fp.forward(std::span<model::SeqChunk>(&ch, 1), logits);
-  const auto [path, off] = first_expert(*m);
+  StreamedCopy c("mtime");
+  const auto [path, off] = first_expert(*c.m);
   // Rewrite a byte of an expert in place (same size, new mtime).
   {
     FILE* f = std::fopen(path.c_str(), "r+b");
     ASSERT_NE(f, nullptr);
     std::fseek(f, long(off), SEEK_SET);
-    const int c = std::fgetc(f);
+    const int ch = std::fgetc(f);
     std::fseek(f, long(off), SEEK_SET);
-    std::fputc(c ^ 0x11, f);
+    std::fputc(ch ^ 0x11, f);
     std::fclose(f);
     struct timespec ts[2] = {{0, UTIME_NOW}, {1, 0}};  // mtime far in the past: surely different
     ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), ts, 0), 0);
   }
-  model::SeqChunk next{st.get(), std::span<const int32_t>(ids.data() + 2, 1), false};
   try {
-    fp.forward(std::span<model::SeqChunk>(&next, 1), logits);
+    c.next();
     ADD_FAILURE() << "no error after the shard was modified";
   } catch (const Error& e) {
     const std::string w = e.what();
     EXPECT_NE(w.find(path), std::string::npos) << w;
     EXPECT_NE(w.find("changed on disk"), std::string::npos) << w;
   }
-  m.reset();
-  probe.reset();
-  fs::remove_all(dir);
 }
 
 TEST(ExpertStore, StreamedDecodeStepsDoNotAllocate) {

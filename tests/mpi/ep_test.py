@@ -220,20 +220,26 @@ def wait_ranks(p, n, tmo=60):
     return {}
 
 
+def signal_and_wait(p, pid, sig, timeout):
+    """Sends sig to one rank (pid) of the job p; returns the job's output and the seconds it took to
+    end (the whole process group is killed after `timeout`)."""
+    t0 = time.time()
+    os.kill(pid, sig)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+    return out, time.time() - t0
+
+
 def case_kill(tmp):
     m = tiny(tmp)
     p = start_long_job(tmp, m)
     pids = wait_ranks(p, 2)
     check(len(pids) == 2, f"both ranks running: {pids}")
     time.sleep(3)
-    t0 = time.time()
-    os.kill(pids[1], signal.SIGKILL)
-    try:
-        out, _ = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-    dt = time.time() - t0
+    out, dt = signal_and_wait(p, pids[1], signal.SIGKILL, 30)
     print(out[-2000:])
     check(p.returncode != 0, f"job fails (exit {p.returncode})")
     check(dt < 10, f"stopped {dt:.1f} s after the kill")
@@ -248,14 +254,7 @@ def case_hang(tmp):
     pids = wait_ranks(p, 2)
     check(len(pids) == 2, f"both ranks running: {pids}")
     time.sleep(3)
-    t0 = time.time()
-    os.kill(pids[1], signal.SIGSTOP)
-    try:
-        out, _ = p.communicate(timeout=40)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-    dt = time.time() - t0
+    out, dt = signal_and_wait(p, pids[1], signal.SIGSTOP, 40)
     for q in pids.values():
         try:
             os.kill(q, signal.SIGKILL)
@@ -307,28 +306,15 @@ def chat(port):
 def case_sigterm(tmp):
     p, pids, port = start_server(tmp)
     check(chat(port), "a chat completion under -np 2")
-    t0 = time.time()
-    os.kill(pids[0], signal.SIGTERM)
-    try:
-        out, _ = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
+    out, dt = signal_and_wait(p, pids[0], signal.SIGTERM, 30)
     print(out[-1500:])
-    check(p.returncode == 0, f"clean exit (status {p.returncode}) {time.time() - t0:.1f} s after SIGTERM of rank 0")
+    check(p.returncode == 0, f"clean exit (status {p.returncode}) {dt:.1f} s after SIGTERM of rank 0")
 
 
 def case_kill_serve(tmp):
     p, pids, port = start_server(tmp)
     check(chat(port), "a chat completion under -np 2")
-    t0 = time.time()
-    os.kill(pids[1], signal.SIGKILL)
-    try:
-        out, _ = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-    dt = time.time() - t0
+    out, dt = signal_and_wait(p, pids[1], signal.SIGKILL, 30)
     print(out[-1500:])
     check(p.returncode != 0, f"the job fails (exit {p.returncode})")
     check(dt < 10, f"stopped {dt:.1f} s after rank 1 was killed")
