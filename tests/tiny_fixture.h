@@ -9,11 +9,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "engine/default_model.h"
+#include "model/forward.h"
 #include "model/tiny_checkpoint.h"
 #include "test_util.h"
+#include "text/tokenizer.h"
 
 namespace dsv4::test {
 
@@ -48,6 +51,26 @@ inline std::string shard_bytes(const std::string& dir) {
   for (int i = 1; std::filesystem::exists(dir + "/model-0000" + std::to_string(i) + "-of-00002.safetensors"); ++i)
     all += read_file(dir + "/model-0000" + std::to_string(i) + "-of-00002.safetensors");
   return all;
+}
+
+// The embedded default model with its tokenizer and a reference-numerics forward pass, loaded once
+// per test process (the engine and server tests run their schedulers on it).
+struct EmbeddedModel {
+  std::unique_ptr<model::Model> model;
+  std::unique_ptr<text::Tokenizer> tok;
+  std::unique_ptr<model::ForwardPass> fp;
+};
+
+inline EmbeddedModel& embedded_model() {
+  static EmbeddedModel t = [] {
+    EmbeddedModel x;
+    const std::string dir = engine::default_model_dir();
+    x.model = model::Model::load(dir);
+    x.tok = std::make_unique<text::Tokenizer>(text::Tokenizer::load(dir));
+    x.fp = std::make_unique<model::ForwardPass>(*x.model, model::Numerics::reference);
+    return x;
+  }();
+  return t;
 }
 
 }  // namespace dsv4::test

@@ -22,32 +22,17 @@
 #include "model/weights.h"
 #include "text/json_schema.h"
 #include "text/tokenizer.h"
+#include "tiny_fixture.h"
 
 namespace dsv4::engine {
 namespace {
 
-struct Tiny {
-  std::unique_ptr<model::Model> model;
-  std::unique_ptr<text::Tokenizer> tok;
-  std::unique_ptr<model::ForwardPass> fp;
-};
-
-Tiny& tiny() {
-  static Tiny t = [] {
-    Tiny x;
-    const std::string dir = engine::default_model_dir();
-    x.model = model::Model::load(dir);
-    x.tok = std::make_unique<text::Tokenizer>(text::Tokenizer::load(dir));
-    x.fp = std::make_unique<model::ForwardPass>(*x.model, model::Numerics::reference);
-    return x;
-  }();
-  return t;
-}
+using test::embedded_model;
 
 GenRequest make_request(const std::string& text, int max_tokens) {
   GenRequest r;
-  r.prompt.push_back(tiny().tok->bos_id());
-  tiny().tok->encode_plain(text, &r.prompt);
+  r.prompt.push_back(embedded_model().tok->bos_id());
+  embedded_model().tok->encode_plain(text, &r.prompt);
   r.max_tokens = max_tokens;
   r.sampling.temperature = 0.0f;
   return r;
@@ -101,12 +86,12 @@ const std::vector<std::string> kPrompts = {
 TEST(Scheduler, BatchOfNEqualsNSingles) {
   std::vector<Result> singles;
   for (const auto& p : kPrompts) {
-    Scheduler s(*tiny().fp, *tiny().tok, config(1));
+    Scheduler s(*embedded_model().fp, *embedded_model().tok, config(1));
     auto job = s.submit(make_request(p, 12));
     ASSERT_TRUE(job);
     singles.push_back(run_jobs(s, {job})[0]);
   }
-  Scheduler s(*tiny().fp, *tiny().tok, config(int(kPrompts.size())));
+  Scheduler s(*embedded_model().fp, *embedded_model().tok, config(int(kPrompts.size())));
   std::vector<std::shared_ptr<Job>> jobs;
   for (const auto& p : kPrompts) jobs.push_back(s.submit(make_request(p, 12)));
   const auto batched = run_jobs(s, jobs);
@@ -121,11 +106,11 @@ TEST(Scheduler, BatchOfNEqualsNSingles) {
 TEST(Scheduler, PrefixReuseGivesColdTokens) {
   const std::string first = kPrompts[3];
   const std::string second = first + " And then a follow-up question.";
-  Scheduler cold(*tiny().fp, *tiny().tok, config(2));
+  Scheduler cold(*embedded_model().fp, *embedded_model().tok, config(2));
   const Result want = run_jobs(cold, {cold.submit(make_request(second, 10))})[0];
   EXPECT_EQ(want.cached, 0);
 
-  Scheduler warm(*tiny().fp, *tiny().tok, config(2));
+  Scheduler warm(*embedded_model().fp, *embedded_model().tok, config(2));
   const GenRequest a = make_request(first, 6);
   run_jobs(warm, {warm.submit(a)});
   const Result got = run_jobs(warm, {warm.submit(make_request(second, 10))})[0];
@@ -148,15 +133,15 @@ TEST(Scheduler, PrefixReuseCutsAtTheSnapshot) {
   GenRequest b = make_request(kPrompts[3], 6);
   b.prompt.back() = 42;  // diverges at the last token of a
   for (int t : {100, 200, 300, 400}) b.prompt.push_back(t);
-  Scheduler cold(*tiny().fp, *tiny().tok, config(1));
+  Scheduler cold(*embedded_model().fp, *embedded_model().tok, config(1));
   const Result want = run_jobs(cold, {cold.submit(b)})[0];
-  Scheduler warm(*tiny().fp, *tiny().tok, config(1));
+  Scheduler warm(*embedded_model().fp, *embedded_model().tok, config(1));
   run_jobs(warm, {warm.submit(a)});
   const Result got = run_jobs(warm, {warm.submit(b)})[0];
   EXPECT_EQ(got.cached, int(a.prompt.size()) - 1);
   EXPECT_EQ(got.tokens, want.tokens);
 
-  Scheduler no_snap(*tiny().fp, *tiny().tok, config(1));
+  Scheduler no_snap(*embedded_model().fp, *embedded_model().tok, config(1));
   GenRequest plain = a;
   plain.snapshot_at.clear();
   run_jobs(no_snap, {no_snap.submit(plain)});
@@ -167,12 +152,12 @@ TEST(Scheduler, PrefixReuseCutsAtTheSnapshot) {
 // shared prefix beyond BOS between two of them).
 GenRequest fixed_request(int32_t first, int n, int max_tokens) {
   GenRequest r;
-  r.prompt.push_back(tiny().tok->bos_id());
+  r.prompt.push_back(embedded_model().tok->bos_id());
   r.prompt.push_back(first);
   for (int i = 2; i < n; ++i) r.prompt.push_back(1000 + (i * 37) % 500);
   r.max_tokens = max_tokens;
   r.sampling.temperature = 0.0f;
-  r.sampling.logit_bias.push_back({tiny().tok->eos_id(), -std::numeric_limits<float>::infinity()});  // runs to max_tokens
+  r.sampling.logit_bias.push_back({embedded_model().tok->eos_id(), -std::numeric_limits<float>::infinity()});  // runs to max_tokens
   r.snapshot_at = {int64_t(n) - 1};
   return r;
 }
@@ -180,7 +165,7 @@ GenRequest fixed_request(int32_t first, int n, int max_tokens) {
 // Admission reserves what a sequence's state really holds at its longest (the state's own
 // bytes(), cache::state_bytes_at): reference numerics store 194 B KV rows here, not 4 B a value.
 TEST(Scheduler, AdmissionReservesTheStateBytes) {
-  Scheduler s(*tiny().fp, *tiny().tok, config(1));
+  Scheduler s(*embedded_model().fp, *embedded_model().tok, config(1));
   const GenRequest r = fixed_request(300, 150, 120);
   const size_t need = s.reservation(r);
   auto job = s.submit(r);
@@ -202,9 +187,9 @@ TEST(Scheduler, AdmissionReservesTheStateBytes) {
 // --kv-mb: with room for exactly two reservations, two of four equal requests run, then the rest.
 TEST(Scheduler, AdmissionFitsTheBudget) {
   SchedulerConfig c = config(4);
-  const size_t need = Scheduler(*tiny().fp, *tiny().tok, c).reservation(fixed_request(300, 60, 20));
+  const size_t need = Scheduler(*embedded_model().fp, *embedded_model().tok, c).reservation(fixed_request(300, 60, 20));
   c.kv_budget_bytes = 2 * need + need / 2;
-  Scheduler s(*tiny().fp, *tiny().tok, c);
+  Scheduler s(*embedded_model().fp, *embedded_model().tok, c);
   std::vector<std::shared_ptr<Job>> jobs;
   for (int i = 0; i < 4; ++i) {
     EXPECT_EQ(s.reservation(fixed_request(300 + i, 60, 20)), need);
@@ -227,7 +212,7 @@ TEST(Scheduler, CacheDirSurvivesARestart) {
   r.snapshot_at = {int64_t(r.prompt.size()) - 1};
   Result first;
   {
-    Scheduler s(*tiny().fp, *tiny().tok, c);
+    Scheduler s(*embedded_model().fp, *embedded_model().tok, c);
     first = run_jobs(s, {s.submit(r)})[0];
     EXPECT_EQ(first.cached, 0);
   }
@@ -238,7 +223,7 @@ TEST(Scheduler, CacheDirSurvivesARestart) {
     std::fputs(ext[1] == 'm' ? "DSV4PCM1 and the rest of an old file" : "DSV4STAT", f);
     std::fclose(f);
   }
-  Scheduler s(*tiny().fp, *tiny().tok, c);
+  Scheduler s(*embedded_model().fp, *embedded_model().tok, c);
   EXPECT_FALSE(std::filesystem::exists(dir + "/00000000000000ff.meta"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/00000000000000ff.state"));
   const Result again = run_jobs(s, {s.submit(r)})[0];
@@ -250,7 +235,7 @@ TEST(Scheduler, CacheDirSurvivesARestart) {
   b.prompt.back() = 42;
   b.prompt.push_back(100);
   {
-    Scheduler s2(*tiny().fp, *tiny().tok, c);
+    Scheduler s2(*embedded_model().fp, *embedded_model().tok, c);
     EXPECT_EQ(run_jobs(s2, {s2.submit(b)})[0].cached, int(r.prompt.size()) - 1);
   }
   // A corrupted file is skipped, not trusted.
@@ -261,7 +246,7 @@ TEST(Scheduler, CacheDirSurvivesARestart) {
     std::fputc(0x5a, f);
     std::fclose(f);
   }
-  Scheduler broken(*tiny().fp, *tiny().tok, c);
+  Scheduler broken(*embedded_model().fp, *embedded_model().tok, c);
   const Result cold = run_jobs(broken, {broken.submit(r)})[0];
   EXPECT_EQ(cold.cached, 0);
   EXPECT_EQ(cold.tokens, first.tokens);
@@ -269,7 +254,7 @@ TEST(Scheduler, CacheDirSurvivesARestart) {
 }
 
 TEST(Scheduler, CancelFreesTheSequence) {
-  Scheduler s(*tiny().fp, *tiny().tok, config(2));
+  Scheduler s(*embedded_model().fp, *embedded_model().tok, config(2));
   auto job = s.submit(make_request(kPrompts[0], 500));
   auto other = s.submit(make_request(kPrompts[1], 8));
   int seen = 0;
@@ -293,25 +278,25 @@ TEST(Scheduler, CancelFreesTheSequence) {
 }
 
 TEST(Scheduler, ForcedToolCallClosesTheBlock) {
-  Scheduler s(*tiny().fp, *tiny().tok, config(1));
+  Scheduler s(*embedded_model().fp, *embedded_model().tok, config(1));
   GenRequest r = make_request("Weather?", 8);
   r.forced_tool = std::make_shared<ForcedToolCall>();
   r.forced_tool->tools.push_back({"get_weather", {{"city", ParamKind::string}, {"days", ParamKind::integer}}});
   const Result res = run_jobs(s, {s.submit(r)})[0];
   EXPECT_EQ(res.finish, FinishReason::tool_calls);
-  const std::string text = tiny().tok->decode(res.tokens);
+  const std::string text = embedded_model().tok->decode(res.tokens);
   EXPECT_NE(text.find("<｜DSML｜invoke name=\"get_weather\">"), std::string::npos) << text;
   EXPECT_NE(text.find("<｜DSML｜parameter name=\"days\" string=\"false\">"), std::string::npos) << text;
   EXPECT_NE(text.find("</｜DSML｜tool_calls>"), std::string::npos) << text;
-  EXPECT_EQ(res.tokens.back(), tiny().tok->eos_id());
+  EXPECT_EQ(res.tokens.back(), embedded_model().tok->eos_id());
 }
 
 // Anthropic thinking.budget_tokens: after `reasoning_budget` reasoning tokens the engine writes
 // </think> itself and the answer follows.
 TEST(Scheduler, ReasoningBudgetClosesTheThinkingBlock) {
-  const int32_t think_end = tiny().tok->token_id("</think>");
+  const int32_t think_end = embedded_model().tok->token_id("</think>");
   for (int budget : {0, 3, 6}) {
-    Scheduler s(*tiny().fp, *tiny().tok, config(1));
+    Scheduler s(*embedded_model().fp, *embedded_model().tok, config(1));
     GenRequest r = make_request("Why?", 12);
     r.output.mode = OutputMode::chat_thinking;
     r.reasoning_budget = budget;
@@ -325,7 +310,7 @@ TEST(Scheduler, ReasoningBudgetClosesTheThinkingBlock) {
 
 // serve --end-turn-after: EOS is written after N tokens (after the reasoning closed), a normal end.
 TEST(Scheduler, EndTurnAfterWritesEos) {
-  Scheduler s(*tiny().fp, *tiny().tok, config(1));
+  Scheduler s(*embedded_model().fp, *embedded_model().tok, config(1));
   GenRequest r = make_request("Hi", 40);
   r.output.mode = OutputMode::chat_thinking;
   r.reasoning_budget = 3;
@@ -333,13 +318,13 @@ TEST(Scheduler, EndTurnAfterWritesEos) {
   const Result res = run_jobs(s, {s.submit(r)})[0];
   EXPECT_EQ(res.finish, FinishReason::eos);
   ASSERT_EQ(res.tokens.size(), 8u);
-  EXPECT_EQ(res.tokens[3], tiny().tok->token_id("</think>"));
-  EXPECT_EQ(res.tokens.back(), tiny().tok->eos_id());
+  EXPECT_EQ(res.tokens[3], embedded_model().tok->token_id("</think>"));
+  EXPECT_EQ(res.tokens.back(), embedded_model().tok->eos_id());
 }
 
 // The default --ctx of `dsv4 serve`: the longest context whose reservation fits, for N sequences.
 TEST(Scheduler, ContextForBudget) {
-  const cache::StateShape shape = tiny().fp->state_shape();
+  const cache::StateShape shape = embedded_model().fp->state_shape();
   const cache::StateBytesOptions full{.per_page = true, .snapshots = cache::SeqState::kMaxSnapshots};
   auto bytes = [&](int64_t n) { return cache::state_bytes_at(shape, n, full).total(); };
   EXPECT_EQ(context_for_budget(shape, size_t(8) << 30, 4, 1 << 20), 1 << 20);  // the tiny state fits 1M x 4
@@ -357,23 +342,23 @@ TEST(Scheduler, ContextForBudget) {
 // Structured output through the scheduler: the answer is JSON of the schema and ends with EOS
 // within max_tokens (greedy on random weights: only the constraint makes it valid).
 TEST(Scheduler, ResponseSchemaGivesValidJson) {
-  Scheduler s(*tiny().fp, *tiny().tok, config(1));
+  Scheduler s(*embedded_model().fp, *embedded_model().tok, config(1));
   GenRequest r = make_request("Fill the form.", 24);
   r.response_schema = text::compile_json_schema(text::Json::parse(
       R"({"type":"object","properties":{"ok":{"type":"boolean"},"n":{"enum":[3,5]}},"required":["ok","n"],"additionalProperties":false})"));
   const Result res = run_jobs(s, {s.submit(r)})[0];
   EXPECT_EQ(res.finish, FinishReason::eos);
   ASSERT_FALSE(res.tokens.empty());
-  EXPECT_EQ(res.tokens.back(), tiny().tok->eos_id());
+  EXPECT_EQ(res.tokens.back(), embedded_model().tok->eos_id());
   EXPECT_LE(res.tokens.size(), 24u);
-  const std::string text = tiny().tok->decode(std::span<const int32_t>(res.tokens.data(), res.tokens.size() - 1));
+  const std::string text = embedded_model().tok->decode(std::span<const int32_t>(res.tokens.data(), res.tokens.size() - 1));
   EXPECT_TRUE(std::regex_match(text, std::regex(R"re(\{"ok": ?(true|false), ?"n": ?[35]\})re"))) << text;
 }
 
 TEST(Scheduler, QueueFullRejects) {
   SchedulerConfig c = config(1);
   c.queue_capacity = 2;
-  Scheduler s(*tiny().fp, *tiny().tok, c);
+  Scheduler s(*embedded_model().fp, *embedded_model().tok, c);
   EXPECT_TRUE(s.submit(make_request("a", 1)));
   EXPECT_TRUE(s.submit(make_request("b", 1)));
   EXPECT_FALSE(s.submit(make_request("c", 1)));
@@ -390,7 +375,7 @@ TEST(Scheduler, CacheDirHygieneAtStart) {
   SchedulerConfig c = config(1);
   c.cache_dir = dir;
   {
-    Scheduler s(*tiny().fp, *tiny().tok, c);
+    Scheduler s(*embedded_model().fp, *embedded_model().tok, c);
     for (int i = 0; i < 3; ++i) run_jobs(s, {s.submit(make_request(kPrompts[i], 4))});
   }
   auto count = [&](const char* ext) {
@@ -412,7 +397,7 @@ TEST(Scheduler, CacheDirHygieneAtStart) {
     std::fclose(f);
   }
   {
-    Scheduler s(*tiny().fp, *tiny().tok, c);  // returns: neither the FIFO nor the link stops it
+    Scheduler s(*embedded_model().fp, *embedded_model().tok, c);  // returns: neither the FIFO nor the link stops it
     EXPECT_EQ(s.stats().cache_entries.load(), uint64_t(entries));
   }
   EXPECT_TRUE(fs::is_symlink(dir + "/00000000000000aa.meta"));  // skipped, not touched
@@ -427,7 +412,7 @@ TEST(Scheduler, CacheDirHygieneAtStart) {
   c.cache_budget_bytes = size_t(one) + one / 2;
   c.cache_fsync = false;
   {
-    Scheduler s(*tiny().fp, *tiny().tok, c);
+    Scheduler s(*embedded_model().fp, *embedded_model().tok, c);
     EXPECT_LE(s.stats().cache_entries.load(), 1u);
   }
   EXPECT_LE(count(".meta"), 1);

@@ -33,6 +33,7 @@
 #include "model/forward.h"
 #include "model/weights.h"
 #include "text/tokenizer.h"
+#include "tiny_fixture.h"
 
 namespace dsv4::server {
 namespace {
@@ -40,30 +41,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-struct Tiny {
-  std::unique_ptr<model::Model> model;
-  std::unique_ptr<text::Tokenizer> tok;
-  std::unique_ptr<model::ForwardPass> fp;
-};
-
-Tiny& tiny() {
-  static Tiny t = [] {
-    Tiny x;
-    const std::string dir = engine::default_model_dir();
-    x.model = model::Model::load(dir);
-    x.tok = std::make_unique<text::Tokenizer>(text::Tokenizer::load(dir));
-    x.fp = std::make_unique<model::ForwardPass>(*x.model, model::Numerics::reference);
-    return x;
-  }();
-  return t;
-}
+using test::embedded_model;
 
 struct TestServer {
   engine::Scheduler sched;
   HttpServer http;
   std::thread th;
   TestServer(engine::SchedulerConfig sc, ServerOptions so)
-      : sched(*tiny().fp, *tiny().tok, sc), http(sched, *tiny().tok, fill(so, sc)) {
+      : sched(*embedded_model().fp, *embedded_model().tok, sc), http(sched, *embedded_model().tok, fill(so, sc)) {
     EXPECT_TRUE(http.bind());
     sched.start();
     th = std::thread([this] { http.serve(); });
