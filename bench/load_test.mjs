@@ -7,41 +7,16 @@
 //
 // Without --url it starts `dsv4 serve --port 0 --parallel <clients>` itself (the embedded model
 // unless --model) and stops it at the end. Uses plain fetch + SSE parsing (no npm packages).
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { parseArgs, rssMiB, startServer } from './serve_child.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => {
-  if (v.startsWith('--')) a.push([v.slice(2), all[i + 1]]);
-  return a;
-}, []));
+const args = parseArgs();
 const clients = Number(args.clients ?? 32);
 const seconds = Number(args.seconds ?? 120);
 const maxTokens = Number(args['max-tokens'] ?? 64);
 
-async function start() {
-  if (args.url) return { base: args.url, pid: null, stop: async () => {} };
-  // Every request leaves two prefix-cache entries (prompt end, final state): RSS grows until the
-  // cache budget is full and must stay flat after that.
-  const cmd = [ 'serve', '--port', '0', '--parallel', String(clients), '--queue', String(clients * 2), '--quiet',
-    '--cache-mb', String(args['cache-mb'] ?? 512) ];
-  if (args.model) cmd.push('--model', args.model);
-  const proc = spawn(args.binary ?? 'build/dsv4', cmd, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const port = await new Promise((resolve, reject) => {
-    const on = (d) => { log += d; const m = log.match(/listening on http:\/\/[\d.]+:(\d+)/); if (m) resolve(Number(m[1])); };
-    proc.stderr.on('data', on);
-    proc.stdout.on('data', on);
-    proc.on('exit', (c) => reject(new Error('server exited ' + c + '\n' + log)));
-  });
-  return { base: `http://127.0.0.1:${port}`, pid: proc.pid,
-    stop: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.on('exit', r)); } };
-}
-
-function rssMiB(pid) {
-  if (!pid) return NaN;
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
-  return m ? Number(m[1]) / 1024 : NaN;
-}
+// Every request leaves two prefix-cache entries (prompt end, final state): RSS grows until the
+// cache budget is full and must stay flat after that.
+const start = () => startServer(args, { parallel: clients, queue: clients * 2, cacheMb: args['cache-mb'] ?? 512 });
 
 // One streaming request; returns {ok, tokens, decodeMs} (decode time = first to last token).
 async function streamOne(base, i) {

@@ -8,43 +8,16 @@
 //
 // Without --url it starts `dsv4 serve --port 0` itself (the embedded model unless --model) and
 // stops it (SIGTERM) at the end. Plain fetch + SSE parsing: no npm packages.
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { parseArgs, rssMiB, startServer } from './serve_child.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => {
-  if (v.startsWith('--')) a.push([v.slice(2), all[i + 1]]);
-  return a;
-}, []));
+const args = parseArgs();
 const clients = Number(args.clients ?? 64);
 const minutes = Number(args.minutes ?? 10);
 const maxTokens = Number(args['max-tokens'] ?? 48);
 const parallel = Number(args.parallel ?? 16);
 const queue = Number(args.queue ?? 64);
 
-async function start() {
-  if (args.url) return { base: args.url, pid: null, stop: async () => {} };
-  const cmd = ['serve', '--port', '0', '--parallel', String(parallel), '--queue', String(queue), '--quiet',
-    '--cache-mb', String(args['cache-mb'] ?? 256)];
-  if (args.model) cmd.push('--model', args.model);
-  const proc = spawn(args.binary ?? 'build/dsv4', cmd, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const port = await new Promise((resolve, reject) => {
-    const on = (d) => { log += d; const m = log.match(/listening on http:\/\/[\d.]+:(\d+)/); if (m) resolve(Number(m[1])); };
-    proc.stderr.on('data', on);
-    proc.stdout.on('data', on);
-    proc.on('exit', (c) => reject(new Error('server exited ' + c + '\n' + log)));
-  });
-  return { base: `http://127.0.0.1:${port}`, pid: proc.pid,
-    stop: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.on('exit', r)); } };
-}
-
-function rssMiB(pid) {
-  if (!pid) return NaN;
-  try {
-    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch { return NaN; }
-}
+const start = () => startServer(args, { parallel, queue, cacheMb: args['cache-mb'] ?? 256 });
 
 // One streaming chat request, every frame checked. Returns {ok, why, ttft, total, tokens}.
 async function streamOne(base, i) {
