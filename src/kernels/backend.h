@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/index_score.h"
 #include "kernels/linear.h"
 
 namespace dsv4::kernels {
@@ -48,6 +49,14 @@ class RowSource {
   virtual int64_t rows() const = 0;
   // Row j decoded as fp32 into dst[0], dst[stride], dst[2*stride], ...
   virtual void decode_strided(int64_t j, float* dst, int64_t stride) const = 0;
+  // Rows j0 .. j0 + n - 1 (n <= kIndexTile) into one transposed tile: value d of row j0 + l to
+  // dst[d * ld + l], lanes n .. kIndexTile - 1 set to 0 (ld >= kIndexTile). The default decodes
+  // row by row; a source whose format has a whole-tile decoder uses it (same values).
+  virtual void decode_tile(int64_t j0, int64_t n, int64_t width, float* dst, int64_t ld) const {
+    for (int64_t l = 0; l < n; ++l) decode_strided(j0 + l, dst + l, ld);
+    for (int64_t d = 0; d < width; ++d)
+      for (int64_t l = n; l < kIndexTile; ++l) dst[d * ld + l] = 0.f;
+  }
 };
 
 class Backend {

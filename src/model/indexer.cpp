@@ -31,6 +31,11 @@ class IndexKeys final : public kernels::RowSource {
   void decode_strided(int64_t j, float* dst, int64_t stride) const override {
     rows_.codec().decode_strided(rows_.raw(j), dst, stride);
   }
+  void decode_tile(int64_t j0, int64_t n, int64_t, float* dst, int64_t ld) const override {
+    const uint8_t* in[kernels::kIndexTile];
+    for (int64_t l = 0; l < n; ++l) in[l] = rows_.raw(j0 + l);
+    rows_.codec().decode_tile(in, n, dst, ld);
+  }
 
  private:
   const cache::PagedRows& rows_;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -136,6 +137,54 @@ TEST(IndexScores, Fp4InputsGiveExactScores) {
   }
   EXPECT_GT(positive, 0);
   EXPECT_LT(positive, T);  // both sides of the ReLU exercised
+}
+
+}  // namespace
+}  // namespace dsv4::kernels
+
+namespace dsv4::kernels {
+namespace {
+
+// decode_fp4_keys_transposed against the scalar formula (e2m1 table x e8m0 scale) bit for bit,
+// every code and scale exponent (those > 128 take the scalar fallback), lanes past n zeroed.
+TEST(DecodeFp4Keys, TransposedTileEqualsScalarDecode) {
+  std::mt19937 rng(5);
+  const uint8_t scales[] = {0, 1, 60, 120, 127, 128, 129, 200, 254, 255};
+  for (int Di : {32, 128}) {
+    for (int n : {1, 5, 8, 13, 16}) {
+      const int bytes = Di / 2 + Di / 32;
+      std::vector<std::vector<uint8_t>> key_bytes(static_cast<size_t>(n), std::vector<uint8_t>(static_cast<size_t>(bytes)));
+      std::vector<const uint8_t*> ptr;
+      for (int l = 0; l < n; ++l) {
+        for (int b = 0; b < Di / 2; ++b) key_bytes[size_t(l)][size_t(b)] = uint8_t(rng());
+        for (int s = 0; s < Di / 32; ++s)
+          key_bytes[size_t(l)][size_t(Di / 2 + s)] = l % 3 == 0 ? scales[(l + s) % 10] : uint8_t(110 + rng() % 20);
+        ptr.push_back(key_bytes[size_t(l)].data());
+      }
+      const int ld = T + 3;
+      std::vector<float> out(size_t(Di * ld), 123.f);
+      decode_fp4_keys_transposed(ptr.data(), n, Di, out.data(), ld);
+      for (int d = 0; d < Di; ++d)
+        for (int l = 0; l < T; ++l) {
+          const float got = out[size_t(d * ld + l)];
+          if (l >= n) {
+            ASSERT_EQ(std::bit_cast<uint32_t>(got), 0u) << "pad lane " << l << " dim " << d;
+            continue;
+          }
+          const uint8_t b = key_bytes[size_t(l)][size_t(d / 2)];
+          const float want = e2m1_to_f32(d % 2 ? uint8_t(b >> 4) : uint8_t(b & 15)) *
+                             e8m0_to_f32(key_bytes[size_t(l)][size_t(Di / 2 + d / 32)]);
+          if (std::isnan(want)) {
+            ASSERT_TRUE(std::isnan(got)) << "key " << l << " dim " << d;
+          } else {
+            ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want))
+                << "Di " << Di << " n " << n << " key " << l << " dim " << d << ": " << got << " vs " << want;
+          }
+        }
+      for (int d = 0; d < Di; ++d)  // columns past the tile untouched
+        for (int l = T; l < ld; ++l) ASSERT_EQ(out[size_t(d * ld + l)], 123.f);
+    }
+  }
 }
 
 }  // namespace

@@ -251,14 +251,8 @@ void CpuBackend::index_topk(const RowSource& keys, const float* q, const float* 
         const int64_t g0 = g * kGroup * T;
         const int64_t g1 = std::min(last_elig, g0 + kGroup * T);
         const int64_t n_tiles = (g1 - g0 + T - 1) / T;
-        for (int64_t j = g0; j < g1; ++j) {
-          const int64_t t = (j - g0) / T, l = (j - g0) % T;
-          keys.decode_strided(j, &kt[size_t((t * di) * T + l)], T);
-        }
-        for (int64_t j = g1; j < g0 + n_tiles * T; ++j) {  // pad the last tile with zeros
-          const int64_t t = (j - g0) / T, l = (j - g0) % T;
-          for (int64_t d = 0; d < di; ++d) kt[size_t((t * di + d) * T + l)] = 0.f;
-        }
+        for (int64_t t = 0; t < n_tiles; ++t)  // the last tile padded with zeros
+          keys.decode_tile(g0 + t * T, std::min(T, g1 - g0 - t * T), di, &kt[size_t(t * di * T)], T);
         // rows that see key g0 (n_eligible > g0): a suffix of the block
         int64_t k0 = 0;
         while (k0 < nb && n_eligible[i + k0] <= g0) ++k0;

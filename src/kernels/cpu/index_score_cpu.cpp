@@ -1,6 +1,7 @@
 // CPU lightning-indexer scoring with GCC vector extensions: 16-, 8- or 4-float vectors as the
 // running ISA holds them in registers (dispatch.h); compiled for each ISA and picked at run time
 // like the matmul kernels.
+#include <bit>
 #include <cstring>
 
 #include "core/dtype.h"
@@ -71,7 +72,61 @@ void scores(const float* kt, int64_t n_tiles, int64_t Di, int64_t Hi, const floa
       score_block<1, H1, W>(kt + t * ts, Di, Hi, q + r * q_stride, q_stride, w + r * w_stride, w_stride,
                             out + r * out_stride + t * kIndexTile, out_stride);
 }
+template <int W>
+struct IVec {
+  typedef int32_t type __attribute__((vector_size(4 * W)));
+};
+
+template <int W>
+DSV4_CLONES void decode_keys_transposed(const uint8_t* const* keys, int64_t n, int64_t Di, float* dst, int64_t ld) {
+  using V = typename Vec<W>::type;
+  using I = typename IVec<W>::type;
+  const int64_t packed = Di / 2;
+  bool odd_scale = false;  // a scale > 2^1: those keys' blocks are redone by the scalar formula
+  for (int64_t l0 = 0; l0 < kIndexTile; l0 += W) {
+    for (int64_t blk = 0; blk < Di / 32; ++blk) {
+      V f = {};  // 2^126 x scale per key (lanes past n: 0)
+      for (int j = 0; j < W; ++j) {
+        if (l0 + j >= n) continue;
+        const uint32_t e = keys[l0 + j][packed + blk];
+        odd_scale |= e > 128;
+        f[j] = e > 128 ? 0.f : std::bit_cast<float>((e + 126u) << 23);
+      }
+      for (int64_t q = 0; q < 4; ++q) {  // words of 8 codes: dims 32 blk + 8 q ..
+        I w = {};
+        for (int j = 0; j < W; ++j)
+          if (l0 + j < n) std::memcpy(&w[j], keys[l0 + j] + 16 * blk + 4 * q, 4);
+        float* out = dst + (32 * blk + 8 * q) * ld + l0;
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {  // nibble k to the top, then sign to bit 31, e1 e0 m to bits 24..22
+          const I t = ((w << (28 - 4 * k)) >> 6) & int32_t(0x81c00000u);
+          const V v = std::bit_cast<V>(t) * f;
+          std::memcpy(out + k * ld, &v, sizeof v);
+        }
+      }
+    }
+  }
+  if (!odd_scale) return;
+  for (int64_t l = 0; l < n; ++l)
+    for (int64_t blk = 0; blk < Di / 32; ++blk) {
+      const uint8_t e = keys[l][packed + blk];
+      if (e <= 128) continue;
+      const float s = e8m0_to_f32(e);
+      for (int64_t d = 32 * blk; d < 32 * blk + 32; ++d) {
+        const uint8_t b = keys[l][d / 2];
+        dst[d * ld + l] = e2m1_to_f32(d % 2 ? uint8_t(b >> 4) : uint8_t(b & 15)) * s;
+      }
+    }
+}
 }  // namespace
+
+void decode_fp4_keys_transposed(const uint8_t* const* keys, int64_t n, int64_t Di, float* dst, int64_t ld) {
+  switch (vector_floats()) {
+    case 16: decode_keys_transposed<16>(keys, n, Di, dst, ld); break;
+    case 8: decode_keys_transposed<8>(keys, n, Di, dst, ld); break;
+    default: decode_keys_transposed<4>(keys, n, Di, dst, ld); break;
+  }
+}
 
 void index_scores_tiles(const float* kt, int64_t n_tiles, int64_t Di, int64_t Hi, const float* q, int64_t q_stride,
                         const float* w, int64_t w_stride, int64_t n_rows, float* out, int64_t out_stride,
