@@ -144,33 +144,50 @@ inline float reduce16(const float* acc) {
 // R weight rows x T tokens of dot products at once (register blocking: each loaded vector is used
 // T or R times), each computed exactly as dot_f32 computes it: lane j of 16 partial sums takes
 // elements i with i % 16 == j in ascending order, the tail goes to lanes 0.., then the same
-// reduction tree. So a (row, token) value does not depend on the batch it is computed in. The 16
-// lanes are 16 / W vectors of W floats, W and the block from dispatch.h's vector_floats():
-// AVX-512 4 x 4 blocks of one 64-byte vector, AVX2 2 x 2 of two 32-byte ones, otherwise 2 x 1 of
-// four 16-byte ones.
+// reduction tree. So a (row, token) value does not depend on the batch it is computed in.
+// dot_block_acc adds columns [0, n) (n a multiple of 16) of R rows x T tokens into their 16
+// partial sums a + t * lda + r * 16, which carry the sums from one column chunk to the next.
+// Lanes p*W .. p*W + W - 1 of every block are independent sums, so it makes one pass per p with
+// R x T accumulators in registers (W from dispatch.h's vector_floats(): AVX-512 4 x 4 blocks of
+// 64-byte vectors in one pass, AVX2 4 x 3 of 32-byte ones in two, otherwise 2 x 1 of 16-byte ones
+// in four).
+// The end of dot_f32's arithmetic on 16 partial sums a of columns [0, nb): columns nb .. n - 1
+// added to lanes 0.., then reduce16. Compiled like the kernels (multiply-adds fused where the ISA
+// has them, as in dot_f32).
+DSV4_CLONES static float dot_finish(const float* w, const float* x, int64_t nb, int64_t n, float* a) {
+  for (int64_t k = nb; k < n; ++k) a[k & 15] += w[k] * x[k];
+  return reduce16(a);
+}
+
 template <int R, int T, int W>
-DSV4_CLONES static void dot_block(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t n, float* out,
-                                  int64_t ldo) {
+DSV4_CLONES static void dot_block_acc(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t n, float* a,
+                                      int64_t lda) {
   using V = typename Vec<W>::type;
   constexpr int P = 16 / W;
-  V acc[R][T][P] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    for (int p = 0; p < P; ++p) {
-      V wv[R], xv[T];
-      for (int r = 0; r < R; ++r) std::memcpy(&wv[r], w + r * ldw + i + p * W, sizeof(V));
-      for (int t = 0; t < T; ++t) std::memcpy(&xv[t], x + t * ldx + i + p * W, sizeof(V));
-      for (int r = 0; r < R; ++r)
-        for (int t = 0; t < T; ++t) acc[r][t][p] += wv[r] * xv[t];
+#pragma GCC unroll 4
+  for (int p = 0; p < P; ++p) {
+    V acc[R][T];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) std::memcpy(&acc[r][t], a + t * lda + r * 16 + p * W, sizeof(V));
+    for (int64_t i = p * W; i < n; i += 16) {
+      V xv[T];
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) std::memcpy(&xv[t], x + t * ldx + i, sizeof(V));
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        V wv;
+        std::memcpy(&wv, w + r * ldw + i, sizeof(V));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) acc[r][t] += wv * xv[t];
+      }
     }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) std::memcpy(a + t * lda + r * 16 + p * W, &acc[r][t], sizeof(V));
   }
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) {
-      float a[16];
-      std::memcpy(a, acc[r][t], sizeof a);
-      for (int64_t k = i; k < n; ++k) a[k & 15] += w[r * ldw + k] * x[t * ldx + k];
-      out[t * ldo + r] = reduce16(a);
-    }
 }
 
 namespace {
@@ -185,43 +202,58 @@ inline float finish(float v, bool out_bf16) {
 
 }  // namespace
 
-// The body of matmul for many tokens: a group of G x R weight rows is decoded into a buffer (sized
-// to stay in L2), then every pair of T tokens runs through the group's R x T register blocks, so
-// the tokens' activations are read from beyond L2 once per group instead of once per R rows.
-// Leftover tokens and rows go through dot_f32 (same arithmetic).
+// The body of matmul for many tokens, a GEMM blocked for the caches: a group of weight rows
+// (kGroupRows, or fewer when a row is long: at most ~192 KiB) is decoded into a buffer (L2), then
+// the columns go in chunks of kChunk: a chunk of the group's rows stays in L1 while every block of T
+// tokens runs through the group's R x T register blocks (dot_block_acc), each (row, token) keeping
+// its 16 partial sums in a buffer between chunks (L2). After the last chunk, the columns past the
+// last 16-column block are added and the partial sums reduced (reduce16): dot_f32's arithmetic.
+// Leftover tokens and rows go through dot_f32 itself.
 template <int R, int T, int W>
 static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin, int64_t lx, int64_t n, float* y,
                            int64_t ldy, const MatmulOpts& opts, bool par) {
   const int64_t in = Wt.in, out = Wt.out;
-  const int64_t rows_per_block = n == 1 ? 1 : R;
-  // blocks per group: the group's decoded rows take at most ~192 KiB
-  const int64_t group = std::clamp<int64_t>((int64_t(192) << 10) / (rows_per_block * std::max<int64_t>(in, 1) * 4), 1, 8);
-  const int64_t n_blocks = (out + rows_per_block - 1) / rows_per_block;
-  const int64_t n_groups = (n_blocks + group - 1) / group;
+  constexpr int64_t kGroupRows = 3 * R, kChunk = 1024;
+  const int64_t group_rows =
+      std::clamp<int64_t>((int64_t(192) << 10) / (std::max<int64_t>(in, 1) * 4) / R * R, R, kGroupRows);
+  const int64_t n_groups = (out + group_rows - 1) / group_rows;
+  const int64_t nb = in / 16 * 16, n_full = n / T * T;  // columns in 16-blocks, tokens in T-blocks
+  // decoded rows padded to an odd number of 64-byte lines: rows 4 KiB apart share L1 sets
+  const int64_t ldw = (in + 15) / 16 * 16 + ((in + 15) / 16 % 2 ? 0 : 16);
   pool.for_ranges(n_groups, [&](int64_t g0, int64_t g1, int) {
-    thread_local std::vector<float> wblk;  // kept: a decode step allocates nothing
-    resize_with_context(wblk, size_t(group * rows_per_block * in));
-    float tile[R * T];
+    thread_local std::vector<float> wblk_mem, part;  // kept: a decode step allocates nothing
+    resize_with_context(wblk_mem, size_t(group_rows * ldw + 16));
+    // 64-byte aligned: 32-byte vector loads from 16-byte aligned rows would split cache lines
+    float* const wblk = wblk_mem.data() + (16 - (reinterpret_cast<uintptr_t>(wblk_mem.data()) / 4) % 16) % 16;
+    resize_with_context(part, size_t(n_full * group_rows * 16));
     auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r] = finish(v, opts.out_bf16); };
     for (int64_t g = g0; g < g1; ++g) {
-      const int64_t r_lo = g * group * rows_per_block, r_hi = std::min(out, r_lo + group * rows_per_block);
-      for (int64_t r = r_lo; r < r_hi; ++r) Wt.decode_row(r, &wblk[size_t((r - r_lo) * in)]);
+      const int64_t r_lo = g * group_rows, r_hi = std::min(out, r_lo + group_rows);
+      for (int64_t r = r_lo; r < r_hi; ++r) Wt.decode_row(r, wblk + (r - r_lo) * ldw);
       if (opts.weight_bf16)
-        for (int64_t i = 0; i < (r_hi - r_lo) * in; ++i) wblk[size_t(i)] = round_bf16(wblk[size_t(i)]);
+        for (int64_t r = 0; r < r_hi - r_lo; ++r)
+          for (int64_t i = 0; i < in; ++i) wblk[r * ldw + i] = round_bf16(wblk[r * ldw + i]);
       const int64_t full_hi = r_lo + (r_hi - r_lo) / R * R;  // rows in whole R-blocks
-      int64_t t = 0;
-      if (rows_per_block == R) {
-        for (; t + T <= n; t += T)
-          for (int64_t r0 = r_lo; r0 < full_hi; r0 += R) {
-            dot_block<R, T, W>(&wblk[size_t((r0 - r_lo) * in)], in, xin + t * lx, lx, in, tile, R);
-            for (int64_t k = 0; k < T; ++k)
-              for (int64_t i = 0; i < R; ++i) put(t + k, r0 + i, tile[k * R + i]);
+      const int64_t rows_g = full_hi - r_lo;
+      if (rows_g > 0 && n_full > 0) {
+        // partial sums of (row r_lo + i, token t) at part[(t * rows_g + i) * 16]
+        std::fill(part.begin(), part.begin() + n_full * rows_g * 16, 0.f);
+        for (int64_t c0 = 0; c0 < nb; c0 += kChunk) {
+          const int64_t nc = std::min(kChunk, nb - c0);
+          for (int64_t t = 0; t < n_full; t += T)
+            for (int64_t i = 0; i < rows_g; i += R)
+              dot_block_acc<R, T, W>(wblk + i * ldw + c0, ldw, xin + t * lx + c0, lx, nc,
+                                     part.data() + (t * rows_g + i) * 16, rows_g * 16);
+        }
+        for (int64_t t = 0; t < n_full; ++t)
+          for (int64_t i = 0; i < rows_g; ++i) {
+            put(t, r_lo + i, dot_finish(wblk + i * ldw, xin + t * lx, nb, in, part.data() + (t * rows_g + i) * 16));
           }
       }
       // tokens past the last whole T-block (all rows), and rows past the last whole R-block
       for (int64_t tt = 0; tt < n; ++tt)
-        for (int64_t r = (tt < t ? full_hi : r_lo); r < r_hi; ++r)
-          put(tt, r, dot_f32(&wblk[size_t((r - r_lo) * in)], xin + tt * lx, in));
+        for (int64_t r = (tt < n_full ? full_hi : r_lo); r < r_hi; ++r)
+          put(tt, r, dot_f32(wblk + (r - r_lo) * ldw, xin + tt * lx, in));
     }
   }, par ? 2 : n_groups + 1);
 }
@@ -230,7 +262,7 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
 //
 // Decode (n = 1) streams every weight byte once, so converting rows into a buffer first (above) is
 // what bounds it. These kernels decode one vector of codes at a time in registers and multiply it
-// straight into the accumulators, with dot_block's arithmetic: lane sum e % 16 takes element e of
+// straight into the accumulators, with dot_block_acc's arithmetic: lane sum e % 16 takes element e of
 // every 16-column block in ascending order, the tail goes to lanes 0.., then reduce16. Inside a
 // block the decoded vectors hold the elements in the order the bit tricks produce them
 // (lane_elem), so the activations are copied once per call into that order and the accumulators
@@ -750,7 +782,7 @@ void matmul(ThreadPool& pool, const Linear& W, const float* x, int64_t n, int64_
   }
   switch (vector_floats()) {  // register blocks that fit each ISA's register file
     case 16: matmul_blocked<4, 4, 16>(pool, W, xin, lx, n, y, ldy, opts, par); break;
-    case 8: matmul_blocked<2, 2, 8>(pool, W, xin, lx, n, y, ldy, opts, par); break;
+    case 8: matmul_blocked<4, 3, 8>(pool, W, xin, lx, n, y, ldy, opts, par); break;
     default: matmul_blocked<2, 1, 4>(pool, W, xin, lx, n, y, ldy, opts, par); break;
   }
 }
