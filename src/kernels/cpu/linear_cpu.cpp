@@ -141,6 +141,14 @@ inline float reduce16(const float* acc) {
 }
 }  // namespace
 
+// The end of dot_f32's arithmetic on 16 partial sums a of columns [0, nb): columns nb .. n - 1
+// added to lanes 0.., then reduce16. Compiled like the kernels (multiply-adds fused where the ISA
+// has them, as in dot_f32).
+DSV4_CLONES static float dot_finish(const float* w, const float* x, int64_t nb, int64_t n, float* a) {
+  for (int64_t k = nb; k < n; ++k) a[k & 15] += w[k] * x[k];
+  return reduce16(a);
+}
+
 // R weight rows x T tokens of dot products at once (register blocking: each loaded vector is used
 // T or R times), each computed exactly as dot_f32 computes it: lane j of 16 partial sums takes
 // elements i with i % 16 == j in ascending order, the tail goes to lanes 0.., then the same
@@ -151,14 +159,6 @@ inline float reduce16(const float* acc) {
 // R x T accumulators in registers (W from dispatch.h's vector_floats(): AVX-512 4 x 4 blocks of
 // 64-byte vectors in one pass, AVX2 4 x 3 of 32-byte ones in two, otherwise 2 x 1 of 16-byte ones
 // in four).
-// The end of dot_f32's arithmetic on 16 partial sums a of columns [0, nb): columns nb .. n - 1
-// added to lanes 0.., then reduce16. Compiled like the kernels (multiply-adds fused where the ISA
-// has them, as in dot_f32).
-DSV4_CLONES static float dot_finish(const float* w, const float* x, int64_t nb, int64_t n, float* a) {
-  for (int64_t k = nb; k < n; ++k) a[k & 15] += w[k] * x[k];
-  return reduce16(a);
-}
-
 template <int R, int T, int W>
 DSV4_CLONES static void dot_block_acc(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t n, float* a,
                                       int64_t lda) {
@@ -281,6 +281,10 @@ template <int W>
 struct IVec {
   typedef int32_t type __attribute__((vector_size(4 * W)));
 };
+template <int W>
+struct HVec {  // the same bytes as 16-bit lanes
+  typedef int16_t type __attribute__((vector_size(4 * W)));
+};
 
 // Raw decodes, exact: e4m3 -> fp32 bits of value * 2^-120; e2m1 -> value * 2^-126.
 inline float e4m3_raw(uint8_t b) {
@@ -290,7 +294,8 @@ inline float e2m1_raw(uint32_t c) { return std::bit_cast<float>(((c & 8u) << 28)
 
 // Element (0..15 of a 16-column block) that lane j of decoded vector p holds. The block's codes are
 // loaded as 32-bit words repeated across the vector; each lane shifts its code to the top:
-//  FP8 (4 codes a word): lane j reads word j % 4, byte p * W/4 + j / 4;
+//  FP8 (4 codes a word): lane j reads word j % 4, byte p * W/4 + j / 4 (W = 8: byte 3 - 2p for
+//  lanes 0-3, 2 - 2p for lanes 4-7);
 //  FP4 (8 codes a word): lane j reads word j % 2, nibble p * W/2 + j / 2;
 //  bf16 (2 a word): lane j reads word (q * W + j) % 8 of the 8, the even element for p = 2q and
 //  the odd one for p = 2q + 1 (W <= 8); for W = 16 lanes 8.. take the odd ones;
@@ -298,7 +303,7 @@ inline float e2m1_raw(uint32_t c) { return std::bit_cast<float>(((c & 8u) << 28)
 template <WeightFormat F, int W>
 constexpr int lane_elem(int p, int j) {
   if constexpr (F == WeightFormat::fp8_block128) {
-    if constexpr (W == 8) return 8 * p + 4 * (j % 2) + j / 2;
+    if constexpr (W == 8) return 4 * (j % 4) + (j < 4) + 2 * (1 - p);  // see fp8_decode_block
     return 4 * (j % 4) + p * (W / 4) + j / 4;
   } else if constexpr (F == WeightFormat::fp4_block32) {
     return 8 * (j % 2) + p * (W / 2) + j / 2;
@@ -311,7 +316,7 @@ constexpr int lane_elem(int p, int j) {
 }
 
 // Codes at p as 32-bit words repeated over a vector: lane j gets word j % NW (NW = 2: one 8-byte
-// load broadcast; NW = 4: 16 bytes, W = 4 or 16 only).
+// load broadcast; NW = 4: 16 bytes).
 template <int W, int NW>
 inline typename IVec<W>::type load_words(const uint8_t* p) {
   using I = typename IVec<W>::type;
@@ -324,8 +329,14 @@ inline typename IVec<W>::type load_words(const uint8_t* p) {
     typedef int32_t Q __attribute__((vector_size(16)));
     Q q;
     std::memcpy(&q, p, 16);
-    if constexpr (W == 4) return q;
-    else return __builtin_shufflevector(q, q, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+    if constexpr (W == 4) {
+      return q;
+    } else if constexpr (W == 8) {  // as 128-bit elements: one broadcast load (vbroadcasti128)
+      unsigned __int128 u;
+      std::memcpy(&u, p, 16);
+      typedef unsigned __int128 D __attribute__((vector_size(32)));
+      return std::bit_cast<I>(D{u, u});
+    } else return __builtin_shufflevector(q, q, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
   }
 }
 
@@ -333,11 +344,61 @@ template <WeightFormat F, int W>
 constexpr typename IVec<W>::type lane_shifts(int p) {
   typename IVec<W>::type sh = {};
   for (int j = 0; j < W; ++j) {
-    if constexpr (F == WeightFormat::fp8_block128) sh[j] = 24 - 8 * (W == 8 ? j / 2 : p * (W / 4) + j / 4);
+    if constexpr (F == WeightFormat::fp8_block128) sh[j] = 24 - 8 * (p * (W / 4) + j / 4);
     else if constexpr (F == WeightFormat::fp4_block32) sh[j] = 28 - 4 * (p * (W / 2) + j / 2);
     else sh[j] = (W == 16 ? j / 8 : p % 2) ? 0 : 16;  // bf16: even elements shift up, odd are masked
   }
   return sh;
+}
+
+// The FP4 codes of a 16-column block (src as load_words gives them) decoded into its 16 / W
+// vectors, times f = 2^126 x the block's scale. Vectors p and p + P/2 hold nibbles 16 bits apart
+// in the same words, so one shift brings both up (p + P/2's nibble to the top of each lane, p's to
+// the top of its low half) and one 16-bit arithmetic shift spreads both signs: 3 shifts and 2 masks
+// for 2 vectors instead of 4 and 2.
+template <int W>
+__attribute__((always_inline)) inline void fp4_decode_block(typename IVec<W>::type src, float f,
+                                                            typename Vec<W>::type* wv) {
+  using V = typename Vec<W>::type;
+  using I = typename IVec<W>::type;
+  constexpr int P = 16 / W;
+  constexpr int32_t kMask = int32_t(0x81c00000u);  // sign, e1 e0 m at the bottom of the exponent
+  if constexpr (P >= 2) {
+    using H = typename HVec<W>::type;
+#pragma GCC unroll 2
+    for (int p = 0; p < P / 2; ++p) {
+      const I u = std::bit_cast<I>(std::bit_cast<H>(src << lane_shifts<WeightFormat::fp4_block32, W>(p + P / 2)) >> 6);
+      wv[p + P / 2] = std::bit_cast<V>(u & kMask) * f;
+      wv[p] = std::bit_cast<V>((u << 16) & kMask) * f;
+    }
+  } else {
+    wv[0] = std::bit_cast<V>(((src << lane_shifts<WeightFormat::fp4_block32, W>(0)) >> 6) & kMask) * f;
+  }
+}
+
+// The e4m3 codes of a 16-column block (c) decoded into its 16 / W vectors as fp32 values times
+// 2^-120 (the scale and 2^120 are folded into x). With 32-byte vectors the block's 16 bytes go to
+// both halves; lanes 0-3 keep their word, lanes 4-7 shift it up a byte, so bytes 3 and 1 (lanes
+// 0-3) or 2 and 0 (lanes 4-7) sit at the tops of the two 16-bit halves, and one 16-bit arithmetic
+// shift decodes both vectors' sign, exponent and mantissa: 3 shifts and 2 masks for 2 vectors
+// instead of 4 and 2 (lane_elem<fp8, 8>).
+template <int W>
+__attribute__((always_inline)) inline void fp8_decode_block(const uint8_t* c, typename Vec<W>::type* wv) {
+  using V = typename Vec<W>::type;
+  using I = typename IVec<W>::type;
+  constexpr int32_t kMask = int32_t(0x87f00000u);  // sign, exponent and mantissa of an e4m3
+  if constexpr (W == 8) {
+    using H = typename HVec<W>::type;
+    const I up = {0, 0, 0, 0, 8, 8, 8, 8};
+    const I u = std::bit_cast<I>(std::bit_cast<H>(load_words<W, 4>(c) << up) >> 4);
+    wv[0] = std::bit_cast<V>(u & kMask);
+    wv[1] = std::bit_cast<V>((u << 16) & kMask);
+  } else {
+    const I src = load_words<W, 4>(c);
+#pragma GCC unroll 4
+    for (int p = 0; p < 16 / W; ++p)
+      wv[p] = std::bit_cast<V>(((src << lane_shifts<WeightFormat::fp8_block128, W>(p)) >> 4) & kMask);
+  }
 }
 
 // Position of element e in the lanes (inverse of lane_elem).
@@ -396,10 +457,7 @@ DSV4_CLONES void fused_block(const RowPtr* rp, const float* x, int64_t ldx, int6
         V wv[R][P];
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
-          const I src = load_words<W, 2>(c[r] + 8 * h);
-#pragma GCC unroll 4
-          for (int p = 0; p < P; ++p)
-            wv[r][p] = std::bit_cast<V>(((src << lane_shifts<F, W>(p)) >> 6) & int32_t(0x81c00000u)) * f[r];
+          fp4_decode_block<W>(load_words<W, 2>(c[r] + 8 * h), f[r], wv[r]);
         }
 #pragma GCC unroll 4
         for (int p = 0; p < P; ++p) {
@@ -439,20 +497,10 @@ DSV4_CLONES void fused_block(const RowPtr* rp, const float* x, int64_t ldx, int6
           wv[r][p] = std::bit_cast<V>(v);
         }
       } else if constexpr (F == WeightFormat::fp8_block128) {
-        const uint8_t* c = static_cast<const uint8_t*>(rp[r].w) + i;
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p) {
-          I src;
-          if constexpr (W == 8) src = load_words<W, 2>(c + 8 * p);
-          else src = load_words<W, 4>(c);
-          wv[r][p] = std::bit_cast<V>(((src << lane_shifts<F, W>(p)) >> 4) & int32_t(0x87f00000u));
-        }
+        fp8_decode_block<W>(static_cast<const uint8_t*>(rp[r].w) + i, wv[r]);
       } else {
-        const I src = load_words<W, 2>(static_cast<const uint8_t*>(rp[r].w) + i / 2);
         const float f = std::bit_cast<float>(uint32_t(rp[r].s[i / 32] + 126u) << 23);  // 2^126 * scale
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p)
-          wv[r][p] = std::bit_cast<V>(((src << lane_shifts<F, W>(p)) >> 6) & int32_t(0x81c00000u)) * f;
+        fp4_decode_block<W>(load_words<W, 2>(static_cast<const uint8_t*>(rp[r].w) + i / 2), f, wv[r]);
       }
     }
 #pragma GCC unroll 4
