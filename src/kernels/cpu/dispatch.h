@@ -28,6 +28,23 @@ struct Vec {
   typedef float type __attribute__((vector_size(4 * W)));
 };
 
+// Helpers that take or return vectors must be inlined into each clone (DSV4_VEC_INLINE): a call
+// between code compiled for different ISAs passes 32- and 64-byte vectors differently (GCC's
+// -Wpsabi), which breaks unoptimised (-O0, sanitizer) builds, where nothing is inlined unasked.
+#define DSV4_VEC_INLINE __attribute__((always_inline)) inline
+
+// A vector's bytes as another type of the same size (std::bit_cast is a call at -O0, see above).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"  // always inlined: no vector crosses a call
+template <class To, class From>
+DSV4_VEC_INLINE To vec_cast(const From& f) {
+  static_assert(sizeof(To) == sizeof(From));
+  To t;
+  __builtin_memcpy(&t, &f, sizeof t);
+  return t;
+}
+#pragma GCC diagnostic pop
+
 // The vector width, in floats, that the running clones handle in registers: 16 when the AVX-512
 // clones run, 8 for AVX2, 4 otherwise (SSE2 baseline, ARM64 NEON). GCC keeps vector values wider
 // than the ISA's registers in memory, so kernels pick their vector type and register blocking

@@ -16,7 +16,7 @@ namespace dsv4::kernels {
 namespace {
 // Lane-wise max(x, 0) as std::max(x, 0.f) computes it (keeps -0 and NaN).
 template <class V>
-inline V relu(V x) {
+DSV4_VEC_INLINE V relu(V x) {
   const V zero = {};
   return x < zero ? zero : x;
 }
@@ -100,7 +100,7 @@ DSV4_CLONES void decode_keys_transposed(const uint8_t* const* keys, int64_t n, i
 #pragma GCC unroll 8
         for (int k = 0; k < 8; ++k) {  // nibble k to the top, then sign to bit 31, e1 e0 m to bits 24..22
           const I t = ((w << (28 - 4 * k)) >> 6) & int32_t(0x81c00000u);
-          const V v = std::bit_cast<V>(t) * f;
+          const V v = vec_cast<V>(t) * f;
           std::memcpy(out + k * ld, &v, sizeof v);
         }
       }

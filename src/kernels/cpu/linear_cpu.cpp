@@ -318,13 +318,13 @@ constexpr int lane_elem(int p, int j) {
 // Codes at p as 32-bit words repeated over a vector: lane j gets word j % NW (NW = 2: one 8-byte
 // load broadcast; NW = 4: 16 bytes).
 template <int W, int NW>
-inline typename IVec<W>::type load_words(const uint8_t* p) {
+DSV4_VEC_INLINE typename IVec<W>::type load_words(const uint8_t* p) {
   using I = typename IVec<W>::type;
   if constexpr (NW == 2) {
     typedef int64_t L __attribute__((vector_size(4 * W)));
     int64_t u;
     std::memcpy(&u, p, 8);
-    return std::bit_cast<I>(L{} + u);
+    return vec_cast<I>(L{} + u);
   } else {
     typedef int32_t Q __attribute__((vector_size(16)));
     Q q;
@@ -335,13 +335,13 @@ inline typename IVec<W>::type load_words(const uint8_t* p) {
       unsigned __int128 u;
       std::memcpy(&u, p, 16);
       typedef unsigned __int128 D __attribute__((vector_size(32)));
-      return std::bit_cast<I>(D{u, u});
+      return vec_cast<I>(D{u, u});
     } else return __builtin_shufflevector(q, q, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
   }
 }
 
 template <WeightFormat F, int W>
-constexpr typename IVec<W>::type lane_shifts(int p) {
+DSV4_VEC_INLINE constexpr typename IVec<W>::type lane_shifts(int p) {
   typename IVec<W>::type sh = {};
   for (int j = 0; j < W; ++j) {
     if constexpr (F == WeightFormat::fp8_block128) sh[j] = 24 - 8 * (p * (W / 4) + j / 4);
@@ -357,7 +357,7 @@ constexpr typename IVec<W>::type lane_shifts(int p) {
 // the top of its low half) and one 16-bit arithmetic shift spreads both signs: 3 shifts and 2 masks
 // for 2 vectors instead of 4 and 2.
 template <int W>
-__attribute__((always_inline)) inline void fp4_decode_block(typename IVec<W>::type src, float f,
+DSV4_VEC_INLINE void fp4_decode_block(typename IVec<W>::type src, float f,
                                                             typename Vec<W>::type* wv) {
   using V = typename Vec<W>::type;
   using I = typename IVec<W>::type;
@@ -367,12 +367,12 @@ __attribute__((always_inline)) inline void fp4_decode_block(typename IVec<W>::ty
     using H = typename HVec<W>::type;
 #pragma GCC unroll 2
     for (int p = 0; p < P / 2; ++p) {
-      const I u = std::bit_cast<I>(std::bit_cast<H>(src << lane_shifts<WeightFormat::fp4_block32, W>(p + P / 2)) >> 6);
-      wv[p + P / 2] = std::bit_cast<V>(u & kMask) * f;
-      wv[p] = std::bit_cast<V>((u << 16) & kMask) * f;
+      const I u = vec_cast<I>(vec_cast<H>(src << lane_shifts<WeightFormat::fp4_block32, W>(p + P / 2)) >> 6);
+      wv[p + P / 2] = vec_cast<V>(u & kMask) * f;
+      wv[p] = vec_cast<V>((u << 16) & kMask) * f;
     }
   } else {
-    wv[0] = std::bit_cast<V>(((src << lane_shifts<WeightFormat::fp4_block32, W>(0)) >> 6) & kMask) * f;
+    wv[0] = vec_cast<V>(((src << lane_shifts<WeightFormat::fp4_block32, W>(0)) >> 6) & kMask) * f;
   }
 }
 
@@ -383,21 +383,21 @@ __attribute__((always_inline)) inline void fp4_decode_block(typename IVec<W>::ty
 // shift decodes both vectors' sign, exponent and mantissa: 3 shifts and 2 masks for 2 vectors
 // instead of 4 and 2 (lane_elem<fp8, 8>).
 template <int W>
-__attribute__((always_inline)) inline void fp8_decode_block(const uint8_t* c, typename Vec<W>::type* wv) {
+DSV4_VEC_INLINE void fp8_decode_block(const uint8_t* c, typename Vec<W>::type* wv) {
   using V = typename Vec<W>::type;
   using I = typename IVec<W>::type;
   constexpr int32_t kMask = int32_t(0x87f00000u);  // sign, exponent and mantissa of an e4m3
   if constexpr (W == 8) {
     using H = typename HVec<W>::type;
     const I up = {0, 0, 0, 0, 8, 8, 8, 8};
-    const I u = std::bit_cast<I>(std::bit_cast<H>(load_words<W, 4>(c) << up) >> 4);
-    wv[0] = std::bit_cast<V>(u & kMask);
-    wv[1] = std::bit_cast<V>((u << 16) & kMask);
+    const I u = vec_cast<I>(vec_cast<H>(load_words<W, 4>(c) << up) >> 4);
+    wv[0] = vec_cast<V>(u & kMask);
+    wv[1] = vec_cast<V>((u << 16) & kMask);
   } else {
     const I src = load_words<W, 4>(c);
 #pragma GCC unroll 4
     for (int p = 0; p < 16 / W; ++p)
-      wv[p] = std::bit_cast<V>(((src << lane_shifts<WeightFormat::fp8_block128, W>(p)) >> 4) & kMask);
+      wv[p] = vec_cast<V>(((src << lane_shifts<WeightFormat::fp8_block128, W>(p)) >> 4) & kMask);
   }
 }
 
@@ -494,7 +494,7 @@ DSV4_CLONES void fused_block(const RowPtr* rp, const float* x, int64_t ldx, int6
           }
           if constexpr (W == 16) v = (v << lane_shifts<F, W>(p)) & int32_t(0xffff0000u);
           else v = p % 2 ? v & int32_t(0xffff0000u) : v << 16;
-          wv[r][p] = std::bit_cast<V>(v);
+          wv[r][p] = vec_cast<V>(v);
         }
       } else if constexpr (F == WeightFormat::fp8_block128) {
         fp8_decode_block<W>(static_cast<const uint8_t*>(rp[r].w) + i, wv[r]);
