@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/json_file.h"
 #include "model/forward.h"
 
 namespace dsv4::cli {
@@ -21,14 +22,7 @@ struct LogitsArgs {
 }  // namespace
 
 std::vector<int32_t> read_token_ids(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw Error(path + ": cannot open token file");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
+  nlohmann::json j = read_json_file(path, "token file");
   if (j.is_object() && j.contains("eval_ids")) j = j["eval_ids"];
   if (!j.is_array()) throw Error(path + ": expected a JSON array of token ids");
   std::vector<int32_t> ids;

@@ -3,10 +3,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace dsv4::model {
 
@@ -307,15 +307,7 @@ void validate_config(const Config& c) {
 }
 
 Config config_from_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw Error(path + ": cannot open config");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::parse_error& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
-  return config_from_json(j, path);
+  return config_from_json(read_json_file(path, "config"), path);
 }
 
 Config config_from_model_dir(const std::string& dir) {

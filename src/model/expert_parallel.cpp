@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "model/expert_store.h"
 #include "model/model_stats.h"
 #include "model/weights.h"
@@ -113,14 +114,7 @@ ExpertPlacement ExpertPlacement::balanced(const Model& m, int ranks, bool count_
 
 ExpertPlacement ExpertPlacement::from_json_file(const std::string& path, const Model& m, int ranks) {
   const Config& c = m.config();
-  std::ifstream f(path);
-  if (!f) throw Error(path + ": cannot open expert map");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
+  const nlohmann::json j = read_json_file(path, "expert map");
   if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array())
     throw Error(path + ": expected {\"ranks\": R, \"layers\": [[rank, ...], ...]}");
   if (j.contains("ranks") && (!j["ranks"].is_number_integer() || j["ranks"].get<int>() != ranks))

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace dsv4::model {
 
@@ -75,13 +76,7 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   fs::path index = d / "model.safetensors.index.json";
   std::map<std::string, std::string> weight_map;
   if (fs::exists(index)) {
-    std::ifstream f(index);
-    json j;
-    try {
-      j = json::parse(f);
-    } catch (const json::parse_error& e) {
-      throw Error(index.string() + ": invalid JSON: " + e.what());
-    }
+    const json j = read_json_file(index.string(), "shard index");
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       throw Error(index.string() + ": missing 'weight_map' object");
     std::set<std::string> uniq;
