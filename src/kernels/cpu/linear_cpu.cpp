@@ -218,21 +218,18 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
       std::clamp<int64_t>((int64_t(192) << 10) / (std::max<int64_t>(in, 1) * 4) / R * R, R, kGroupRows);
   const int64_t n_groups = (out + group_rows - 1) / group_rows;
   const int64_t nb = in / 16 * 16, n_full = n / T * T;  // columns in 16-blocks, tokens in T-blocks
-  // decoded rows padded to an odd number of 64-byte lines: rows 4 KiB apart share L1 sets
-  const int64_t ldw = (in + 15) / 16 * 16 + ((in + 15) / 16 % 2 ? 0 : 16);
   pool.for_ranges(n_groups, [&](int64_t g0, int64_t g1, int) {
     thread_local std::vector<float> wblk_mem, part;  // kept: a decode step allocates nothing
-    resize_with_context(wblk_mem, size_t(group_rows * ldw + 16));
+    resize_with_context(wblk_mem, size_t(group_rows * in + 16));
     // 64-byte aligned: 32-byte vector loads from 16-byte aligned rows would split cache lines
     float* const wblk = wblk_mem.data() + (16 - (reinterpret_cast<uintptr_t>(wblk_mem.data()) / 4) % 16) % 16;
     resize_with_context(part, size_t(n_full * group_rows * 16));
     auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r] = finish(v, opts.out_bf16); };
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t r_lo = g * group_rows, r_hi = std::min(out, r_lo + group_rows);
-      for (int64_t r = r_lo; r < r_hi; ++r) Wt.decode_row(r, wblk + (r - r_lo) * ldw);
+      for (int64_t r = r_lo; r < r_hi; ++r) Wt.decode_row(r, wblk + (r - r_lo) * in);
       if (opts.weight_bf16)
-        for (int64_t r = 0; r < r_hi - r_lo; ++r)
-          for (int64_t i = 0; i < in; ++i) wblk[r * ldw + i] = round_bf16(wblk[r * ldw + i]);
+        for (int64_t i = 0; i < (r_hi - r_lo) * in; ++i) wblk[i] = round_bf16(wblk[i]);
       const int64_t full_hi = r_lo + (r_hi - r_lo) / R * R;  // rows in whole R-blocks
       const int64_t rows_g = full_hi - r_lo;
       if (rows_g > 0 && n_full > 0) {
@@ -242,18 +239,18 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
           const int64_t nc = std::min(kChunk, nb - c0);
           for (int64_t t = 0; t < n_full; t += T)
             for (int64_t i = 0; i < rows_g; i += R)
-              dot_block_acc<R, T, W>(wblk + i * ldw + c0, ldw, xin + t * lx + c0, lx, nc,
+              dot_block_acc<R, T, W>(wblk + i * in + c0, in, xin + t * lx + c0, lx, nc,
                                      part.data() + (t * rows_g + i) * 16, rows_g * 16);
         }
         for (int64_t t = 0; t < n_full; ++t)
           for (int64_t i = 0; i < rows_g; ++i) {
-            put(t, r_lo + i, dot_finish(wblk + i * ldw, xin + t * lx, nb, in, part.data() + (t * rows_g + i) * 16));
+            put(t, r_lo + i, dot_finish(wblk + i * in, xin + t * lx, nb, in, part.data() + (t * rows_g + i) * 16));
           }
       }
       // tokens past the last whole T-block (all rows), and rows past the last whole R-block
       for (int64_t tt = 0; tt < n; ++tt)
         for (int64_t r = (tt < n_full ? full_hi : r_lo); r < r_hi; ++r)
-          put(tt, r, dot_f32(wblk + (r - r_lo) * ldw, xin + tt * lx, in));
+          put(tt, r, dot_f32(wblk + (r - r_lo) * in, xin + tt * lx, in));
     }
   }, par ? 2 : n_groups + 1);
 }
@@ -421,6 +418,27 @@ inline float reduce16_lanes(const float* l) {
   return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
+// acc[r][t][p] += the decoded vectors wv[r][p] times token t's activations of one 16-column block
+// (x: the block's first column of token 0, token rows ldx apart).
+template <int R, int T, int W>
+DSV4_VEC_INLINE void fma_block(const typename Vec<W>::type (&wv)[R][16 / W], const float* x, int64_t ldx,
+                               typename Vec<W>::type (&acc)[R][T][16 / W]) {
+  using V = typename Vec<W>::type;
+#pragma GCC unroll 4
+  for (int p = 0; p < 16 / W; ++p) {
+    V xv[T];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) std::memcpy(&xv[t], x + t * ldx + p * W, sizeof(V));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) acc[r][t][p] += wv[r][p] * xv[t];
+  }
+}
+
+// 2^126 x an FP4 block's scale (exponent e <= 128): the factor of fp4_decode_block's raw values.
+inline float fp4_factor(uint8_t e) { return std::bit_cast<float>(uint32_t(e + 126u) << 23); }
+
 // One row's stored bytes for the fused kernels.
 struct RowPtr {
   const void* w = nullptr;        // first stored element of the (sub)row
@@ -450,7 +468,7 @@ DSV4_CLONES void fused_block(const RowPtr* rp, const float* x, int64_t ldx, int6
       for (int r = 0; r < R; ++r) {
         c[r] = static_cast<const uint8_t*>(rp[r].w) + i / 2;
         __builtin_prefetch(c[r] + kPrefetchBytes);
-        f[r] = std::bit_cast<float>(uint32_t(rp[r].s[i / 32] + 126u) << 23);  // 2^126 * scale
+        f[r] = fp4_factor(rp[r].s[i / 32]);
       }
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
@@ -459,16 +477,7 @@ DSV4_CLONES void fused_block(const RowPtr* rp, const float* x, int64_t ldx, int6
         for (int r = 0; r < R; ++r) {
           fp4_decode_block<W>(load_words<W, 2>(c[r] + 8 * h), f[r], wv[r]);
         }
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p) {
-          V xv[T];
-#pragma GCC unroll 4
-          for (int t = 0; t < T; ++t) std::memcpy(&xv[t], x + t * ldx + i + 16 * h + p * W, sizeof(V));
-#pragma GCC unroll 4
-          for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-            for (int t = 0; t < T; ++t) acc[r][t][p] += wv[r][p] * xv[t];
-        }
+        fma_block<R, T, W>(wv, x + i + 16 * h, ldx, acc);
       }
     }
   }
@@ -499,20 +508,10 @@ DSV4_CLONES void fused_block(const RowPtr* rp, const float* x, int64_t ldx, int6
       } else if constexpr (F == WeightFormat::fp8_block128) {
         fp8_decode_block<W>(static_cast<const uint8_t*>(rp[r].w) + i, wv[r]);
       } else {
-        const float f = std::bit_cast<float>(uint32_t(rp[r].s[i / 32] + 126u) << 23);  // 2^126 * scale
-        fp4_decode_block<W>(load_words<W, 2>(static_cast<const uint8_t*>(rp[r].w) + i / 2), f, wv[r]);
+        fp4_decode_block<W>(load_words<W, 2>(static_cast<const uint8_t*>(rp[r].w) + i / 2), fp4_factor(rp[r].s[i / 32]), wv[r]);
       }
     }
-#pragma GCC unroll 4
-    for (int p = 0; p < P; ++p) {
-      V xv[T];
-#pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) std::memcpy(&xv[t], x + t * ldx + i + p * W, sizeof(V));
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; ++t) acc[r][t][p] += wv[r][p] * xv[t];
-    }
+    fma_block<R, T, W>(wv, x + i, ldx, acc);
   }
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
@@ -535,7 +534,7 @@ DSV4_CLONES void fused_block(const RowPtr* rp, const float* x, int64_t ldx, int6
           wk = e4m3_raw(static_cast<const uint8_t*>(rp[r].w)[k]);
         } else {
           const uint8_t b = static_cast<const uint8_t*>(rp[r].w)[k / 2];
-          wk = e2m1_raw((k & 1) ? b >> 4 : b & 15u) * std::bit_cast<float>(uint32_t(rp[r].s[k / 32] + 126u) << 23);
+          wk = e2m1_raw((k & 1) ? b >> 4 : b & 15u) * fp4_factor(rp[r].s[k / 32]);
         }
         a[k & 15] += wk * x[t * ldx + k];
       }
