@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "kernels/index_score.h"
 
 namespace dsv4::cache {
 
@@ -114,16 +113,6 @@ void RowCodec::decode_strided(const uint8_t* in, float* x, int64_t stride) const
       return;
     }
   }
-}
-
-void RowCodec::decode_tile(const uint8_t* const* in, int64_t n, float* x, int64_t ld) const {
-  if (kind == RowKind::index_native && width % 32 == 0) {
-    kernels::decode_fp4_keys_transposed(in, n, width, x, ld);
-    return;
-  }
-  for (int64_t l = 0; l < n; ++l) decode_strided(in[l], x + l, ld);
-  for (int64_t d = 0; d < width; ++d)
-    for (int64_t l = n; l < kernels::kIndexTile; ++l) x[d * ld + l] = 0.f;
 }
 
 }  // namespace dsv4::cache

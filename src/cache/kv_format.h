@@ -28,10 +28,6 @@ struct RowCodec {
   void decode(const uint8_t* in, float* x) const;
   // decode() writing value i to x[i * stride] (a key into a transposed tile; same values).
   void decode_strided(const uint8_t* in, float* x, int64_t stride) const;
-  // n <= kernels::kIndexTile rows (in[l]) into one transposed tile: value d of row l to
-  // x[d * ld + l], lanes n.. of the tile set to 0 (kernels::RowSource::decode_tile). Index keys
-  // take the vector decoder (kernels::decode_fp4_keys_transposed); same values as decode().
-  void decode_tile(const uint8_t* const* in, int64_t n, float* x, int64_t ld) const;
 };
 
 }  // namespace dsv4::cache

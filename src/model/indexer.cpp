@@ -31,10 +31,17 @@ class IndexKeys final : public kernels::RowSource {
   void decode_strided(int64_t j, float* dst, int64_t stride) const override {
     rows_.codec().decode_strided(rows_.raw(j), dst, stride);
   }
-  void decode_tile(int64_t j0, int64_t n, int64_t, float* dst, int64_t ld) const override {
+  // Keys stored as e2m1 + e8m0 (reference numerics) take the vector tile decoder; f32 keys the
+  // row-by-row default.
+  void decode_tile(int64_t j0, int64_t n, int64_t width, float* dst, int64_t ld) const override {
+    const cache::RowCodec& c = rows_.codec();
+    if (c.kind != cache::RowKind::index_native || c.width % 32 != 0) {
+      RowSource::decode_tile(j0, n, width, dst, ld);
+      return;
+    }
     const uint8_t* in[kernels::kIndexTile];
     for (int64_t l = 0; l < n; ++l) in[l] = rows_.raw(j0 + l);
-    rows_.codec().decode_tile(in, n, dst, ld);
+    kernels::decode_fp4_keys_transposed(in, n, c.width, dst, ld);
   }
 
  private:
