@@ -1,6 +1,6 @@
-// kernels::matmul for few tokens (the fused decode-and-multiply kernels, n <= 8) and many (the
+// kernels::matmul for few tokens (the fused decode-and-multiply kernels, n <= 8, FP8/FP4 n <= 16) and many (the
 // decode-to-buffer path): every format x shapes with K not a multiple of 16 or 128, row/column
-// sub-blocks, scales and activations that force the fallback rows, and n in {1,2,3,4,5,8,17,64}.
+// sub-blocks, scales and activations that force the fallback rows, and n from 1 to 17 and 64.
 // Each (token, row) value must be the bits of decode_row + dot_f32 (the reference order), close to
 // a double-precision product, and the same as in the n = 64 product.
 #include <gtest/gtest.h>
@@ -77,7 +77,7 @@ void check_all_n(const Linear& W, const std::vector<float>& x, int64_t ldx, cons
       }
     }
   }
-  for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 17}) {
+  for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 17}) {
     for (int64_t t0 : {int64_t(0), 64 - n}) {  // first and last tokens
       std::vector<float> y(size_t(n * out));
       matmul(W, &x[size_t(t0 * ldx)], n, ldx, y.data(), out, o);

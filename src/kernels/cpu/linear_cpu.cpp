@@ -270,7 +270,10 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
 namespace {
 
 // Up to this many tokens matmul takes the fused kernels; more go through the decode-to-buffer path.
-constexpr int64_t kFusedTokens = 8;
+// FP8/FP4 rows cost more to decode into the buffer, so they stay fused longer (bench: FP4 experts
+// of 2048 x 4096 at 12 and 16 tokens, 2 threads, 20-28 -> 25-34 G multiply-adds/s; bf16 showed no
+// gain, prefill MoE experts get ~6 tokens each per 256-token chunk).
+constexpr int64_t kFusedTokens = 8, kFusedTokensPacked = 16;
 // How far ahead of its reads a fused kernel prefetches each weight row (see fused_block).
 constexpr int64_t kPrefetchBytes = 2048;
 
@@ -631,7 +634,7 @@ inline bool fp4_scales_ok(const uint8_t* s, int64_t nblocks) {
   return m <= 128;
 }
 
-// y = W x for n <= kFusedTokens tokens with the fused kernels: rows split into one contiguous range
+// y = W x for n <= kFusedTokens(Packed) tokens with the fused kernels: rows split into one contiguous range
 // per thread, R rows x T tokens at a time.
 template <WeightFormat F, int R, int T, int W>
 void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t lx, int64_t n, float* y, int64_t ldy,
@@ -691,9 +694,9 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
       const int64_t ldxt = fp8 || !xp.empty() ? in : lx;
       int64_t t0 = 0;
       if constexpr (T == 4) {
-        // 5..8 tokens in passes of 4, 3 or 2 (5 = 3 + 2, 6 = 3 + 3, 7 = 4 + 3): each pass decodes
-        // the rows once, so no token is left to a one-token pass (MoE experts in prefill get a
-        // handful of tokens each).
+        // 5..16 tokens in passes of 4, 3 or 2 (5 = 3 + 2, 6 = 3 + 3, 7 = 4 + 3, 9 = 4 + 3 + 2):
+        // each pass decodes the rows once, so no token is left to a one-token pass (MoE experts in
+        // prefill get a handful of tokens each).
         for (int64_t left = n; left > 0;) {
           const int64_t take = left >= 7 ? 4 : left >= 5 ? 3 : left;
           switch (take) {
@@ -819,7 +822,9 @@ void matmul(ThreadPool& pool, const Linear& W, const float* x, int64_t n, int64_
   // weight_bf16 rounds decoded weights to bf16: a no-op for FP8 codes under ordinary scales (see
   // fp8_scale_x), so FP8 takes the fused kernels then too; the other formats keep the buffer path.
   const bool fused_ok = !opts.weight_bf16 || W.fmt == WeightFormat::fp8_block128;
-  if (n <= kFusedTokens && fused_ok && (W.fmt != WeightFormat::fp4_block32 || W.col0 % 32 == 0)) {
+  const bool packed = W.fmt == WeightFormat::fp8_block128 || W.fmt == WeightFormat::fp4_block32;
+  if (n <= (packed ? kFusedTokensPacked : kFusedTokens) && fused_ok &&
+      (W.fmt != WeightFormat::fp4_block32 || W.col0 % 32 == 0)) {
     switch (vector_floats()) {
       case 16: matmul_fused<16>(pool, W, xin, lx, n, y, ldy, opts, par); break;
       case 8: matmul_fused<8>(pool, W, xin, lx, n, y, ldy, opts, par); break;
