@@ -57,6 +57,10 @@ class RowSource {
     for (int64_t d = 0; d < width; ++d)
       for (int64_t l = n; l < kIndexTile; ++l) dst[d * ld + l] = 0.f;
   }
+  // Row j's stored bytes when the rows are index keys as e2m1 codes + e8m0 block scales (the
+  // layout decode_fp4_keys_transposed reads; reference numerics), for integer scoring; nullptr
+  // when they are stored otherwise.
+  virtual const uint8_t* fp4_row(int64_t /*j*/) const { return nullptr; }
 };
 
 class Backend {

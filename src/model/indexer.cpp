@@ -43,6 +43,10 @@ class IndexKeys final : public kernels::RowSource {
     for (int64_t l = 0; l < n; ++l) in[l] = rows_.raw(j0 + l);
     kernels::decode_fp4_keys_transposed(in, n, c.width, dst, ld);
   }
+  const uint8_t* fp4_row(int64_t j) const override {
+    const cache::RowCodec& c = rows_.codec();
+    return c.kind == cache::RowKind::index_native && c.width % 32 == 0 ? rows_.raw(j) : nullptr;
+  }
 
  private:
   const cache::PagedRows& rows_;

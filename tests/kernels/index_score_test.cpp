@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -183,6 +184,169 @@ TEST(DecodeFp4Keys, TransposedTileEqualsScalarDecode) {
         }
       for (int d = 0; d < Di; ++d)  // columns past the tile untouched
         for (int l = T; l < ld; ++l) ASSERT_EQ(out[size_t(d * ld + l)], 123.f);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::kernels
+
+namespace dsv4::kernels {
+namespace {
+
+// Index keys as the state stores them (e2m1 codes, low nibble first, then e8m0 block scales),
+// FP4-simulated from Gaussian values with block scales a few powers of two apart.
+std::vector<std::vector<uint8_t>> fp4_keys(int n, int Di, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<std::vector<uint8_t>> keys(size_t(n), std::vector<uint8_t>(size_t(Di / 2 + Di / 32)));
+  std::vector<float> v(static_cast<size_t>(Di));
+  std::vector<uint8_t> codes(32);
+  for (auto& k : keys) {
+    for (int b = 0; b < Di / 32; ++b) {
+      const float sd = std::ldexp(1.f, int(rng() % 5) - 2);
+      for (int d = 0; d < 32; ++d) v[size_t(d)] = sd * nd(rng);
+      fp4_sim_block(v.data(), 32, codes.data(), &k[size_t(Di / 2 + b)]);
+      for (int d = 0; d < 32; d += 2) k[size_t(b * 16 + d / 2)] = uint8_t(codes[size_t(d)] | (codes[size_t(d + 1)] << 4));
+    }
+  }
+  return keys;
+}
+
+// The documented integer-path formula, evaluated plainly: exact block sums, then
+// dot = ((0 + T_0) + T_1) + ..., score = fma(w, max(dot, 0), score) over heads.
+float spec_score_i8(const std::vector<float>& q, const float* w, const std::vector<uint8_t>& key, int Hi, int Di) {
+  float tot = 0.f;
+  for (int h = 0; h < Hi; ++h) {
+    float dot = 0.f;
+    for (int b = 0; b < Di / 32; ++b) {
+      float amax = 0.f;
+      for (int d = 0; d < 32; ++d) amax = std::max(amax, std::fabs(q[size_t(h * Di + b * 32 + d)]));
+      const int e = int(e8m0_scale_for_amax(amax, 6.f, 6.f * 1.1754943508222875e-38f)) - 127;
+      int64_t S = 0;
+      for (int d = 0; d < 32; ++d) {
+        const int64_t qi = std::lround(std::ldexp(double(q[size_t(h * Di + b * 32 + d)]), 1 - e));
+        const uint8_t byte = key[size_t((b * 32 + d) / 2)];
+        const int64_t ki = std::lround(2.0 * e2m1_to_f32(d % 2 ? uint8_t(byte >> 4) : uint8_t(byte & 15)));
+        S += qi * ki;
+      }
+      const float unit = std::ldexp(1.f, e - 1) * (e8m0_to_f32(key[size_t(Di / 2 + b)]) * 0.5f);
+      dot = dot + float(S) * unit;
+    }
+    tot = std::fma(w[h], dot < 0.f ? 0.f : dot, tot);
+  }
+  return tot;
+}
+
+TEST(IndexScoresI8, QueryAsIntegersOnlyWhenFp4Simulated) {
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  const int Hi = 4, Di = 128, nb = Di / 32;
+  std::vector<float> q(size_t(Hi * Di));
+  for (auto& v : q) v = nd(rng);
+  std::vector<int8_t> q8(q.size());
+  std::vector<float> qs(size_t(Hi * nb));
+  std::vector<int32_t> corr(size_t(Hi * nb));
+  EXPECT_FALSE(index_query_i8(q.data(), Hi, Di, q8.data(), qs.data(), corr.data())) << "raw Gaussian query";
+  for (int b = 0; b < Hi * nb; ++b) fp4_sim_block(&q[size_t(b * 32)], 32);
+  q[5] = 0.f;
+  for (int d = 32; d < 64; ++d) q[size_t(d)] = 0.f;  // an all-zero block
+  ASSERT_TRUE(index_query_i8(q.data(), Hi, Di, q8.data(), qs.data(), corr.data()));
+  for (int h = 0; h < Hi; ++h)
+    for (int b = 0; b < nb; ++b) {
+      int32_t sum = 0;
+      for (int d = 0; d < 32; ++d) {
+        const size_t i = size_t(h * Di + b * 32 + d);
+        ASSERT_LE(std::abs(int(q8[i])), 12);
+        ASSERT_EQ(float(q8[i]) * qs[size_t(h * nb + b)], q[i]) << "h " << h << " b " << b << " d " << d;
+        sum += q8[i];
+      }
+      ASSERT_EQ(corr[size_t(h * nb + b)], 12 * sum);
+    }
+  q[7] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(index_query_i8(q.data(), Hi, Di, q8.data(), qs.data(), corr.data())) << "NaN";
+}
+
+TEST(IndexScoresI8, IntegerTileHoldsTheKeyValues) {
+  std::mt19937 rng(22);
+  const int Di = 128, nb = Di / 32;
+  for (int n : {1, 7, 16}) {
+    auto keys = fp4_keys(n, Di, rng);
+    std::vector<const uint8_t*> ptr;
+    for (auto& k : keys) ptr.push_back(k.data());
+    std::vector<float> kt(size_t(Di * T));
+    decode_fp4_keys_transposed(ptr.data(), n, Di, kt.data(), T);
+    std::vector<uint8_t> k8(size_t(index_tile_i8_bytes(Di)), 99);
+    std::vector<float> ks(size_t(nb * T), 99.f);
+    decode_fp4_keys_i8(ptr.data(), n, Di, k8.data(), ks.data());
+    for (int l = 0; l < T; ++l)
+      for (int d = 0; d < Di; ++d) {
+        const int b = d / 32, g = (d % 32) / 4, j = d % 4;
+        const uint8_t byte = k8[size_t(((b * 8 + g) * T + l) * 4 + j)];
+        ASSERT_LE(byte, 24);
+        const float v = float(int(byte) - 12) * ks[size_t(b * T + l)];
+        ASSERT_EQ(v, kt[size_t(d * T + l)]) << "n " << n << " key " << l << " dim " << d;
+        if (l >= n) ASSERT_EQ(byte, 12);
+      }
+  }
+}
+
+TEST(IndexScoresI8, ScoresFollowTheFormulaAndMatchTheFp32Path) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int Hi = 8, Di = 128, nb = Di / 32, rows = 3;
+  for (int n_tiles : {1, 3}) {
+    const int n_keys = n_tiles * T - 5;  // the last tile padded
+    auto keys = fp4_keys(n_keys, Di, rng);
+    std::vector<const uint8_t*> ptr;
+    for (auto& k : keys) ptr.push_back(k.data());
+    std::vector<float> kt(size_t(n_tiles * Di * T));
+    std::vector<uint8_t> k8(size_t(n_tiles * index_tile_i8_bytes(Di)));
+    std::vector<float> ks(size_t(n_tiles * nb * T));
+    for (int t = 0; t < n_tiles; ++t) {
+      const int n = std::min(int(T), n_keys - t * T);
+      decode_fp4_keys_transposed(&ptr[size_t(t * T)], n, Di, &kt[size_t(t * Di * T)], T);
+      decode_fp4_keys_i8(&ptr[size_t(t * T)], n, Di, &k8[size_t(t * index_tile_i8_bytes(Di))], &ks[size_t(t * nb * T)]);
+    }
+    std::vector<float> q(size_t(rows * Hi * Di)), w(size_t(rows * Hi));
+    for (auto& v : q) v = nd(rng);
+    for (int b = 0; b < rows * Hi * nb; ++b) fp4_sim_block(&q[size_t(b * 32)], 32);
+    for (auto& v : w) v = nd(rng) * 0.1f;
+    std::vector<int8_t> q8(q.size());
+    std::vector<float> qs(size_t(rows * Hi * nb));
+    std::vector<int32_t> corr(qs.size());
+    for (int r = 0; r < rows; ++r)
+      ASSERT_TRUE(index_query_i8(&q[size_t(r * Hi * Di)], Hi, Di, &q8[size_t(r * Hi * Di)], &qs[size_t(r * Hi * nb)],
+                                 &corr[size_t(r * Hi * nb)]));
+    for (bool round : {false, true}) {
+      const int stride = n_tiles * T + 2;
+      std::vector<float> got(size_t(rows * stride), -7.f), f32(size_t(rows * stride), -7.f);
+      index_scores_tiles_i8(k8.data(), ks.data(), n_tiles, Di, Hi, q8.data(), qs.data(), corr.data(), w.data(), Hi, rows,
+                            got.data(), stride, round);
+      index_scores_tiles(kt.data(), n_tiles, Di, Hi, q.data(), Hi * Di, w.data(), Hi, rows, f32.data(), stride, round);
+      int positive = 0;
+      for (int r = 0; r < rows; ++r) {
+        for (int l = 0; l < n_keys; ++l) {
+          std::vector<float> qr(q.begin() + r * Hi * Di, q.begin() + (r + 1) * Hi * Di);
+          float want = spec_score_i8(qr, &w[size_t(r * Hi)], keys[size_t(l)], Hi, Di);
+          if (round) want = round_bf16(want);
+          const float g = got[size_t(r * stride + l)];
+          ASSERT_EQ(f32_bits(g), f32_bits(want)) << "tiles " << n_tiles << " row " << r << " key " << l;
+          // the fp32 path: the same value up to its rounding (bits equal where it fuses the
+          // head weighting and its running sums are exact, as here on AVX2)
+          ASSERT_NEAR(g, f32[size_t(r * stride + l)], 1e-5f * (std::fabs(g) + 1e-3f) + (round ? std::fabs(g) * 8e-3f : 0.f));
+          positive += g > 0;
+        }
+        for (int l = n_tiles * T; l < stride; ++l) ASSERT_EQ(got[size_t(r * stride + l)], -7.f) << "wrote past";
+      }
+      EXPECT_GT(positive, 0);
+      // one row at a time: the same bits
+      for (int r = 0; r < rows; ++r) {
+        std::vector<float> one(size_t(n_tiles * T));
+        index_scores_tiles_i8(k8.data(), ks.data(), n_tiles, Di, Hi, &q8[size_t(r * Hi * Di)], &qs[size_t(r * Hi * nb)],
+                              &corr[size_t(r * Hi * nb)], &w[size_t(r * Hi)], Hi, 1, one.data(), n_tiles * T, round);
+        for (int l = 0; l < n_tiles * T; ++l)
+          ASSERT_EQ(f32_bits(one[size_t(l)]), f32_bits(got[size_t(r * stride + l)])) << "row " << r << " key " << l;
+      }
     }
   }
 }

@@ -44,6 +44,7 @@ class CpuBackend final : public Backend {
   // Per-thread scratch, reused between calls (grown, never shrunk).
   struct Scratch {
     std::vector<float> a, b;
+    std::vector<uint8_t> k8;  // integer key tiles (index_topk)
     std::vector<RunningTopk> tops;
     std::vector<RunningTopk::Entry> merged;
     std::vector<int32_t> pos;
@@ -51,6 +52,10 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   std::vector<Scratch> scratch_;  // [thread]
   std::mutex scratch_mu_;         // ops using scratch_ from two caller threads take turns
+  // index_topk's queries as integers (index_query_i8), for the rows of one block
+  std::vector<int8_t> iq8_;
+  std::vector<float> iqs_;
+  std::vector<int32_t> iqc_;
 
 };
 

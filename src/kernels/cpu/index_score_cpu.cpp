@@ -2,7 +2,12 @@
 // running ISA holds them in registers (dispatch.h); compiled for each ISA and picked at run time
 // like the matmul kernels.
 #include <bit>
+#include <cmath>
 #include <cstring>
+#if defined(__x86_64__) && !defined(__clang__) && !defined(DSV4_KERNEL_ISA_BASELINE)
+#include <immintrin.h>
+#define DSV4_INDEX_I8_AVX2 1
+#endif
 
 #include "core/dtype.h"
 #include "kernels/cpu/dispatch.h"
@@ -135,6 +140,184 @@ void index_scores_tiles(const float* kt, int64_t n_tiles, int64_t Di, int64_t Hi
     case 16: scores<4, 2, 8, 16>(kt, n_tiles, Di, Hi, q, q_stride, w, w_stride, n_rows, out, out_stride); break;
     case 8: scores<2, 2, 4, 8>(kt, n_tiles, Di, Hi, q, q_stride, w, w_stride, n_rows, out, out_stride); break;
     default: scores<2, 1, 2, 4>(kt, n_tiles, Di, Hi, q, q_stride, w, w_stride, n_rows, out, out_stride); break;
+  }
+  if (round_bf16)
+    for (int64_t i = 0; i < n_rows; ++i)
+      for (int64_t l = 0; l < n_tiles * kIndexTile; ++l) out[i * out_stride + l] = dsv4::round_bf16(out[i * out_stride + l]);
+}
+
+// ---- integer scoring -------------------------------------------------------------------------
+
+bool index_query_i8(const float* q, int64_t Hi, int64_t Di, int8_t* q8, float* qscale, int32_t* corr) {
+  const int64_t nb = Di / 32;
+  if (Di % 32 != 0) return false;
+  for (int64_t h = 0; h < Hi; ++h)
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* v = q + h * Di + b * 32;
+      float amax = 0.f;
+      for (int d = 0; d < 32; ++d) {
+        const float a = std::fabs(v[d]);
+        if (!(a <= 3.0e38f)) return false;  // NaN or infinite
+        amax = a > amax ? a : amax;
+      }
+      // the FP4 simulation's scale for this amax: e >= -126 (its floor); an FP4-simulated block's
+      // values are multiples of 2^(e-1) of at most 12 units (re-deriving the scale from the
+      // simulated values gives the original or a smaller power of two, with the same values)
+      const int e = int(e8m0_scale_for_amax(amax, 6.f, 6.f * 1.1754943508222875e-38f)) - 127;
+      const float up = e8m0_to_f32(uint8_t(e - 1 + 127)), down = e8m0_to_f32(uint8_t(1 - e + 127));
+      int32_t sum = 0;
+      for (int d = 0; d < 32; ++d) {
+        const float t = v[d] * down;
+        if (!(std::fabs(t) <= 12.f) || t != std::nearbyint(t) || t * up != v[d]) return false;
+        q8[h * Di + b * 32 + d] = int8_t(t);
+        sum += int32_t(t);
+      }
+      qscale[h * nb + b] = up;
+      corr[h * nb + b] = 12 * sum;
+    }
+  return true;
+}
+
+namespace {
+// e2m1 code pairs (a packed byte: low nibble first) as the bytes 2 x value + 12.
+struct KeyBytes {
+  uint16_t t[256];
+  constexpr KeyBytes() : t{} {
+    constexpr uint8_t twice[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+    for (int b = 0; b < 256; ++b) t[b] = uint16_t(twice[b & 15] | (twice[b >> 4] << 8));
+  }
+};
+constexpr KeyBytes kKeyBytes;
+}  // namespace
+
+void decode_fp4_keys_i8(const uint8_t* const* keys, int64_t n, int64_t Di, uint8_t* dst, float* kscale) {
+  const int64_t nb = Di / 32, packed = Di / 2;
+  for (int64_t l = 0; l < kIndexTile; ++l) {
+    if (l >= n) {
+      for (int64_t bg = 0; bg < nb * 8; ++bg) std::memset(dst + (bg * kIndexTile + l) * 4, 12, 4);
+      for (int64_t b = 0; b < nb; ++b) kscale[b * kIndexTile + l] = 0.f;
+      continue;
+    }
+    const uint8_t* k = keys[l];
+    for (int64_t bg = 0; bg < nb * 8; ++bg) {  // 4 dims = 2 packed bytes per (block, group)
+      const uint32_t v = uint32_t(kKeyBytes.t[k[2 * bg]]) | (uint32_t(kKeyBytes.t[k[2 * bg + 1]]) << 16);
+      std::memcpy(dst + (bg * kIndexTile + l) * 4, &v, 4);
+    }
+    for (int64_t b = 0; b < nb; ++b) kscale[b * kIndexTile + l] = e8m0_to_f32(k[packed + b]) * 0.5f;
+  }
+}
+
+namespace {
+// The scalar twin: the same integers, the same float operations in the same order.
+void scores_i8_scalar(const uint8_t* kt, const float* ks, int64_t n_tiles, int64_t Di, int64_t Hi, const int8_t* q8,
+                      const float* qscale, const int32_t* corr, const float* w, float* out) {
+  const int64_t nb = Di / 32;
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const uint8_t* k = kt + t * index_tile_i8_bytes(Di);
+    const float* s = ks + t * nb * kIndexTile;
+    for (int64_t l = 0; l < kIndexTile; ++l) {
+      float tot = 0.f;
+      for (int64_t h = 0; h < Hi; ++h) {
+        float dot = 0.f;
+        for (int64_t b = 0; b < nb; ++b) {
+          int32_t S = 0;
+          for (int64_t g = 0; g < 8; ++g)
+            for (int j = 0; j < 4; ++j)
+              S += int32_t(q8[h * Di + b * 32 + g * 4 + j]) * int32_t(k[((b * 8 + g) * kIndexTile + l) * 4 + j]);
+          S -= corr[h * nb + b];
+          const float unit = qscale[h * nb + b] * s[b * kIndexTile + l];
+          const float term = float(S) * unit;
+          dot = dot + term;
+        }
+        tot = std::fma(w[h], dot < 0.f ? 0.f : dot, tot);
+      }
+      out[t * kIndexTile + l] = tot;
+    }
+  }
+}
+
+#if DSV4_INDEX_I8_AVX2
+// AVX2: 8-bit products of 8 keys x 4 dims per vpmaddubsw (keys unsigned, the broadcast query bytes
+// signed), pairs summed in 16 bits over a block's 8 groups (at most 4608), then into one 32-bit sum
+// per key. NH heads per pass share each key load (loads, not multiplies, bound this loop).
+template <int NH>
+__attribute__((target("arch=x86-64-v3"), always_inline)) inline void heads_i8_avx2(
+    const uint8_t* k, const float* s, int64_t Di, const int8_t* qh, const float* qsh, const int32_t* ch, const float* wh,
+    __m256& tot0, __m256& tot1) {
+  const int64_t nb = Di / 32;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 dot[NH][2];
+  for (int j = 0; j < NH; ++j) dot[j][0] = dot[j][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i a[NH][2];
+    for (int j = 0; j < NH; ++j) a[j][0] = a[j][1] = _mm256_setzero_si256();
+    const uint8_t* kb = k + b * 8 * kIndexTile * 4;
+#pragma GCC unroll 4
+    for (int g = 0; g < 8; ++g) {
+      const __m256i k0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + g * kIndexTile * 4));
+      const __m256i k1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + g * kIndexTile * 4 + 32));
+      for (int j = 0; j < NH; ++j) {
+        int32_t qw;
+        std::memcpy(&qw, qh + j * Di + b * 32 + g * 4, 4);
+        const __m256i qv = _mm256_set1_epi32(qw);
+        a[j][0] = _mm256_add_epi16(a[j][0], _mm256_maddubs_epi16(k0, qv));
+        a[j][1] = _mm256_add_epi16(a[j][1], _mm256_maddubs_epi16(k1, qv));
+      }
+    }
+    const __m256 s0 = _mm256_loadu_ps(s + b * kIndexTile), s1 = _mm256_loadu_ps(s + b * kIndexTile + 8);
+    for (int j = 0; j < NH; ++j) {
+      const __m256i c = _mm256_set1_epi32(ch[j * nb + b]);
+      const __m256 f = _mm256_set1_ps(qsh[j * nb + b]);
+      const __m256i S0 = _mm256_sub_epi32(_mm256_madd_epi16(a[j][0], ones), c);
+      const __m256i S1 = _mm256_sub_epi32(_mm256_madd_epi16(a[j][1], ones), c);
+      dot[j][0] = _mm256_add_ps(dot[j][0], _mm256_mul_ps(_mm256_cvtepi32_ps(S0), _mm256_mul_ps(f, s0)));
+      dot[j][1] = _mm256_add_ps(dot[j][1], _mm256_mul_ps(_mm256_cvtepi32_ps(S1), _mm256_mul_ps(f, s1)));
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  for (int j = 0; j < NH; ++j) {  // heads in order; max(dot, 0) as dot < 0 ? 0 : dot (NaN, -0 kept)
+    const __m256 w = _mm256_set1_ps(wh[j]);
+    const __m256 d0 = _mm256_andnot_ps(_mm256_cmp_ps(dot[j][0], zero, _CMP_LT_OQ), dot[j][0]);
+    const __m256 d1 = _mm256_andnot_ps(_mm256_cmp_ps(dot[j][1], zero, _CMP_LT_OQ), dot[j][1]);
+    tot0 = _mm256_fmadd_ps(w, d0, tot0);
+    tot1 = _mm256_fmadd_ps(w, d1, tot1);
+  }
+}
+
+__attribute__((target("arch=x86-64-v3"))) void scores_i8_avx2(const uint8_t* kt, const float* ks, int64_t n_tiles,
+                                                             int64_t Di, int64_t Hi, const int8_t* q8,
+                                                             const float* qscale, const int32_t* corr,
+                                                             const float* w, float* out) {
+  const int64_t nb = Di / 32;
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const uint8_t* k = kt + t * index_tile_i8_bytes(Di);
+    const float* s = ks + t * nb * kIndexTile;
+    __m256 tot0 = _mm256_setzero_ps(), tot1 = _mm256_setzero_ps();
+    int64_t h = 0;
+    for (; h + 2 <= Hi; h += 2)
+      heads_i8_avx2<2>(k, s, Di, q8 + h * Di, qscale + h * nb, corr + h * nb, w + h, tot0, tot1);
+    for (; h < Hi; ++h) heads_i8_avx2<1>(k, s, Di, q8 + h * Di, qscale + h * nb, corr + h * nb, w + h, tot0, tot1);
+    _mm256_storeu_ps(out + t * kIndexTile, tot0);
+    _mm256_storeu_ps(out + t * kIndexTile + 8, tot1);
+  }
+}
+#endif
+}  // namespace
+
+void index_scores_tiles_i8(const uint8_t* kt, const float* ks, int64_t n_tiles, int64_t Di, int64_t Hi,
+                           const int8_t* q8, const float* qscale, const int32_t* corr, const float* w,
+                           int64_t w_stride, int64_t n_rows, float* out, int64_t out_stride, bool round_bf16) {
+  const int64_t qn = Hi * Di, sn = Hi * (Di / 32);
+  for (int64_t r = 0; r < n_rows; ++r) {
+#if DSV4_INDEX_I8_AVX2
+    if (vector_floats() >= 8) {
+      scores_i8_avx2(kt, ks, n_tiles, Di, Hi, q8 + r * qn, qscale + r * sn, corr + r * sn, w + r * w_stride,
+                     out + r * out_stride);
+      continue;
+    }
+#endif
+    scores_i8_scalar(kt, ks, n_tiles, Di, Hi, q8 + r * qn, qscale + r * sn, corr + r * sn, w + r * w_stride,
+                     out + r * out_stride);
   }
   if (round_bf16)
     for (int64_t i = 0; i < n_rows; ++i)
