@@ -190,21 +190,60 @@ struct KeyBytes {
 constexpr KeyBytes kKeyBytes;
 }  // namespace
 
+namespace {
+// Key l of a tile, scalar: its 2 packed bytes per (block, group) through kKeyBytes; l >= n: zeros.
+void key_i8_scalar(const uint8_t* const* keys, int64_t l, int64_t n, int64_t Di, uint8_t* dst) {
+  const int64_t nbg = Di / 32 * 8;
+  if (l >= n) {
+    for (int64_t bg = 0; bg < nbg; ++bg) std::memset(dst + (bg * kIndexTile + l) * 4, 12, 4);
+    return;
+  }
+  const uint8_t* k = keys[l];
+  for (int64_t bg = 0; bg < nbg; ++bg) {
+    const uint32_t v = uint32_t(kKeyBytes.t[k[2 * bg]]) | (uint32_t(kKeyBytes.t[k[2 * bg + 1]]) << 16);
+    std::memcpy(dst + (bg * kIndexTile + l) * 4, &v, 4);
+  }
+}
+
+#if DSV4_INDEX_I8_AVX2
+// Keys l0 .. l0 + 3, vector: a block's 16 packed bytes -> nibbles -> bytes (vpshufb on the table),
+// interleaved back into dim order, then the 4 keys' dwords of each group transposed into the
+// 16 contiguous bytes the tile keeps for them.
+__attribute__((target("arch=x86-64-v3"))) void keys4_i8_sse(const uint8_t* const* keys, int64_t l0, int64_t Di,
+                                                          uint8_t* dst) {
+  const __m128i table = _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+  const __m128i low4 = _mm_set1_epi8(0x0f);
+  for (int64_t b = 0; b < Di / 32; ++b) {
+    __m128 d[2][4];  // [dims 0-15 / 16-31][key]
+    for (int i = 0; i < 4; ++i) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(keys[l0 + i] + 16 * b));
+      const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(v, low4));
+      const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(v, 4), low4));
+      d[0][i] = _mm_castsi128_ps(_mm_unpacklo_epi8(lo, hi));
+      d[1][i] = _mm_castsi128_ps(_mm_unpackhi_epi8(lo, hi));
+    }
+    for (int half = 0; half < 2; ++half) {
+      __m128 r0 = d[half][0], r1 = d[half][1], r2 = d[half][2], r3 = d[half][3];
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // row g: the 4 keys' dims 4g .. 4g + 3
+      const __m128 rows[4] = {r0, r1, r2, r3};
+      for (int g = 0; g < 4; ++g)
+        _mm_storeu_ps(reinterpret_cast<float*>(dst + ((b * 8 + half * 4 + g) * kIndexTile + l0) * 4), rows[g]);
+    }
+  }
+}
+#endif
+}  // namespace
+
 void decode_fp4_keys_i8(const uint8_t* const* keys, int64_t n, int64_t Di, uint8_t* dst, float* kscale) {
   const int64_t nb = Di / 32, packed = Di / 2;
-  for (int64_t l = 0; l < kIndexTile; ++l) {
-    if (l >= n) {
-      for (int64_t bg = 0; bg < nb * 8; ++bg) std::memset(dst + (bg * kIndexTile + l) * 4, 12, 4);
-      for (int64_t b = 0; b < nb; ++b) kscale[b * kIndexTile + l] = 0.f;
-      continue;
-    }
-    const uint8_t* k = keys[l];
-    for (int64_t bg = 0; bg < nb * 8; ++bg) {  // 4 dims = 2 packed bytes per (block, group)
-      const uint32_t v = uint32_t(kKeyBytes.t[k[2 * bg]]) | (uint32_t(kKeyBytes.t[k[2 * bg + 1]]) << 16);
-      std::memcpy(dst + (bg * kIndexTile + l) * 4, &v, 4);
-    }
-    for (int64_t b = 0; b < nb; ++b) kscale[b * kIndexTile + l] = e8m0_to_f32(k[packed + b]) * 0.5f;
-  }
+  int64_t l = 0;
+#if DSV4_INDEX_I8_AVX2
+  if (vector_floats() >= 8)
+    for (; l + 4 <= n; l += 4) keys4_i8_sse(keys, l, Di, dst);
+#endif
+  for (; l < kIndexTile; ++l) key_i8_scalar(keys, l, n, Di, dst);
+  for (l = 0; l < kIndexTile; ++l)
+    for (int64_t b = 0; b < nb; ++b) kscale[b * kIndexTile + l] = l < n ? e8m0_to_f32(keys[l][packed + b]) * 0.5f : 0.f;
 }
 
 namespace {
