@@ -27,6 +27,11 @@ std::string assets_path(const std::string& rel) {
 
 std::string dsv4_binary() { return env_or("DSV4_BINARY", DSV4_BINARY); }
 
+int run_command_stdout(const std::string& cmd, std::string* out) {
+  // run_command appends 2>&1 to the whole line: the inner group's stderr goes first to /dev/null
+  return run_command("{ { " + cmd + " ; } 2>/dev/null ; }", out);
+}
+
 int run_command(const std::string& cmd, std::string* out) {
   std::string full = cmd + " 2>&1";
   FILE* p = popen(full.c_str(), "r");

@@ -75,9 +75,9 @@ ExpertStore::ExpertStore(const Model& m, const ExpertStoreOptions& opt) : model_
   const int n_ids = L_ * E_;
   const auto& shards = m.checkpoint().files();
   read_bytes_ = std::max<uint64_t>(kAlign, (opt.read_bytes + kAlign - 1) / kAlign * kAlign);
-  auto file_of = [&](const uint8_t* p) -> int {
+  auto file_of = [&](const uint8_t* p, uint64_t* off) -> int {
     for (size_t f = 0; f < shards.size(); ++f)
-      if (p >= shards[f]->base() && p < shards[f]->base() + shards[f]->size()) return int(f);
+      if (shards[f]->file_offset(p, off)) return int(f);
     throw Error("expert store: a routed expert's tensor lies outside every shard of " + m.dir());
   };
 
@@ -101,8 +101,9 @@ ExpertStore::ExpertStore(const Model& m, const ExpertStoreOptions& opt) : model_
         for (int s = 0; s < 2; ++s) {
           if (!tv[s]->data || tv[s]->nbytes() == 0) continue;
           const uint8_t* p = static_cast<const uint8_t*>(tv[s]->data);
-          const int f = file_of(p);
-          pieces.push_back(Piece{f, uint64_t(p - shards[size_t(f)]->base()), uint64_t(tv[s]->nbytes()), j * 2 + s});
+          uint64_t off = 0;
+          const int f = file_of(p, &off);
+          pieces.push_back(Piece{f, off, uint64_t(tv[s]->nbytes()), j * 2 + s});
           expert_bytes_[size_t(i)] += int64_t(tv[s]->nbytes());
         }
       }

@@ -2,6 +2,7 @@
 // then the data region. Every structural problem throws dsv4::Error naming file and tensor.
 #include "model/safetensors.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/json_file.h"
+#include "core/log.h"
 
 namespace dsv4::model {
 
@@ -34,6 +36,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
   if (!h.is_object()) throw Error(path + ": safetensors header is not a JSON object");
   const uint8_t* base = file_.data() + 8 + hlen;
   const uint64_t data_size = size - 8 - hlen;
+  size_t misaligned_bytes = 0;
   for (auto it = h.begin(); it != h.end(); ++it) {
     const std::string& name = it.key();
     if (name == "__metadata__") continue;
@@ -65,8 +68,31 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
       bad("data size " + std::to_string(e - b) + " bytes does not match " + dtype_safetensors_name(v.dtype) + " " +
           v.shape_str() + " (" + std::to_string(v.nbytes()) + " bytes)");
     v.data = base + b;
+    const size_t esz = dtype_size(v.dtype);
+    if (esz > 1 && (reinterpret_cast<uintptr_t>(v.data) % esz) != 0 && v.nbytes() > 0) {
+      copies_.emplace_back(new uint8_t[v.nbytes()]);  // new[]: aligned for every element type
+      std::memcpy(copies_.back().get(), v.data, v.nbytes());
+      copy_offsets_[copies_.back().get()] = uint64_t(8 + hlen + b);
+      v.data = copies_.back().get();
+      misaligned_bytes += v.nbytes();
+    }
     tensors_[name] = v;
   }
+  if (!copies_.empty())
+    log::info("%s: %zu tensors (%.1f MiB) not aligned to their element size: using aligned copies", path.c_str(),
+              copies_.size(), double(misaligned_bytes) / (1 << 20));
+}
+
+bool SafetensorsFile::file_offset(const void* p, uint64_t* off) const {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  if (b >= base() && b < base() + size()) {
+    *off = uint64_t(b - base());
+    return true;
+  }
+  auto it = copy_offsets_.find(p);
+  if (it == copy_offsets_.end()) return false;
+  *off = it->second;
+  return true;
 }
 
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
@@ -125,7 +151,10 @@ const TensorEntry* Checkpoint::find(const std::string& name) const {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
-void write_safetensors(const std::string& path, const std::vector<const TensorToWrite*>& tensors) {
+void write_safetensors(const std::string& path, const std::vector<const TensorToWrite*>& tensors_in) {
+  std::vector<const TensorToWrite*> tensors(tensors_in);
+  std::stable_sort(tensors.begin(), tensors.end(),
+                   [](const TensorToWrite* a, const TensorToWrite* b) { return dtype_size(a->dtype) > dtype_size(b->dtype); });
   json h = json::object();
   uint64_t off = 0;
   for (const auto* t : tensors) {

@@ -23,12 +23,19 @@ class SafetensorsFile {
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::string& path() const { return file_.path(); }
   size_t size() const { return file_.size(); }
-  // Start of the mapping (file offset 0): a tensor's file offset is view.data - base().
+  // Start of the mapping (file offset 0).
   const uint8_t* base() const { return file_.data(); }
+  // The file offset of a tensor's data p (a view's data from this file); false if p is not one.
+  bool file_offset(const void* p, uint64_t* off) const;
 
  private:
   MappedFile file_;
   std::map<std::string, TensorView> tensors_;
+  // Tensors whose data is not aligned to their element size (the safetensors library writes
+  // them aligned, other writers need not) are used from an aligned copy: typed loads of
+  // misaligned data are undefined behaviour. Their file offsets by copy address.
+  std::vector<std::unique_ptr<uint8_t[]>> copies_;
+  std::map<const void*, uint64_t> copy_offsets_;
 };
 
 // All shards of a checkpoint directory.
@@ -47,7 +54,9 @@ class Checkpoint {
   std::map<std::string, TensorEntry> entries_;
 };
 
-// Writing (used by `dsv4 tiny` and by tests that make broken checkpoints).
+// Writing (used by `dsv4 tiny` and by tests that make broken checkpoints). As the safetensors
+// library does, the data of wider dtypes goes first, so every tensor is aligned to its element
+// size (the header is padded to 8 bytes).
 struct TensorToWrite {
   std::string name;
   Dtype dtype;

@@ -547,8 +547,13 @@ std::vector<Shard> plan_shards(const std::vector<TensorSpec>& table, const Rando
 }
 
 // Streams one shard: header first (all sizes are known from the table), then each tensor's
-// bytes generated block by block, its scale right after it.
+// bytes generated block by block, its scale right after it. Wider dtypes first (the safetensors
+// library's order), so every tensor is aligned to its element size; the FP8/FP4 tensors and their
+// e8m0 scales, all bytes, come last.
 void write_shard(const Shard& sh, const fs::path& path, const Config& c, uint64_t seed) {
+  std::vector<const TensorSpec*> order(sh.tensors);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const TensorSpec* a, const TensorSpec* b) { return dtype_size(a->dtype) > dtype_size(b->dtype); });
   ojson header;
   header["__metadata__"] = {{"format", "pt"}};
   uint64_t off = 0;
@@ -560,7 +565,7 @@ void write_shard(const Shard& sh, const fs::path& path, const Config& c, uint64_
     off += uint64_t(bytes);
     header[name] = std::move(e);
   };
-  for (const TensorSpec* t : sh.tensors) {
+  for (const TensorSpec* t : order) {
     const int64_t main_bytes = t->numel() * int64_t(dtype_size(t->dtype));
     add(t->name, t->dtype, t->shape, main_bytes);
     if (t->has_scale()) add(t->scale_name(), Dtype::e8m0, t->scale_shape(), t->bytes() - main_bytes);
@@ -577,7 +582,7 @@ void write_shard(const Shard& sh, const fs::path& path, const Config& c, uint64_
 
   std::vector<uint8_t> main, scale;
   ThreadPool pool;  // the writer's own threads (checkpoint generation is not model compute)
-  for (const TensorSpec* t : sh.tensors) {
+  for (const TensorSpec* t : order) {
     const uint64_t nh = fnv1a64(t->name);
     const int64_t rows = t->rows, n_blocks = (rows + kRowBlock - 1) / kRowBlock;
     const int64_t row_bytes = t->numel() * int64_t(dtype_size(t->dtype)) / rows;

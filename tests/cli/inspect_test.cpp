@@ -86,7 +86,7 @@ void check_config(const char* file, bool flash) {
   EXPECT_EQ(find(out, R"(tokens incl\. windows: ([0-9.]+) GiB)"), number_in(want("KV state at 1,048,576 tokens")));
 
   // JSON: the same figures as numbers.
-  ASSERT_EQ(test::run_command(test::dsv4_binary() + " inspect --json --config " + cfg + " 2>/dev/null", &out), 0);
+  ASSERT_EQ(test::run_command_stdout(test::dsv4_binary() + " inspect --json --config " + cfg, &out), 0);
   const auto j = nlohmann::json::parse(out);
   EXPECT_NEAR(j["params"]["total_main"].get<double>() / 1e9, std::stod(number_in(want("parameters, main model"))),
               flash ? 0.005 : 0.05);
@@ -113,7 +113,7 @@ TEST(InspectCli, TableMatchesAnIndependentCheckpoint) {
   const std::string dir = test::testdata_path("oracle/case-a/ckpt");
   if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP();
   std::string out;
-  ASSERT_EQ(test::run_command(test::dsv4_binary() + " inspect --json --model " + dir + " 2>/dev/null", &out), 0)
+  ASSERT_EQ(test::run_command_stdout(test::dsv4_binary() + " inspect --json --model " + dir, &out), 0)
       << out;
   const auto j = nlohmann::json::parse(out);
   EXPECT_EQ(j["tensors"]["checkpoint"]["count"], j["tensors"]["expected"]["count"]);
@@ -126,7 +126,7 @@ TEST(InspectCli, TableMatchesAnIndependentCheckpoint) {
 TEST(InspectCli, TinyCheckpoint) {
   const std::string dir = test::tiny_checkpoint_dir();
   std::string out;
-  ASSERT_EQ(test::run_command(test::dsv4_binary() + " inspect --json --model " + dir + " 2>/dev/null", &out), 0)
+  ASSERT_EQ(test::run_command_stdout(test::dsv4_binary() + " inspect --json --model " + dir, &out), 0)
       << out;
   const auto j = nlohmann::json::parse(out);
   EXPECT_EQ(j["mode"], "model");

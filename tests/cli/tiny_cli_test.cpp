@@ -71,7 +71,7 @@ TEST(TinyCli, ReleaseLayouts) {
     std::string out;
     ASSERT_EQ(test::run_command(test::dsv4_binary() + " tiny --out " + dir + " " + k.flags, &out), 0) << out;
     EXPECT_NE(out.find(k.printed), std::string::npos) << out;
-    ASSERT_EQ(test::run_command(test::dsv4_binary() + " inspect --json --model " + dir + " 2>/dev/null", &out), 0) << out;
+    ASSERT_EQ(test::run_command_stdout(test::dsv4_binary() + " inspect --json --model " + dir, &out), 0) << out;
     const auto j = nlohmann::json::parse(out);
     EXPECT_EQ(j["drafter"]["kind"], k.kind);
     EXPECT_EQ(j["drafter"]["blocks"], k.blocks);

@@ -495,11 +495,11 @@ TEST(RenderCli, PrintsExactPromptBytesAndIds) {
     std::string req = dir + "/" + id + ".json";
     std::ofstream(req, std::ios::binary) << py_json_dumps(c["request"]);  // UTF-8, exact numbers
     std::string out;
-    int rc = test::run_command(test::dsv4_binary() + " render --model " + model + " --request " + req + " 2>/dev/null", &out);
+    int rc = test::run_command_stdout(test::dsv4_binary() + " render --model " + model + " --request " + req, &out);
     EXPECT_EQ(rc, 0) << id;
     EXPECT_EQ(out, c["prompt"].get<std::string>()) << id;
     if (have_tok) {
-      rc = test::run_command(test::dsv4_binary() + " render --ids --model " + model + " --request " + req + " 2>/dev/null", &out);
+      rc = test::run_command_stdout(test::dsv4_binary() + " render --ids --model " + model + " --request " + req, &out);
       EXPECT_EQ(rc, 0) << id;
       Json ids = Json::parse(out, nullptr, false);
       ASSERT_TRUE(ids.is_array()) << id << ": " << out;
@@ -510,8 +510,8 @@ TEST(RenderCli, PrintsExactPromptBytesAndIds) {
     std::string req = dir + "/effort.json";
     std::ofstream(req, std::ios::binary) << py_json_dumps(c["request"]);
     std::string out;
-    int rc = test::run_command(test::dsv4_binary() + " render --effort-table v4-0731 --model " + model +
-                                   " --request " + req + " 2>/dev/null",
+    int rc = test::run_command_stdout(test::dsv4_binary() + " render --effort-table v4-0731 --model " + model +
+                                   " --request " + req,
                                &out);
     EXPECT_EQ(rc, 0);
     EXPECT_EQ(out, c["prompt"].get<std::string>()) << c["id"].get<std::string>();

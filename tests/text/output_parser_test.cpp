@@ -521,8 +521,8 @@ TEST(ParseCli, PrintsMessageOrErrorWithExitCode) {
     std::string in = dir + "/" + id + ".txt";
     std::ofstream(in, std::ios::binary) << c["completion"].get<std::string>();
     std::string out;
-    int rc = test::run_command(test::dsv4_binary() + " parse --model " + model +
-                                   (c["thinking"].get<bool>() ? " --thinking" : " --chat") + " < " + in + " 2>/dev/null",
+    int rc = test::run_command_stdout(test::dsv4_binary() + " parse --model " + model +
+                                   (c["thinking"].get<bool>() ? " --thinking" : " --chat") + " < " + in,
                                &out);
     Json got = Json::parse(out, nullptr, false);
     ASSERT_TRUE(got.is_object()) << id << ": " << out;
