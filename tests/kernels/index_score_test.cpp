@@ -285,7 +285,9 @@ TEST(IndexScoresI8, IntegerTileHoldsTheKeyValues) {
         ASSERT_LE(byte, 24);
         const float v = float(int(byte) - 12) * ks[size_t(b * T + l)];
         ASSERT_EQ(v, kt[size_t(d * T + l)]) << "n " << n << " key " << l << " dim " << d;
-        if (l >= n) ASSERT_EQ(byte, 12);
+        if (l >= n) {
+          ASSERT_EQ(byte, 12);
+        }
       }
   }
 }

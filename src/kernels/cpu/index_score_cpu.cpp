@@ -8,6 +8,12 @@
 #include <immintrin.h>
 #define DSV4_INDEX_I8_AVX2 1
 #endif
+#if defined(__aarch64__) && !defined(__clang__) && !defined(DSV4_KERNEL_ISA_BASELINE)
+#include <arm_neon.h>
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#define DSV4_INDEX_I8_DOTPROD 1
+#endif
 
 #include "core/dtype.h"
 #include "kernels/cpu/dispatch.h"
@@ -341,6 +347,56 @@ __attribute__((target("arch=x86-64-v3"))) void scores_i8_avx2(const uint8_t* kt,
   }
 }
 #endif
+#if DSV4_INDEX_I8_DOTPROD
+// ARM64 with the dot-product extension (ARMv8.2 "dotprod": Graviton 2+, Apple M1+, Cortex-A76+,
+// checked at run time): one sdot per 4 keys x 4 dims, the tile's bytes (2 x e2m1 + 12, 0..24)
+// taken as signed, into 32-bit sums directly.
+bool has_dotprod() {
+  static const bool b = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+  return b;
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) void scores_i8_dotprod(const uint8_t* kt, const float* ks,
+                                                                        int64_t n_tiles, int64_t Di, int64_t Hi,
+                                                                        const int8_t* q8, const float* qscale,
+                                                                        const int32_t* corr, const float* w,
+                                                                        float* out) {
+  const int64_t nb = Di / 32;
+  const float32x4_t zero = vdupq_n_f32(0.f);
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const uint8_t* k = kt + t * index_tile_i8_bytes(Di);
+    const float* s = ks + t * nb * kIndexTile;
+    float32x4_t tot[4] = {zero, zero, zero, zero};
+    for (int64_t h = 0; h < Hi; ++h) {
+      float32x4_t dot[4] = {zero, zero, zero, zero};
+      const int8_t* qh = q8 + h * Di;
+      for (int64_t b = 0; b < nb; ++b) {
+        int32x4_t a[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+        const uint8_t* kb = k + b * 8 * kIndexTile * 4;
+        for (int g = 0; g < 8; ++g) {
+          int32_t qw;
+          std::memcpy(&qw, qh + b * 32 + g * 4, 4);
+          const int8x16_t qv = vreinterpretq_s8_s32(vdupq_n_s32(qw));
+          for (int v = 0; v < 4; ++v)
+            a[v] = vdotq_s32(a[v], vreinterpretq_s8_u8(vld1q_u8(kb + g * kIndexTile * 4 + v * 16)), qv);
+        }
+        const int32x4_t c = vdupq_n_s32(corr[h * nb + b]);
+        const float32x4_t f = vdupq_n_f32(qscale[h * nb + b]);
+        for (int v = 0; v < 4; ++v) {
+          const float32x4_t u = vmulq_f32(f, vld1q_f32(s + b * kIndexTile + v * 4));
+          dot[v] = vaddq_f32(dot[v], vmulq_f32(vcvtq_f32_s32(vsubq_s32(a[v], c)), u));
+        }
+      }
+      const float32x4_t wh = vdupq_n_f32(w[h]);
+      for (int v = 0; v < 4; ++v) {  // max(dot, 0) as dot < 0 ? 0 : dot (NaN, -0 kept)
+        const float32x4_t r = vbslq_f32(vcltq_f32(dot[v], zero), zero, dot[v]);
+        tot[v] = vfmaq_f32(tot[v], wh, r);
+      }
+    }
+    for (int v = 0; v < 4; ++v) vst1q_f32(out + t * kIndexTile + v * 4, tot[v]);
+  }
+}
+#endif
 }  // namespace
 
 void index_scores_tiles_i8(const uint8_t* kt, const float* ks, int64_t n_tiles, int64_t Di, int64_t Hi,
@@ -352,6 +408,13 @@ void index_scores_tiles_i8(const uint8_t* kt, const float* ks, int64_t n_tiles, 
     if (vector_floats() >= 8) {
       scores_i8_avx2(kt, ks, n_tiles, Di, Hi, q8 + r * qn, qscale + r * sn, corr + r * sn, w + r * w_stride,
                      out + r * out_stride);
+      continue;
+    }
+#endif
+#if DSV4_INDEX_I8_DOTPROD
+    if (has_dotprod()) {
+      scores_i8_dotprod(kt, ks, n_tiles, Di, Hi, q8 + r * qn, qscale + r * sn, corr + r * sn, w + r * w_stride,
+                        out + r * out_stride);
       continue;
     }
 #endif
