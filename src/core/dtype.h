@@ -70,6 +70,8 @@ uint8_t f32_to_e2m1(float x);
 int ceil_log2_exact(float r);
 // e8m0 exponent byte of 2^ceil(log2(amax/qmax)) with the reference's amax floor applied.
 uint8_t e8m0_scale_for_amax(float amax, float qmax, float amax_floor);
+// The FP4 (e2m1, 1x32) block scale for a block's amax: qmax 6, amax floor 6 x 2^-126.
+inline uint8_t fp4_scale_for_amax(float amax) { return e8m0_scale_for_amax(amax, 6.f, 6.f * 1.1754943508222875e-38f); }
 
 // FP8 activation/KV simulation of one block: amax=max(|x|,1e-4), s=2^ceil(log2(amax/448)),
 // x <- e4m3(x/s)*s. Writes codes/scale if the pointers are non-null. In-place on x.

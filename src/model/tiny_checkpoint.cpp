@@ -23,6 +23,7 @@
 #include "core/temp_name.h"
 #include "core/log.h"
 #include "core/thread_pool.h"
+#include "model/safetensors.h"
 #include "model/tensor_table.h"
 
 namespace dsv4::model {
@@ -442,7 +443,7 @@ void encode_fp4_row(const float* v, int64_t cols, uint8_t* packed, uint8_t* scal
   for (int64_t c0 = 0; c0 < cols; c0 += 32) {
     float amax = 0;
     for (int64_t i = c0; i < c0 + 32; ++i) amax = std::fmax(amax, std::fabs(v[i]));
-    const uint8_t se = e8m0_scale_for_amax(amax, 6.f, 6.f * 1.1754943508222875e-38f);
+    const uint8_t se = fp4_scale_for_amax(amax);
     const int e = int(se) - 127;
     scales[c0 / 32] = se;
     for (int64_t i = c0; i < c0 + 32; i += 2) {
@@ -552,8 +553,7 @@ std::vector<Shard> plan_shards(const std::vector<TensorSpec>& table, const Rando
 // e8m0 scales, all bytes, come last.
 void write_shard(const Shard& sh, const fs::path& path, const Config& c, uint64_t seed) {
   std::vector<const TensorSpec*> order(sh.tensors);
-  std::stable_sort(order.begin(), order.end(),
-                   [](const TensorSpec* a, const TensorSpec* b) { return dtype_size(a->dtype) > dtype_size(b->dtype); });
+  order_wider_dtypes_first(order);
   ojson header;
   header["__metadata__"] = {{"format", "pt"}};
   uint64_t off = 0;

@@ -43,6 +43,19 @@ DSV4_VEC_INLINE To vec_cast(const From& f) {
   __builtin_memcpy(&t, &f, sizeof t);
   return t;
 }
+
+// A vector of -0 that the optimiser treats as unknown, so that x * f + nz is kept as a
+// multiply-add (not folded back to x * f): the same value as the product for every x, but Zen 3
+// multiplies slow down on subnormal inputs and its multiply-adds do not (the raw FP4 decodes of
+// +-0.5 are subnormal; linear_cpu.cpp, index_score_cpu.cpp). It goes through memory: make it once
+// per kernel call, outside the loops.
+template <int W>
+DSV4_VEC_INLINE typename Vec<W>::type neg_zero_opaque() {
+  typename Vec<W>::type v;
+  for (int j = 0; j < W; ++j) v[j] = -0.f;
+  __asm__("" : "+m"(v));
+  return v;
+}
 #pragma GCC diagnostic pop
 
 // The vector width, in floats, that the running clones handle in registers: 16 when the AVX-512

@@ -25,6 +25,12 @@
 namespace dsv4::kernels {
 
 namespace {
+// Reference numerics: every score of n_rows rows of n keys rounded to bf16.
+void round_scores_bf16(float* out, int64_t n_rows, int64_t n, int64_t out_stride) {
+  for (int64_t i = 0; i < n_rows; ++i)
+    for (int64_t l = 0; l < n; ++l) out[i * out_stride + l] = dsv4::round_bf16(out[i * out_stride + l]);
+}
+
 // Lane-wise max(x, 0) as std::max(x, 0.f) computes it (keeps -0 and NaN).
 template <class V>
 DSV4_VEC_INLINE V relu(V x) {
@@ -94,11 +100,7 @@ DSV4_CLONES void decode_keys_transposed(const uint8_t* const* keys, int64_t n, i
   using I = typename IVec<W>::type;
   const int64_t packed = Di / 2;
   bool odd_scale = false;  // a scale > 2^1: those keys' blocks are redone by the scalar formula
-  // The factor goes on by a multiply-add onto an opaque -0 (the same values): Zen 3 multiplies
-  // slow down on subnormal inputs, which the raw decodes of +-0.5 are (see linear_cpu.cpp).
-  V nz;
-  for (int j = 0; j < W; ++j) nz[j] = -0.f;
-  __asm__("" : "+m"(nz));
+  const V nz = neg_zero_opaque<W>();  // the factor goes on by a multiply-add (see dispatch.h)
   for (int64_t l0 = 0; l0 < kIndexTile; l0 += W) {
     for (int64_t blk = 0; blk < Di / 32; ++blk) {
       V f = {};  // 2^126 x scale per key (lanes past n: 0)
@@ -152,9 +154,7 @@ void index_scores_tiles(const float* kt, int64_t n_tiles, int64_t Di, int64_t Hi
     case 8: scores<2, 2, 4, 8>(kt, n_tiles, Di, Hi, q, q_stride, w, w_stride, n_rows, out, out_stride); break;
     default: scores<2, 1, 2, 4>(kt, n_tiles, Di, Hi, q, q_stride, w, w_stride, n_rows, out, out_stride); break;
   }
-  if (round_bf16)
-    for (int64_t i = 0; i < n_rows; ++i)
-      for (int64_t l = 0; l < n_tiles * kIndexTile; ++l) out[i * out_stride + l] = dsv4::round_bf16(out[i * out_stride + l]);
+  if (round_bf16) round_scores_bf16(out, n_rows, n_tiles * kIndexTile, out_stride);
 }
 
 // ---- integer scoring -------------------------------------------------------------------------
@@ -174,7 +174,7 @@ bool index_query_i8(const float* q, int64_t Hi, int64_t Di, int8_t* q8, float* q
       // the FP4 simulation's scale for this amax: e >= -126 (its floor); an FP4-simulated block's
       // values are multiples of 2^(e-1) of at most 12 units (re-deriving the scale from the
       // simulated values gives the original or a smaller power of two, with the same values)
-      const int e = int(e8m0_scale_for_amax(amax, 6.f, 6.f * 1.1754943508222875e-38f)) - 127;
+      const int e = int(fp4_scale_for_amax(amax)) - 127;
       const float up = e8m0_to_f32(uint8_t(e - 1 + 127)), down = e8m0_to_f32(uint8_t(1 - e + 127));
       int32_t sum = 0;
       for (int d = 0; d < 32; ++d) {
@@ -190,18 +190,17 @@ bool index_query_i8(const float* q, int64_t Hi, int64_t Di, int8_t* q8, float* q
 }
 
 namespace {
-// e2m1 code pairs (a packed byte: low nibble first) as the bytes 2 x value + 12.
+// An e2m1 code as the integer tiles' byte 2 x value + 12.
+alignas(16) constexpr uint8_t kKeyByte[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+// A packed byte (two codes, low nibble first) as its two key bytes.
 struct KeyBytes {
   uint16_t t[256];
   constexpr KeyBytes() : t{} {
-    constexpr uint8_t twice[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
-    for (int b = 0; b < 256; ++b) t[b] = uint16_t(twice[b & 15] | (twice[b >> 4] << 8));
+    for (int b = 0; b < 256; ++b) t[b] = uint16_t(kKeyByte[b & 15] | (kKeyByte[b >> 4] << 8));
   }
 };
 constexpr KeyBytes kKeyBytes;
-}  // namespace
 
-namespace {
 // Key l of a tile, scalar: its 2 packed bytes per (block, group) through kKeyBytes; l >= n: zeros.
 void key_i8_scalar(const uint8_t* const* keys, int64_t l, int64_t n, int64_t Di, uint8_t* dst) {
   const int64_t nbg = Di / 32 * 8;
@@ -222,7 +221,7 @@ void key_i8_scalar(const uint8_t* const* keys, int64_t l, int64_t n, int64_t Di,
 // 16 contiguous bytes the tile keeps for them.
 __attribute__((target("arch=x86-64-v3"))) void keys4_i8_sse(const uint8_t* const* keys, int64_t l0, int64_t Di,
                                                           uint8_t* dst) {
-  const __m128i table = _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+  const __m128i table = _mm_load_si128(reinterpret_cast<const __m128i*>(kKeyByte));
   const __m128i low4 = _mm_set1_epi8(0x0f);
   for (int64_t b = 0; b < Di / 32; ++b) {
     __m128 d[2][4];  // [dims 0-15 / 16-31][key]
@@ -426,9 +425,7 @@ void index_scores_tiles_i8(const uint8_t* kt, const float* ks, int64_t n_tiles, 
     scores_i8_scalar(kt, ks, n_tiles, Di, Hi, q8 + r * qn, qscale + r * sn, corr + r * sn, w + r * w_stride,
                      out + r * out_stride);
   }
-  if (round_bf16)
-    for (int64_t i = 0; i < n_rows; ++i)
-      for (int64_t l = 0; l < n_tiles * kIndexTile; ++l) out[i * out_stride + l] = dsv4::round_bf16(out[i * out_stride + l]);
+  if (round_bf16) round_scores_bf16(out, n_rows, n_tiles * kIndexTile, out_stride);
 }
 
 }  // namespace dsv4::kernels

@@ -357,11 +357,9 @@ DSV4_VEC_INLINE constexpr typename IVec<W>::type lane_shifts(int p) {
 // the top of its low half) and one 16-bit arithmetic shift spreads both signs: 3 shifts and 2 masks
 // for 2 vectors instead of 4 and 2.
 //
-// The factor is applied as a multiply-add onto nz, a -0 vector the compiler cannot see through
-// (neg_zero_opaque): the same value as the product (x + -0 == x for every x, -0 included), but on
-// Zen 3 a multiply slows down when an input is subnormal, and the raw decodes of +-0.5 are, while
-// the multiply-add does not (FP4 4-token kernel, one core: 6.1 -> 8.3 multiply-adds per cycle in a
-// standalone loop).
+// The factor is applied as a multiply-add onto nz (dispatch.h's neg_zero_opaque): the same value as
+// the product, without Zen 3's slow multiply of the subnormal raw decodes of +-0.5 (FP4 4-token
+// kernel, one core: 6.1 -> 8.3 multiply-adds per cycle in a standalone loop).
 template <int W>
 DSV4_VEC_INLINE void fp4_decode_block(typename IVec<W>::type src, float f, typename Vec<W>::type nz,
                                       typename Vec<W>::type* wv) {
@@ -380,16 +378,6 @@ DSV4_VEC_INLINE void fp4_decode_block(typename IVec<W>::type src, float f, typen
   } else {
     wv[0] = vec_cast<V>(((src << lane_shifts<WeightFormat::fp4_block32, W>(0)) >> 6) & kMask) * f + nz;
   }
-}
-
-// A vector of -0 that the optimiser treats as unknown (so x + nz is not folded away; see
-// fp4_decode_block). Once per kernel call: it goes through memory.
-template <int W>
-DSV4_VEC_INLINE typename Vec<W>::type neg_zero_opaque() {
-  typename Vec<W>::type v;
-  for (int j = 0; j < W; ++j) v[j] = -0.f;
-  __asm__("" : "+m"(v));
-  return v;
 }
 
 // The e4m3 codes of a 16-column block (c) decoded into its 16 / W vectors as fp32 values times
