@@ -26,7 +26,9 @@ namespace {
 // The state's index keys as the backend reads them.
 class IndexKeys final : public kernels::RowSource {
  public:
-  explicit IndexKeys(const cache::PagedRows& rows) : rows_(rows) {}
+  explicit IndexKeys(const cache::PagedRows& rows)
+      : rows_(rows),
+        fp4_(rows.codec().kind == cache::RowKind::index_native && rows.codec().width % 32 == 0) {}
   int64_t rows() const override { return rows_.size(); }
   void decode_strided(int64_t j, float* dst, int64_t stride) const override {
     rows_.codec().decode_strided(rows_.raw(j), dst, stride);
@@ -34,22 +36,19 @@ class IndexKeys final : public kernels::RowSource {
   // Keys stored as e2m1 + e8m0 (reference numerics) take the vector tile decoder; f32 keys the
   // row-by-row default.
   void decode_tile(int64_t j0, int64_t n, int64_t width, float* dst, int64_t ld) const override {
-    const cache::RowCodec& c = rows_.codec();
-    if (c.kind != cache::RowKind::index_native || c.width % 32 != 0) {
+    if (!fp4_) {
       RowSource::decode_tile(j0, n, width, dst, ld);
       return;
     }
     const uint8_t* in[kernels::kIndexTile];
     for (int64_t l = 0; l < n; ++l) in[l] = rows_.raw(j0 + l);
-    kernels::decode_fp4_keys_transposed(in, n, c.width, dst, ld);
+    kernels::decode_fp4_keys_transposed(in, n, rows_.codec().width, dst, ld);
   }
-  const uint8_t* fp4_row(int64_t j) const override {
-    const cache::RowCodec& c = rows_.codec();
-    return c.kind == cache::RowKind::index_native && c.width % 32 == 0 ? rows_.raw(j) : nullptr;
-  }
+  const uint8_t* fp4_row(int64_t j) const override { return fp4_ ? rows_.raw(j) : nullptr; }
 
  private:
   const cache::PagedRows& rows_;
+  const bool fp4_;  // stored as e2m1 codes + e8m0 block scales
 };
 }  // namespace
 

@@ -70,10 +70,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
     v.data = base + b;
     const size_t esz = dtype_size(v.dtype);
     if (esz > 1 && (reinterpret_cast<uintptr_t>(v.data) % esz) != 0 && v.nbytes() > 0) {
-      copies_.emplace_back(new uint8_t[v.nbytes()]);  // new[]: aligned for every element type
-      std::memcpy(copies_.back().get(), v.data, v.nbytes());
-      copy_offsets_[copies_.back().get()] = uint64_t(8 + hlen + b);
-      v.data = copies_.back().get();
+      copies_.push_back({std::unique_ptr<uint8_t[]>(new uint8_t[v.nbytes()]), uint64_t(8 + hlen + b)});
+      std::memcpy(copies_.back().bytes.get(), v.data, v.nbytes());
+      v.data = copies_.back().bytes.get();
       misaligned_bytes += v.nbytes();
     }
     tensors_[name] = v;
@@ -89,10 +88,12 @@ bool SafetensorsFile::file_offset(const void* p, uint64_t* off) const {
     *off = uint64_t(b - base());
     return true;
   }
-  auto it = copy_offsets_.find(p);
-  if (it == copy_offsets_.end()) return false;
-  *off = it->second;
-  return true;
+  for (const AlignedCopy& c : copies_)
+    if (c.bytes.get() == b) {
+      *off = c.file_offset;
+      return true;
+    }
+  return false;
 }
 
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
@@ -153,8 +154,7 @@ const TensorEntry* Checkpoint::find(const std::string& name) const {
 
 void write_safetensors(const std::string& path, const std::vector<const TensorToWrite*>& tensors_in) {
   std::vector<const TensorToWrite*> tensors(tensors_in);
-  std::stable_sort(tensors.begin(), tensors.end(),
-                   [](const TensorToWrite* a, const TensorToWrite* b) { return dtype_size(a->dtype) > dtype_size(b->dtype); });
+  order_wider_dtypes_first(tensors);
   json h = json::object();
   uint64_t off = 0;
   for (const auto* t : tensors) {

@@ -1,6 +1,7 @@
 // Checkpoint files: safetensors (single file or sharded with model.safetensors.index.json),
 // mmap'd; tensors are exposed as TensorViews over the mapped bytes, never copied (V4-ARCH §4.1).
 #pragma once
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -33,9 +34,12 @@ class SafetensorsFile {
   std::map<std::string, TensorView> tensors_;
   // Tensors whose data is not aligned to their element size (the safetensors library writes
   // them aligned, other writers need not) are used from an aligned copy: typed loads of
-  // misaligned data are undefined behaviour. Their file offsets by copy address.
-  std::vector<std::unique_ptr<uint8_t[]>> copies_;
-  std::map<const void*, uint64_t> copy_offsets_;
+  // misaligned data are undefined behaviour.
+  struct AlignedCopy {
+    std::unique_ptr<uint8_t[]> bytes;  // new[]: aligned for every element type
+    uint64_t file_offset;
+  };
+  std::vector<AlignedCopy> copies_;
 };
 
 // All shards of a checkpoint directory.
@@ -54,9 +58,15 @@ class Checkpoint {
   std::map<std::string, TensorEntry> entries_;
 };
 
-// Writing (used by `dsv4 tiny` and by tests that make broken checkpoints). As the safetensors
-// library does, the data of wider dtypes goes first, so every tensor is aligned to its element
-// size (the header is padded to 8 bytes).
+// The safetensors library's data order: wider dtypes first (stable), so that with the header
+// padded to 8 bytes every tensor is aligned to its element size. T: anything with a `dtype`.
+template <class T>
+void order_wider_dtypes_first(std::vector<const T*>& tensors) {
+  std::stable_sort(tensors.begin(), tensors.end(),
+                   [](const T* a, const T* b) { return dtype_size(a->dtype) > dtype_size(b->dtype); });
+}
+
+// Writing (used by `dsv4 tiny` and by tests that make broken checkpoints), in that order.
 struct TensorToWrite {
   std::string name;
   Dtype dtype;
