@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -85,6 +86,9 @@ BENCHMARK(BM_FmaPeak)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisec
 
 struct Weights {
   std::vector<uint8_t> w, s;
+  // FP8: whether the tensor holds NaN codes, scanned once on first use as the model's weights are
+  // (model/weights.cpp); shared by the copies, which hold the same bytes
+  std::shared_ptr<std::atomic<int8_t>> nan_codes;
   Linear lin;
   size_t bytes = 0;
 };
@@ -110,6 +114,8 @@ Weights make(WeightFormat fmt, int64_t out, int64_t in, uint32_t seed) {
       o.s.assign(size_t(((out + 127) / 128) * ((in + 127) / 128)), 120);
       l.w = TensorView{o.w.data(), Dtype::e4m3, 2, {out, in}};
       l.scale = TensorView{o.s.data(), Dtype::e8m0, 2, {(out + 127) / 128, (in + 127) / 128}};
+      o.nan_codes = std::make_shared<std::atomic<int8_t>>(int8_t(-1));
+      l.nan_codes = o.nan_codes.get();
       break;
     case WeightFormat::fp4_block32:
       o.w.resize(size_t(out * in / 2));

@@ -624,10 +624,12 @@ DSV4_CLONES bool fp8_scale_x(const float* x, int64_t n, int64_t col0, const uint
     const uint32_t e = srow[c / 128];
     if (e > 134 || e < min_e) return false;  // 2^(e - 7) not a finite float (e = 255 is NaN)
     const float f = std::bit_cast<float>((e + 120u) << 23), inv = std::bit_cast<float>((134u - e) << 23);
+    int32_t bad = 0;  // an integer or-reduction, so that the loop vectorises
     for (int64_t j = k; j < end; ++j) {
       xs[j] = x[j] * f;
-      ok &= xs[j] * inv == x[j];
+      bad |= int32_t(xs[j] * inv != x[j]);
     }
+    ok = ok && bad == 0;
     k = end;
   }
   return ok;
@@ -650,9 +652,13 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
   const size_t esize = F == WeightFormat::f32 ? 4 : F == WeightFormat::bf16 ? 2 : 1;
   // activations in lane order, in the calling thread's buffer (kept between calls); a reference,
   // so that the pool threads read this thread's copy
+  // (FP8: permuted once here, scaled per 128-row group below: a 16-column block never straddles a
+  // 128-column scale block when col0 % 16 == 0, so scaling the permuted copy is permuting the scaled
+  // one)
   thread_local std::vector<float> caller_xp;
   std::vector<float>& xp = caller_xp;
-  resize_with_context(xp, F == WeightFormat::bf16 || fp4 ? size_t(n * in) : 0);
+  const bool fp8_xp = fp8 && L.col0 % 16 == 0;
+  resize_with_context(xp, F == WeightFormat::bf16 || fp4 || fp8_xp ? size_t(n * in) : 0);
   if (!xp.empty())
     for (int64_t t = 0; t < n; ++t) permute_x<F, W>(x + t * lx, in, xp.data() + t * in);
   // FP8 rows need no NaN-code scan when the stored tensor is known to hold none
@@ -662,7 +668,7 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
     const int64_t ra = std::min(out, units * th / nt * R), rb = std::min(out, units * (th + 1) / nt * R);
     thread_local std::vector<float> xs, xtmp, wrow;  // each pool thread's, kept between calls
     resize_with_context(xs, fp8 ? size_t(n * in) : 0);
-    resize_with_context(xtmp, fp8 ? size_t(in) : 0);
+    resize_with_context(xtmp, fp8 && !fp8_xp ? size_t(in) : 0);
     int64_t group = -1;  // FP8: 128-row scale group xs is scaled for
     bool xs_ok = false;
     float tile[R * T];
@@ -697,7 +703,7 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
     };
     auto rows = [&](int64_t r, auto rr) {
       const float* xt = fp8 ? xs.data() : xp.empty() ? x : xp.data();
-      const int64_t ldxt = fp8 || !xp.empty() ? in : lx;
+      const int64_t ldxt = fp8 || !xp.empty() ? in : lx;  // FP8: xs
       int64_t t0 = 0;
       if constexpr (T == 4) {
         // 5..16 tokens in passes of 4, 3 or 2 (5 = 3 + 2, 6 = 3 + 3, 7 = 4 + 3, 9 = 4 + 3 + 2):
@@ -728,9 +734,14 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
           group = g;
           const uint8_t* srow = L.scale.as<uint8_t>() + g * L.scale.dim(1);
           xs_ok = true;
+          const uint32_t min_e = opts.weight_bf16 ? 3u : 0u;
           for (int64_t t = 0; t < n && xs_ok; ++t) {
-            xs_ok = fp8_scale_x(x + t * lx, in, L.col0, srow, xtmp.data(), opts.weight_bf16 ? 3u : 0u);
-            permute_x<F, W>(xtmp.data(), in, xs.data() + t * in);
+            if (fp8_xp) {
+              xs_ok = fp8_scale_x(xp.data() + t * in, in, L.col0, srow, xs.data() + t * in, min_e);
+            } else {
+              xs_ok = fp8_scale_x(x + t * lx, in, L.col0, srow, xtmp.data(), min_e);
+              permute_x<F, W>(xtmp.data(), in, xs.data() + t * in);
+            }
           }
         }
       }
