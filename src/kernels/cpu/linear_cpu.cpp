@@ -3,11 +3,13 @@
 // shipped binary runs on any x86-64; other architectures get the portable build.
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/alloc_guard.h"
@@ -141,55 +143,6 @@ inline float reduce16(const float* acc) {
 }
 }  // namespace
 
-// The end of dot_f32's arithmetic on 16 partial sums a of columns [0, nb): columns nb .. n - 1
-// added to lanes 0.., then reduce16. Compiled like the kernels (multiply-adds fused where the ISA
-// has them, as in dot_f32).
-DSV4_CLONES static float dot_finish(const float* w, const float* x, int64_t nb, int64_t n, float* a) {
-  for (int64_t k = nb; k < n; ++k) a[k & 15] += w[k] * x[k];
-  return reduce16(a);
-}
-
-// R weight rows x T tokens of dot products at once (register blocking: each loaded vector is used
-// T or R times), each computed exactly as dot_f32 computes it: lane j of 16 partial sums takes
-// elements i with i % 16 == j in ascending order, the tail goes to lanes 0.., then the same
-// reduction tree. So a (row, token) value does not depend on the batch it is computed in.
-// dot_block_acc adds columns [0, n) (n a multiple of 16) of R rows x T tokens into their 16
-// partial sums a + t * lda + r * 16, which carry the sums from one column chunk to the next.
-// Lanes p*W .. p*W + W - 1 of every block are independent sums, so it makes one pass per p with
-// R x T accumulators in registers (W from dispatch.h's vector_floats(): AVX-512 4 x 4 blocks of
-// 64-byte vectors in one pass, AVX2 4 x 3 of 32-byte ones in two, otherwise 2 x 1 of 16-byte ones
-// in four).
-template <int R, int T, int W>
-DSV4_CLONES static void dot_block_acc(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t n, float* a,
-                                      int64_t lda) {
-  using V = typename Vec<W>::type;
-  constexpr int P = 16 / W;
-#pragma GCC unroll 4
-  for (int p = 0; p < P; ++p) {
-    V acc[R][T];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) std::memcpy(&acc[r][t], a + t * lda + r * 16 + p * W, sizeof(V));
-    for (int64_t i = p * W; i < n; i += 16) {
-      V xv[T];
-#pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) std::memcpy(&xv[t], x + t * ldx + i, sizeof(V));
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        V wv;
-        std::memcpy(&wv, w + r * ldw + i, sizeof(V));
-#pragma GCC unroll 4
-        for (int t = 0; t < T; ++t) acc[r][t] += wv * xv[t];
-      }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) std::memcpy(a + t * lda + r * 16 + p * W, &acc[r][t], sizeof(V));
-  }
-}
-
 namespace {
 constexpr float kQuietNan = std::numeric_limits<float>::quiet_NaN();
 
@@ -202,64 +155,190 @@ inline float finish(float v, bool out_bf16) {
 
 }  // namespace
 
-// The body of matmul for many tokens, a GEMM blocked for the caches: a group of weight rows
-// (kGroupRows, or fewer when a row is long: at most ~192 KiB) is decoded into a buffer (L2), then
-// the columns go in chunks of kChunk: a chunk of the group's rows stays in L1 while every block of T
-// tokens runs through the group's R x T register blocks (dot_block_acc), each (row, token) keeping
-// its 16 partial sums in a buffer between chunks (L2). After the last chunk, the columns past the
-// last 16-column block are added and the partial sums reduced (reduce16): dot_f32's arithmetic.
-// Leftover tokens and rows go through dot_f32 itself.
-template <int R, int T, int W>
+// ---- many tokens: a packed GEMM with dot_f32's arithmetic -----------------------------------
+//
+// dot_f32 computes a (row, token) value as: lane j of 16 partial sums takes the products of columns
+// k = j (mod 16) in ascending order (multiply-adds from +0), the columns past the last 16-column
+// block go to lanes 0.., then reduce16. For many tokens matmul computes exactly that, with lane j's
+// sums of MR rows x T tokens as one register tile: a row tile's decoded weights are packed per lane,
+// column by column (MR consecutive floats: vectors across rows), the tokens' activations likewise
+// (T per column, broadcast), so a tile runs through all of a lane's columns with its sums in
+// registers: 2 vector loads and T broadcasts per 2 x T multiply-adds, nothing else. (The former
+// kernel held 16-lane sums per (row, token) and went through memory between column chunks: ~0.47
+// of the multiply-add peak on Zen 3.)
+
+// One lane's sums of a row tile (wp: steps x MR weights) x TT tokens (xp: steps x TT activations):
+// out[t * MR + r], from +0, products added column by column.
+template <int RV, int TT, int W>
+DSV4_CLONES static void lane_tile(const float* wp, const float* xp, int64_t steps, float* out) {
+  using V = typename Vec<W>::type;
+  constexpr int MR = RV * W;
+  V acc[RV][TT];
+#pragma GCC unroll 4
+  for (int v = 0; v < RV; ++v)
+#pragma GCC unroll 16
+    for (int t = 0; t < TT; ++t) acc[v][t] = V{};
+  for (int64_t s = 0; s < steps; ++s) {
+    V wv[RV];
+#pragma GCC unroll 4
+    for (int v = 0; v < RV; ++v) std::memcpy(&wv[v], wp + s * MR + v * W, sizeof(V));
+#pragma GCC unroll 16
+    for (int t = 0; t < TT; ++t) {
+      const V xb = xp[s * TT + t] - V{};  // a broadcast (x - 0 == x for every x; x + 0 is not: -0)
+#pragma GCC unroll 4
+      for (int v = 0; v < RV; ++v) acc[v][t] += wv[v] * xb;
+    }
+  }
+#pragma GCC unroll 4
+  for (int v = 0; v < RV; ++v)
+#pragma GCC unroll 16
+    for (int t = 0; t < TT; ++t) std::memcpy(out + t * MR + v * W, &acc[v][t], sizeof(V));
+}
+
+// The end of dot_f32's arithmetic for a row tile x tt tokens, with the rows in vectors (the same
+// operations per (row, token) as dot_f32's end): the nt (< 16) columns past the last 16-column
+// block (tailt[k * MR + r]; x's tail of token t at x + t * lx) added to lanes 0.., then
+// reduce16's tree; y[t * ldy + r] for the first nr rows.
+template <int MR, int W>
+DSV4_CLONES static void finish_tile(const float* lanes, int64_t tt, const float* tailt, int64_t nt, const float* x,
+                                    int64_t lx, int64_t nr, float* y, int64_t ldy, bool out_bf16) {
+  using V = typename Vec<W>::type;
+  for (int64_t t = 0; t < tt; ++t) {
+    float v[MR];
+#pragma GCC unroll 1
+    for (int q = 0; q < MR; q += W) {
+      V a[16];
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) std::memcpy(&a[j], lanes + (j * tt + t) * MR + q, sizeof(V));
+      for (int64_t k = 0; k < nt; ++k) {
+        V w;
+        std::memcpy(&w, tailt + k * MR + q, sizeof(V));
+        a[k] += w * (x[t * lx + k] - V{});
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) a[j] = a[j] + a[j + 8];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) a[j] = a[j] + a[j + 4];
+      const V r = (a[0] + a[2]) + (a[1] + a[3]);
+      std::memcpy(v + q, &r, sizeof(V));
+    }
+    for (int64_t r = 0; r < nr; ++r) y[t * ldy + r] = finish(v[r], out_bf16);
+  }
+}
+
+// 8 x 8 floats transposed in registers: v[i] = row i in, column i out.
+typedef float F8 __attribute__((vector_size(32)));
+DSV4_VEC_INLINE void transpose8(F8 (&v)[8]) {
+  F8 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = __builtin_shufflevector(v[2 * i], v[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[2 * i + 1] = __builtin_shufflevector(v[2 * i], v[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int i = 0; i < 2; ++i) {
+    F8 *a = t + 4 * i, *b = u + 4 * i;
+    b[0] = __builtin_shufflevector(a[0], a[2], 0, 1, 8, 9, 4, 5, 12, 13);
+    b[1] = __builtin_shufflevector(a[0], a[2], 2, 3, 10, 11, 6, 7, 14, 15);
+    b[2] = __builtin_shufflevector(a[1], a[3], 0, 1, 8, 9, 4, 5, 12, 13);
+    b[3] = __builtin_shufflevector(a[1], a[3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int i = 0; i < 4; ++i) {
+    v[i] = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    v[i + 4] = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// MR decoded rows (rows, ldr floats apart) packed per lane: wp[j * lw + s * MR + r] = rows[r][16 s + j],
+// 8 x 8 blocks at a time.
+template <int MR>
+DSV4_CLONES static void pack_rows(const float* rows, int64_t ldr, int64_t steps, float* wp, int64_t lw) {
+  static_assert(MR % 8 == 0);
+  for (int64_t s = 0; s < steps; ++s)
+    for (int h = 0; h < 2; ++h)
+      for (int rb = 0; rb < MR; rb += 8) {
+        F8 v[8];
+        for (int i = 0; i < 8; ++i) std::memcpy(&v[i], rows + (rb + i) * ldr + 16 * s + 8 * h, sizeof(F8));
+        transpose8(v);
+        for (int q = 0; q < 8; ++q) std::memcpy(wp + (8 * h + q) * lw + s * MR + rb, &v[q], sizeof(F8));
+      }
+}
+
+// lane_tile for a run-time tile width tt in 1..T.
+template <int RV, int T, int W>
+static void lane_tile_n(int tt, const float* wp, const float* xp, int64_t steps, float* out) {
+  using Fn = void (*)(const float*, const float*, int64_t, float*);
+  static constexpr auto table = []<size_t... I>(std::index_sequence<I...>) {
+    return std::array<Fn, T>{&lane_tile<RV, int(I) + 1, W>...};
+  }(std::make_index_sequence<T>{});
+  table[size_t(tt - 1)](wp, xp, steps, out);
+}
+
+template <int RV, int T, int W>
 static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin, int64_t lx, int64_t n, float* y,
                            int64_t ldy, const MatmulOpts& opts, bool par) {
+  constexpr int MR = RV * W;
   const int64_t in = Wt.in, out = Wt.out;
-  constexpr int64_t kGroupRows = 3 * R, kChunk = 1024;
-  const int64_t group_rows =
-      std::clamp<int64_t>((int64_t(192) << 10) / (std::max<int64_t>(in, 1) * 4) / R * R, R, kGroupRows);
-  const int64_t n_groups = (out + group_rows - 1) / group_rows;
-  const int64_t nb = in / 16 * 16, n_full = n / T * T;  // columns in 16-blocks, tokens in T-blocks
-  pool.for_ranges(n_groups, [&](int64_t g0, int64_t g1, int) {
-    thread_local std::vector<float> wblk_mem, part;  // kept: a decode step allocates nothing
-    resize_with_context(wblk_mem, size_t(group_rows * in + 16));
-    // 64-byte aligned: 32-byte vector loads from 16-byte aligned rows would split cache lines
-    float* const wblk = wblk_mem.data() + (16 - (reinterpret_cast<uintptr_t>(wblk_mem.data()) / 4) % 16) % 16;
-    resize_with_context(part, size_t(n_full * group_rows * 16));
-    auto put = [&](int64_t t, int64_t r, float v) { y[t * ldy + r] = finish(v, opts.out_bf16); };
-    for (int64_t g = g0; g < g1; ++g) {
-      const int64_t r_lo = g * group_rows, r_hi = std::min(out, r_lo + group_rows);
-      for (int64_t r = r_lo; r < r_hi; ++r) Wt.decode_row(r, wblk + (r - r_lo) * in);
-      if (opts.weight_bf16)
-        for (int64_t i = 0; i < (r_hi - r_lo) * in; ++i) wblk[i] = round_bf16(wblk[i]);
-      const int64_t full_hi = r_lo + (r_hi - r_lo) / R * R;  // rows in whole R-blocks
-      const int64_t rows_g = full_hi - r_lo;
-      if (rows_g > 0 && n_full > 0) {
-        // partial sums of (row r_lo + i, token t) at part[(t * rows_g + i) * 16]
-        std::fill(part.begin(), part.begin() + n_full * rows_g * 16, 0.f);
-        for (int64_t c0 = 0; c0 < nb; c0 += kChunk) {
-          const int64_t nc = std::min(kChunk, nb - c0);
-          for (int64_t t = 0; t < n_full; t += T)
-            for (int64_t i = 0; i < rows_g; i += R)
-              dot_block_acc<R, T, W>(wblk + i * in + c0, in, xin + t * lx + c0, lx, nc,
-                                     part.data() + (t * rows_g + i) * 16, rows_g * 16);
-        }
-        for (int64_t t = 0; t < n_full; ++t)
-          for (int64_t i = 0; i < rows_g; ++i) {
-            put(t, r_lo + i, dot_finish(wblk + i * in, xin + t * lx, nb, in, part.data() + (t * rows_g + i) * 16));
-          }
+  const int64_t steps = in / 16, nb = steps * 16, nt = in - nb;  // whole 16-column blocks, tail
+  const int64_t n_tt = (n + T - 1) / T, n_rt = (out + MR - 1) / MR;
+  // Activations packed per token tile (tokens t0 .. t0 + tt): lane j's columns in order, tt floats
+  // each: xp[tile * xtile + j * (steps * tt + 16) + s * tt + t] = x[t0 + t][16 s + j]. Lanes are
+  // 64 bytes more than their data apart, weights' lanes likewise (lw): a lane length that is a
+  // multiple of 4 KiB would put the 16 lanes' stores of a packing loop in one L1 set.
+  const int64_t xtile = 16 * (steps * T + 16), lw = steps * MR + 16;
+  thread_local std::vector<float> caller_xp;
+  std::vector<float>& xp = caller_xp;
+  resize_with_context(xp, size_t(n_tt * xtile));
+  pool.for_ranges(n_tt, [&](int64_t a, int64_t b, int) {
+    for (int64_t tile = a; tile < b; ++tile) {
+      const int64_t t0 = tile * T, tt = std::min<int64_t>(T, n - t0);
+      float* dst = xp.data() + tile * xtile;
+      for (int64_t t = 0; t < tt; ++t) {
+        const float* xr = xin + (t0 + t) * lx;
+        for (int64_t s = 0; s < steps; ++s)
+          for (int j = 0; j < 16; ++j) dst[j * (steps * tt + 16) + s * tt + t] = xr[16 * s + j];
       }
-      // tokens past the last whole T-block (all rows), and rows past the last whole R-block
-      for (int64_t tt = 0; tt < n; ++tt)
-        for (int64_t r = (tt < n_full ? full_hi : r_lo); r < r_hi; ++r)
-          put(tt, r, dot_f32(wblk + (r - r_lo) * in, xin + tt * lx, in));
     }
-  }, par ? 2 : n_groups + 1);
+  }, par && n * nb >= (int64_t(1) << 16) ? 2 : n_tt + 1);
+  pool.for_ranges(n_rt, [&](int64_t a, int64_t b, int) {
+    // each thread's buffers, kept between calls: one decoded row, the packed row tile, the tile's
+    // tail columns, one token tile's lane sums
+    thread_local std::vector<float> rows, wp, tailt, lanes;
+    const int64_t ldr = in + 16;  // decoded rows: not a multiple of 4 KiB apart (see lw)
+    resize_with_context(rows, size_t(MR * ldr));
+    resize_with_context(wp, size_t(16 * lw));
+    resize_with_context(tailt, size_t(16 * MR));
+    resize_with_context(lanes, size_t(16 * T * MR));
+    for (int64_t rt = a; rt < b; ++rt) {
+      const int64_t r0 = rt * MR, nr = std::min<int64_t>(MR, out - r0);
+      for (int64_t r = 0; r < MR; ++r) {
+        float* row = rows.data() + r * ldr;
+        if (r < nr) {
+          Wt.decode_row(r0 + r, row);
+          if (opts.weight_bf16)
+            for (int64_t k = 0; k < in; ++k) row[k] = round_bf16(row[k]);
+        } else {  // rows past the end: zeros, computed and dropped
+          std::fill(row, row + in, 0.f);
+        }
+        for (int64_t k = 0; k < nt; ++k) tailt[size_t(k * MR + r)] = row[nb + k];
+      }
+      pack_rows<MR>(rows.data(), ldr, steps, wp.data(), lw);
+      for (int64_t tile = 0; tile < n_tt; ++tile) {
+        const int64_t t0 = tile * T, tt = std::min<int64_t>(T, n - t0);
+        const float* xt = xp.data() + tile * xtile;
+        for (int j = 0; j < 16; ++j)
+          lane_tile_n<RV, T, W>(int(tt), wp.data() + j * lw, xt + j * (steps * tt + 16), steps,
+                                lanes.data() + j * tt * MR);
+        finish_tile<MR, W>(lanes.data(), tt, tailt.data(), nt, xin + t0 * lx + nb, lx, nr, y + t0 * ldy + r0, ldy,
+                        opts.out_bf16);
+      }
+    }
+  }, par ? 2 : n_rt + 1);
 }
 
 // ---- fused decode + dot for few tokens --------------------------------------------------------
 //
 // Decode (n = 1) streams every weight byte once, so converting rows into a buffer first (above) is
 // what bounds it. These kernels decode one vector of codes at a time in registers and multiply it
-// straight into the accumulators, with dot_block_acc's arithmetic: lane sum e % 16 takes element e of
+// straight into the accumulators, with dot_f32's arithmetic: lane sum e % 16 takes element e of
 // every 16-column block in ascending order, the tail goes to lanes 0.., then reduce16. Inside a
 // block the decoded vectors hold the elements in the order the bit tricks produce them
 // (lane_elem), so the activations are copied once per call into that order and the accumulators
@@ -849,10 +928,10 @@ void matmul(ThreadPool& pool, const Linear& W, const float* x, int64_t n, int64_
     }
     return;
   }
-  switch (vector_floats()) {  // register blocks that fit each ISA's register file
-    case 16: matmul_blocked<4, 4, 16>(pool, W, xin, lx, n, y, ldy, opts, par); break;
-    case 8: matmul_blocked<4, 3, 8>(pool, W, xin, lx, n, y, ldy, opts, par); break;
-    default: matmul_blocked<2, 1, 4>(pool, W, xin, lx, n, y, ldy, opts, par); break;
+  switch (vector_floats()) {  // register tiles (2 x T accumulators) that fit each ISA's registers
+    case 16: matmul_blocked<2, 8, 16>(pool, W, xin, lx, n, y, ldy, opts, par); break;
+    case 8: matmul_blocked<2, 6, 8>(pool, W, xin, lx, n, y, ldy, opts, par); break;
+    default: matmul_blocked<2, 6, 4>(pool, W, xin, lx, n, y, ldy, opts, par); break;
   }
 }
 
