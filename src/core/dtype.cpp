@@ -167,8 +167,49 @@ static void sim_block(float* x, size_t n, float qmax, float floor_, uint8_t (*en
 static float dec_e4m3(uint8_t c) { return kE4m3Table[c]; }
 static float dec_e2m1(uint8_t c) { return kE2m1Table[c & 0xf]; }
 
+// The bits of e4m3(a) as a value, for a = |v| <= 448 given by its bits: below 2^-6 the subnormal
+// grid 2^-9 (adding and taking away 2^14 rounds to it, ties to even, as f32_to_e4m3's rne(a x 512)),
+// from 2^-6 on the mantissa rounded to 3 bits on the bit pattern as f32_to_e4m3 does. Both computed
+// and merged with a mask, so that loops over it vectorise (GCC keeps a select's float arithmetic
+// conditional, -ftrapping-math, and then cannot vectorise the loop).
+static inline int32_t e4m3_round_abs_bits(int32_t ab) {
+  const int32_t nrm = (ab + 0x7ffff + ((ab >> 20) & 1)) & int32_t(0xfff00000u);
+  const int32_t sub = int32_t(f32_bits((f32_from_bits(uint32_t(ab)) + 0x1p14f) - 0x1p14f));
+  const int32_t small = -int32_t(ab < 0x3c800000);  // below 2^-6: all ones
+  return (sub & small) | (nrm & ~small);             // a mask, not a select: see above
+}
+
 void fp8_sim_block(float* x, size_t n, uint8_t* codes, uint8_t* scale_e8m0) {
-  sim_block(x, n, 448.f, 1e-4f, f32_to_e4m3, dec_e4m3, codes, scale_e8m0);
+  if (codes) {
+    sim_block(x, n, 448.f, 1e-4f, f32_to_e4m3, dec_e4m3, codes, scale_e8m0);
+    return;
+  }
+  // sim_block's arithmetic on bit patterns (as signed integers: magnitudes' bits are below 2^31,
+  // and baseline x86-64 vectors compare only signed ones), the code round trip written as one
+  // rounding (tests: Dtype.Fp8SimBlockFastPathEqualsCodeRoundTrip); activations are quantised
+  // before every FP8 product, so this runs per token and matmul. amax: the largest |x| bits, NaN
+  // left out (as sim_block's comparison leaves it out).
+  int32_t amax_bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t ab = int32_t(f32_bits(x[i]) & 0x7fffffffu);
+    const int32_t m = ab > 0x7f800000 ? 0 : ab;
+    amax_bits = m > amax_bits ? m : amax_bits;
+  }
+  const uint8_t se = e8m0_scale_for_amax(f32_from_bits(uint32_t(amax_bits)), 448.f, 1e-4f);
+  const int e = int(se) - 127;
+  const float down = pow2f(-e), up = pow2f(e);
+  constexpr int32_t k448 = 0x43e00000;
+  for (size_t i = 0; i < n; ++i) {
+    // sim_block's fmin(fmax(v, -448), 448): |v| at most 448, a NaN becomes -448 (fmax returns its
+    // other operand)
+    const uint32_t b = f32_bits(x[i] * down);
+    const int32_t ab = int32_t(b & 0x7fffffffu);
+    const int32_t nan = -int32_t(ab > 0x7f800000);  // all ones for a NaN
+    const int32_t sign = int32_t(b & 0x80000000u) | (nan & int32_t(0x80000000u));
+    const int32_t mag = ab < k448 ? ab : k448;  // a NaN's bits exceed 448's
+    x[i] = f32_from_bits(uint32_t(sign | e4m3_round_abs_bits(mag))) * up;
+  }
+  if (scale_e8m0) *scale_e8m0 = se;
 }
 void fp4_sim_block(float* x, size_t n, uint8_t* codes, uint8_t* scale_e8m0) {
   sim_block(x, n, 6.f, 6.f * 1.1754943508222875e-38f, f32_to_e2m1, dec_e2m1, codes, scale_e8m0);

@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
 
 using namespace dsv4;
 
@@ -128,6 +131,46 @@ TEST(Dtype, Fp8SimBlockPowerOfTwoScale) {
   float tiny[2] = {0.f, 0.f};
   fp8_sim_block(tiny, 2, nullptr, &se);  // amax floored at 1e-4
   EXPECT_EQ(se, 127 + ceil_log2_exact(1e-4f / 448.f));
+}
+
+// fp8_sim_block without codes takes a vectorisable one-rounding path; it must give the bits of the
+// code round trip (the path with codes) for every input: a sweep over fp32 bit patterns in blocks
+// of 128 (each block with its own scale), blocks of one magnitude with ties on the e4m3 grid, and
+// the special values.
+TEST(Dtype, Fp8SimBlockFastPathEqualsCodeRoundTrip) {
+  auto check_block = [](std::vector<float> v) {
+    std::vector<float> a = v, b = v;
+    std::vector<uint8_t> codes(v.size());
+    uint8_t sa = 0, sb = 0;
+    fp8_sim_block(a.data(), a.size(), codes.data(), &sa);
+    fp8_sim_block(b.data(), b.size(), nullptr, &sb);
+    ASSERT_EQ(sa, sb);
+    for (size_t i = 0; i < v.size(); ++i)
+      ASSERT_EQ(f32_bits(a[i]), f32_bits(b[i])) << "input " << v[i] << " (bits " << f32_bits(v[i]) << ") at " << i;
+  };
+  std::vector<float> blk;
+  for (uint64_t u = 0; u < (uint64_t(1) << 32); u += 4093) {  // ~1M patterns: every exponent, NaNs, infs
+    blk.push_back(f32_from_bits(uint32_t(u)));
+    if (blk.size() == 128) {
+      check_block(blk);
+      blk.clear();
+    }
+  }
+  // one magnitude per block, so that the scale puts the values on the e4m3 grid's ties and subnormals
+  std::mt19937 rng(5);
+  for (int b = 0; b < 2000; ++b) {
+    const int e = int(rng() % 60) - 30;
+    blk.clear();
+    blk.push_back(std::ldexp(1.f, e));  // amax
+    for (int i = 1; i < 128; ++i) {
+      const float q = float(int(rng() % 8192) - 4096) / 16.f;  // multiples of 2^-4 up to 256
+      blk.push_back(std::ldexp(q / 448.f, e) * ((rng() & 1) ? 1.f : -1.f));
+    }
+    check_block(blk);
+  }
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  check_block({0.f, -0.f, nan, -nan, inf, -inf, 1e-45f, -1e-45f, 448.f, -449.f, 1e-4f, 3.4e38f});
+  check_block({-0.f, 0.f});
 }
 
 TEST(Dtype, Fp4SimBlock) {
