@@ -53,5 +53,10 @@ void act_quant_fp8_row(float* x, int64_t k);
 float dot_f32(const float* a, const float* b, int64_t n);
 // y[i] += a * x[i]
 void axpy_f32(float a, const float* x, float* y, int64_t n);
+// Four dot products of a with b[0..3] at once: out[k] == dot_f32(a, b[k], n), bit for bit (the four
+// share the loads of a and keep 4 x 16 independent sums in flight: attention scores).
+void dot4_f32(const float* a, const float* const* b, int64_t n, float* out);
+// axpy_f32(a[0], x[0], y, n), then a[1], x[1] .. a[3], x[3]: the same bits, y loaded and stored once.
+void axpy4_f32(const float* a, const float* const* x, float* y, int64_t n);
 
 }  // namespace dsv4::kernels

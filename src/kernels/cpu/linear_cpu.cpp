@@ -132,6 +132,34 @@ DSV4_CLONES float dot_f32(const float* a, const float* b, int64_t n) {
   return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
+DSV4_CLONES void dot4_f32(const float* a, const float* const* b, int64_t n, float* out) {
+  // dot_f32's arithmetic for each of the four (its 16 lanes, tail, reduction)
+  float acc[4][16] = {};
+  const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) {
+      const float av = a[i + j];
+      acc[0][j] += av * b0[i + j];
+      acc[1][j] += av * b1[i + j];
+      acc[2][j] += av * b2[i + j];
+      acc[3][j] += av * b3[i + j];
+    }
+  for (; i < n; ++i) {
+    acc[0][i & 15] += a[i] * b0[i];
+    acc[1][i & 15] += a[i] * b1[i];
+    acc[2][i & 15] += a[i] * b2[i];
+    acc[3][i & 15] += a[i] * b3[i];
+  }
+  for (int k = 0; k < 4; ++k) {
+    float s8[8];
+    for (int j = 0; j < 8; ++j) s8[j] = acc[k][j] + acc[k][j + 8];
+    float s4[4];
+    for (int j = 0; j < 4; ++j) s4[j] = s8[j] + s8[j + 4];
+    out[k] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+  }
+}
+
 namespace {
 // dot_f32's final reduction of its 16 partial sums, in its order.
 inline float reduce16(const float* acc) {
@@ -899,6 +927,19 @@ void matmul_fused(ThreadPool& pool, const Linear& L, const float* x, int64_t lx,
 
 DSV4_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+DSV4_CLONES void axpy4_f32(const float* a, const float* const* x, float* y, int64_t n) {
+  const float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+  for (int64_t i = 0; i < n; ++i) {
+    float v = y[i];
+    v += a0 * x0[i];
+    v += a1 * x1[i];
+    v += a2 * x2[i];
+    v += a3 * x3[i];
+    y[i] = v;
+  }
 }
 
 void act_quant_fp8_row(float* x, int64_t k) {
