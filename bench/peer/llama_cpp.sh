@@ -9,7 +9,8 @@
 # 2. bench/peer/write_gguf.py writes the same weights as a llama.cpp GGUF (experts FP4 -> MXFP4
 #    losslessly, FP8 -> Q8_0; it prints the Q8_0 error), with llama.cpp's own gguf-py.
 # 3. `dsv4 bench --contexts 512 --gen 32` and `llama-bench -p 512 -n 32` (plus tg32 at depth 512,
-#    which is what dsv4's decode row measures), same thread count; then a table with both and
+#    which is what dsv4's decode row measures), same thread count, both after a warm-up (dsv4
+#    bench's default one-chunk warm-up, llama-bench's warm-up run); then a table with both and
 #    the ratios dsv4 / llama.cpp.
 # 4. A rough agreement check (CHECK=1): the last-position logits of one prompt in both engines
 #    (needs llama-debug, an example target) and its greedy continuation (needs llama-completion).
