@@ -117,6 +117,17 @@ DSV4_CLONES void Linear::decode_row(int64_t r, float* dst) const {
   }
 }
 
+namespace {
+// The final reduction of dot_f32's 16 partial sums, in its order (every matmul path ends with it).
+inline float reduce16(const float* acc) {
+  float s8[8];
+  for (int j = 0; j < 8; ++j) s8[j] = acc[j] + acc[j + 8];
+  float s4[4];
+  for (int j = 0; j < 4; ++j) s4[j] = s8[j] + s8[j + 4];
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+}  // namespace
+
 DSV4_CLONES float dot_f32(const float* a, const float* b, int64_t n) {
   // 16 independent partial sums in a fixed order: vectorises on every ISA and gives the same
   // result for the same ISA regardless of batch shape.
@@ -125,11 +136,7 @@ DSV4_CLONES float dot_f32(const float* a, const float* b, int64_t n) {
   for (; i + 16 <= n; i += 16)
     for (int j = 0; j < 16; ++j) acc[j] += a[i + j] * b[i + j];
   for (; i < n; ++i) acc[i & 15] += a[i] * b[i];
-  float s8[8];
-  for (int j = 0; j < 8; ++j) s8[j] = acc[j] + acc[j + 8];
-  float s4[4];
-  for (int j = 0; j < 4; ++j) s4[j] = s8[j] + s8[j + 4];
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+  return reduce16(acc);
 }
 
 DSV4_CLONES void dot4_f32(const float* a, const float* const* b, int64_t n, float* out) {
@@ -151,25 +158,8 @@ DSV4_CLONES void dot4_f32(const float* a, const float* const* b, int64_t n, floa
     acc[2][i & 15] += a[i] * b2[i];
     acc[3][i & 15] += a[i] * b3[i];
   }
-  for (int k = 0; k < 4; ++k) {
-    float s8[8];
-    for (int j = 0; j < 8; ++j) s8[j] = acc[k][j] + acc[k][j + 8];
-    float s4[4];
-    for (int j = 0; j < 4; ++j) s4[j] = s8[j] + s8[j + 4];
-    out[k] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
-  }
+  for (int k = 0; k < 4; ++k) out[k] = reduce16(acc[k]);
 }
-
-namespace {
-// dot_f32's final reduction of its 16 partial sums, in its order.
-inline float reduce16(const float* acc) {
-  float s8[8];
-  for (int j = 0; j < 8; ++j) s8[j] = acc[j] + acc[j + 8];
-  float s4[4];
-  for (int j = 0; j < 4; ++j) s4[j] = s8[j] + s8[j + 4];
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-}  // namespace
 
 namespace {
 constexpr float kQuietNan = std::numeric_limits<float>::quiet_NaN();
