@@ -26,6 +26,8 @@ class SafetensorsFile {
   size_t size() const { return file_.size(); }
   // Start of the mapping (file offset 0).
   const uint8_t* base() const { return file_.data(); }
+  // The whole file read and mapped now (MappedFile::populate); seconds taken.
+  double populate() const { return file_.populate(); }
   // The file offset of a tensor's data p (a view's data from this file); false if p is not one.
   bool file_offset(const void* p, uint64_t* off) const;
 
