@@ -180,8 +180,9 @@ static inline int32_t e4m3_round_abs_bits(int32_t ab) {
 }
 
 void fp8_sim_block(float* x, size_t n, uint8_t* codes, uint8_t* scale_e8m0) {
+  constexpr float kQmax = 448.f, kAmaxFloor = 1e-4f;
   if (codes) {
-    sim_block(x, n, 448.f, 1e-4f, f32_to_e4m3, dec_e4m3, codes, scale_e8m0);
+    sim_block(x, n, kQmax, kAmaxFloor, f32_to_e4m3, dec_e4m3, codes, scale_e8m0);
     return;
   }
   // sim_block's arithmetic on bit patterns (as signed integers: magnitudes' bits are below 2^31,
@@ -195,10 +196,10 @@ void fp8_sim_block(float* x, size_t n, uint8_t* codes, uint8_t* scale_e8m0) {
     const int32_t m = ab > 0x7f800000 ? 0 : ab;
     amax_bits = m > amax_bits ? m : amax_bits;
   }
-  const uint8_t se = e8m0_scale_for_amax(f32_from_bits(uint32_t(amax_bits)), 448.f, 1e-4f);
+  const uint8_t se = e8m0_scale_for_amax(f32_from_bits(uint32_t(amax_bits)), kQmax, kAmaxFloor);
   const int e = int(se) - 127;
   const float down = pow2f(-e), up = pow2f(e);
-  constexpr int32_t k448 = 0x43e00000;
+  constexpr int32_t k448 = 0x43e00000;  // kQmax's bits
   for (size_t i = 0; i < n; ++i) {
     // sim_block's fmin(fmax(v, -448), 448): |v| at most 448, a NaN becomes -448 (fmax returns its
     // other operand)

@@ -171,7 +171,7 @@ void CpuBackend::sink_attention(const float* q, int64_t rows, int64_t heads, int
     for (; i < nk; ++i) s[size_t(i)] = dot_f32(qh, ks[i], dim) * scale;
     for (i = 0; i < nk; ++i) mx = std::max(mx, s[size_t(i)]);
     float den = std::exp(sinks[h] - mx);
-    for (int64_t i = 0; i < nk; ++i) den += (s[size_t(i)] = std::exp(s[size_t(i)] - mx));
+    for (i = 0; i < nk; ++i) den += (s[size_t(i)] = std::exp(s[size_t(i)] - mx));
     std::fill(oh, oh + dim, 0.f);
     for (i = 0; i < nk; ++i) {  // probabilities in place of the scores
       float p = s[size_t(i)] / den;

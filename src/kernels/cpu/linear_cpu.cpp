@@ -317,8 +317,8 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
     }
   }, par && n * nb >= (int64_t(1) << 16) ? 2 : n_tt + 1);
   pool.for_ranges(n_rt, [&](int64_t a, int64_t b, int) {
-    // each thread's buffers, kept between calls: one decoded row, the packed row tile, the tile's
-    // tail columns, one token tile's lane sums
+    // each thread's buffers, kept between calls: the row tile's decoded rows, their packed lanes,
+    // the tile's tail columns, one token tile's lane sums
     thread_local std::vector<float> rows, wp, tailt, lanes;
     const int64_t ldr = in + 16;  // decoded rows: not a multiple of 4 KiB apart (see lw)
     resize_with_context(rows, size_t(MR * ldr));
@@ -750,12 +750,11 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
   // activations in lane order, in the calling thread's buffer (kept between calls); a reference,
   // so that the pool threads read this thread's copy
   // (FP8: permuted once here, scaled per 128-row group below: a 16-column block never straddles a
-  // 128-column scale block when col0 % 16 == 0, so scaling the permuted copy is permuting the scaled
-  // one)
+  // 128-column scale block, col0 % 16 == 0 here, so scaling the permuted copy is permuting the
+  // scaled one)
   thread_local std::vector<float> caller_xp;
   std::vector<float>& xp = caller_xp;
-  const bool fp8_xp = fp8 && L.col0 % 16 == 0;
-  resize_with_context(xp, F == WeightFormat::bf16 || fp4 || fp8_xp ? size_t(n * in) : 0);
+  resize_with_context(xp, F == WeightFormat::f32 ? 0 : size_t(n * in));
   if (!xp.empty())
     for (int64_t t = 0; t < n; ++t) permute_x<F, W>(x + t * lx, in, xp.data() + t * in);
   // FP8 rows need no NaN-code scan when the stored tensor is known to hold none
@@ -763,9 +762,8 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
   auto body = [&](int64_t th, int64_t nt) {
     const int64_t units = (out + R - 1) / R;  // contiguous row range per thread, R-aligned
     const int64_t ra = std::min(out, units * th / nt * R), rb = std::min(out, units * (th + 1) / nt * R);
-    thread_local std::vector<float> xs, xtmp, wrow;  // each pool thread's, kept between calls
+    thread_local std::vector<float> xs, wrow;  // each pool thread's, kept between calls
     resize_with_context(xs, fp8 ? size_t(n * in) : 0);
-    resize_with_context(xtmp, fp8 && !fp8_xp ? size_t(in) : 0);
     int64_t group = -1;  // FP8: 128-row scale group xs is scaled for
     bool xs_ok = false;
     float tile[R * T];
@@ -835,14 +833,8 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
           const uint8_t* srow = L.scale.as<uint8_t>() + g * L.scale.dim(1);
           xs_ok = true;
           const uint32_t min_e = opts.weight_bf16 ? 3u : 0u;
-          for (int64_t t = 0; t < n && xs_ok; ++t) {
-            if (fp8_xp) {
-              xs_ok = fp8_scale_x(xp.data() + t * in, in, L.col0, srow, xs.data() + t * in, min_e);
-            } else {
-              xs_ok = fp8_scale_x(x + t * lx, in, L.col0, srow, xtmp.data(), min_e);
-              permute_x<F, W>(xtmp.data(), in, xs.data() + t * in);
-            }
-          }
+          for (int64_t t = 0; t < n && xs_ok; ++t)
+            xs_ok = fp8_scale_x(xp.data() + t * in, in, L.col0, srow, xs.data() + t * in, min_e);
         }
       }
       // rows the fused kernels must not take: FP8 NaN codes or x not scalable, FP4 scale > 2^1
@@ -964,8 +956,12 @@ void matmul(ThreadPool& pool, const Linear& W, const float* x, int64_t n, int64_
   // fp8_scale_x), so FP8 takes the fused kernels then too; the other formats keep the buffer path.
   const bool fused_ok = !opts.weight_bf16 || W.fmt == WeightFormat::fp8_block128;
   const bool packed = W.fmt == WeightFormat::fp8_block128 || W.fmt == WeightFormat::fp4_block32;
-  if (n <= (packed ? kFusedTokensPacked : kFusedTokens) && fused_ok &&
-      (W.fmt != WeightFormat::fp4_block32 || W.col0 % 32 == 0)) {
+  // (column sub-blocks that split a 16-column block (FP8) or a scale block (FP4) take the buffer
+  // path: the model uses none)
+  const bool aligned = W.fmt == WeightFormat::fp4_block32 ? W.col0 % 32 == 0
+                       : W.fmt == WeightFormat::fp8_block128 ? W.col0 % 16 == 0
+                                                              : true;
+  if (n <= (packed ? kFusedTokensPacked : kFusedTokens) && fused_ok && aligned) {
     switch (vector_floats()) {
       case 16: matmul_fused<16>(pool, W, xin, lx, n, y, ldy, opts, par); break;
       case 8: matmul_fused<8>(pool, W, xin, lx, n, y, ldy, opts, par); break;
