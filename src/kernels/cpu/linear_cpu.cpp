@@ -290,14 +290,24 @@ static void lane_tile_n(int tt, const float* wp, const float* xp, int64_t steps,
   table[size_t(tt - 1)](wp, xp, steps, out);
 }
 
+// Linear::decode_row's values with the fused kernels' bit decodes, W columns at a time (below).
+namespace {
+bool tensor_has_nan_codes(const Linear& L);
+template <int W>
+void decode_row_vec(const Linear& L, int64_t r, float* dst, bool fp8_nan_free);
+template <int MR>
+bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free, float* wp, int64_t lw);
+}  // namespace
+
 template <int RV, int T, int W>
 static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin, int64_t lx, int64_t n, float* y,
                            int64_t ldy, const MatmulOpts& opts, bool par) {
   constexpr int MR = RV * W;
   const int64_t in = Wt.in, out = Wt.out;
   const int64_t steps = in / 16, nb = steps * 16, nt = in - nb;  // whole 16-column blocks, tail
-  const int64_t n_tt = (n + T - 1) / T, n_rt = (out + MR - 1) / MR;
-  // Activations packed per token tile (tokens t0 .. t0 + tt): lane j's columns in order, tt floats
+  const int64_t n_tt = (n + T - 1) / T, n_rt = (out + MR - 1) / MR;  // token tiles of balanced sizes <= T
+  // Activations packed per token tile (tokens t0 .. t0 + tt, n_tt tiles of n / n_tt tokens give or
+  // take one: 13 tokens as 5 + 4 + 4, not 6 + 6 + 1): lane j's columns in order, tt floats
   // each: xp[tile * xtile + j * (steps * tt + 16) + s * tt + t] = x[t0 + t][16 s + j]. Lanes are
   // 64 bytes more than their data apart, weights' lanes likewise (lw): a lane length that is a
   // multiple of 4 KiB would put the 16 lanes' stores of a packing loop in one L1 set.
@@ -307,7 +317,7 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
   resize_with_context(xp, size_t(n_tt * xtile));
   pool.for_ranges(n_tt, [&](int64_t a, int64_t b, int) {
     for (int64_t tile = a; tile < b; ++tile) {
-      const int64_t t0 = tile * T, tt = std::min<int64_t>(T, n - t0);
+      const int64_t t0 = tile * n / n_tt, tt = (tile + 1) * n / n_tt - t0;
       float* dst = xp.data() + tile * xtile;
       for (int64_t t = 0; t < tt; ++t) {
         const float* xr = xin + (t0 + t) * lx;
@@ -316,6 +326,7 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
       }
     }
   }, par && n * nb >= (int64_t(1) << 16) ? 2 : n_tt + 1);
+  const bool fp8_nan_free = Wt.fmt == WeightFormat::fp8_block128 && Wt.nan_codes && !tensor_has_nan_codes(Wt);
   pool.for_ranges(n_rt, [&](int64_t a, int64_t b, int) {
     // each thread's buffers, kept between calls: the row tile's decoded rows, their packed lanes,
     // the tile's tail columns, one token tile's lane sums
@@ -327,10 +338,11 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
     resize_with_context(lanes, size_t(16 * T * MR));
     for (int64_t rt = a; rt < b; ++rt) {
       const int64_t r0 = rt * MR, nr = std::min<int64_t>(MR, out - r0);
-      for (int64_t r = 0; r < MR; ++r) {
+      const bool packed = nr == MR && nt == 0 && !opts.weight_bf16 && decode_pack_rows<MR>(Wt, r0, fp8_nan_free, wp.data(), lw);
+      for (int64_t r = 0; r < MR && !packed; ++r) {
         float* row = rows.data() + r * ldr;
         if (r < nr) {
-          Wt.decode_row(r0 + r, row);
+          decode_row_vec<W>(Wt, r0 + r, row, fp8_nan_free);
           if (opts.weight_bf16)
             for (int64_t k = 0; k < in; ++k) row[k] = round_bf16(row[k]);
         } else {  // rows past the end: zeros, computed and dropped
@@ -338,9 +350,9 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
         }
         for (int64_t k = 0; k < nt; ++k) tailt[size_t(k * MR + r)] = row[nb + k];
       }
-      pack_rows<MR>(rows.data(), ldr, steps, wp.data(), lw);
+      if (!packed) pack_rows<MR>(rows.data(), ldr, steps, wp.data(), lw);
       for (int64_t tile = 0; tile < n_tt; ++tile) {
-        const int64_t t0 = tile * T, tt = std::min<int64_t>(T, n - t0);
+        const int64_t t0 = tile * n / n_tt, tt = (tile + 1) * n / n_tt - t0;
         const float* xt = xp.data() + tile * xtile;
         for (int j = 0; j < 16; ++j)
           lane_tile_n<RV, T, W>(int(tt), wp.data() + j * lw, xt + j * (steps * tt + 16), steps,
@@ -366,11 +378,12 @@ static void matmul_blocked(ThreadPool& pool, const Linear& Wt, const float* xin,
 // value is the same bits whichever path computes it.
 namespace {
 
-// Up to this many tokens matmul takes the fused kernels; more go through the decode-to-buffer path.
-// FP8/FP4 rows cost more to decode into the buffer, so they stay fused longer (bench: FP4 experts
-// of 2048 x 4096 at 12 and 16 tokens, 2 threads, 20-28 -> 25-34 G multiply-adds/s; bf16 showed no
-// gain, prefill MoE experts get ~6 tokens each per 256-token chunk).
-constexpr int64_t kFusedTokens = 8, kFusedTokensPacked = 16;
+// Up to this many tokens matmul takes the fused kernels; more go through the packed GEMM, which
+// decodes each weight once per call (decode_pack_rows) where the fused kernels decode FP8/FP4 rows
+// again for each pass of up to 5 tokens (bench, 2048 x 4096, 2 threads, Zen 3, fused vs GEMM G
+// multiply-adds/s at 5 / 6 / 8 tokens: FP4 42 / 37 / 41 vs 38 / 45 / 50, FP8 40 / 34 / 35 vs 33 / 36 /
+// 45, bf16 41 / 41 / 42 vs 41 / 47 / 54). MoE experts in prefill get a few to tens of tokens each.
+constexpr int64_t kFusedTokens = 5;
 // How far ahead of its reads a fused kernel prefetches each weight row (see fused_block).
 constexpr int64_t kPrefetchBytes = 2048;
 
@@ -739,7 +752,181 @@ inline bool fp4_scales_ok(const uint8_t* s, int64_t nblocks) {
   return m <= 128;
 }
 
-// y = W x for n <= kFusedTokens(Packed) tokens with the fused kernels: rows split into one contiguous range
+// Vector v of a 16-byte block's codes in column order, each lane's code still in its 32-bit word
+// (PW codes a word: FP4 8, FP8 4): lane j holds column e = v * W + j, in word e / PW.
+template <int W, int PW, int V, size_t... J>
+DSV4_VEC_INLINE typename IVec<W>::type block_words(const uint8_t* p, std::index_sequence<J...>) {
+  typedef int32_t Q4 __attribute__((vector_size(16)));
+  Q4 q;
+  std::memcpy(&q, p, 16);
+  return __builtin_shufflevector(q, q, int((V * W + J) / PW)...);
+}
+// Left shifts that bring each lane's code (bits per code 32 / PW) to the top of its word.
+template <int W, int PW, int V>
+DSV4_VEC_INLINE constexpr typename IVec<W>::type block_shifts() {
+  typename IVec<W>::type sh = {};
+  for (int j = 0; j < W; ++j) sh[j] = 32 - 32 / PW * (1 + (V * W + j) % PW);
+  return sh;
+}
+
+// f(integral_constant<int, v>) for v = 0 .. N - 1 (unrolled: v is a template argument in f).
+template <int N, class F>
+DSV4_VEC_INLINE void for_each_vec(F&& f) {
+  [&]<int... Vs>(std::integer_sequence<int, Vs...>) { (f(std::integral_constant<int, Vs>{}), ...); }(
+      std::make_integer_sequence<int, N>{});
+}
+
+// Linear::decode_row for the GEMM's row tiles, 16 bytes of codes per step with the fused kernels'
+// bit decodes instead of a table lookup per weight (the scalar decode ran at ~1 G weights/s per
+// core: ~1/8 of a 256-token FP4 product, more than the GEMM itself at a few tokens). The same
+// values: FP4 raw e2m1 x 2^-126 times 2^126 x scale, FP8 raw e4m3 x 2^-120 times 2^(e - 7), each an
+// exact product (multiply-adds onto -0, see neg_zero_opaque). Rows the bit decodes do not cover
+// (FP8 NaN codes or scale exponents above 134, FP4 scales above 2^1, sub-blocks that do not start
+// on a scale block, lengths not a multiple of 16 (FP8) or 32 (FP4) columns) take decode_row.
+template <int W>
+DSV4_CLONES void decode_row_vec(const Linear& L, int64_t r, float* dst, bool fp8_nan_free) {
+  using V = typename Vec<W>::type;
+  const int64_t ar = L.row0 + r, in = L.in;
+  const V nz = neg_zero_opaque<W>();
+  if (L.fmt == WeightFormat::fp4_block32 && L.col0 % 32 == 0 && in % 32 == 0) {
+    const uint8_t* p = L.w.as<uint8_t>() + ar * (L.ld / 2) + L.col0 / 2;
+    const uint8_t* s = L.scale.as<uint8_t>() + ar * L.scale.dim(1) + L.col0 / 32;
+    if (fp4_scales_ok(s, in / 32)) {
+      for (int64_t b = 0; b < in / 32; ++b) {
+        const float f = fp4_factor(s[b]);
+        for_each_vec<32 / W>([&](auto v) {
+          using I = typename IVec<W>::type;
+          const I u = block_words<W, 8, v>(p + 16 * b, std::make_index_sequence<W>{}) << block_shifts<W, 8, v>();
+          const V x = vec_cast<V>((u >> 6) & int32_t(0x81c00000u)) * f + nz;
+          std::memcpy(dst + 32 * b + v * W, &x, sizeof x);
+        });
+      }
+      return;
+    }
+  } else if (L.fmt == WeightFormat::fp8_block128 && L.col0 % 16 == 0 && in % 16 == 0) {
+    const uint8_t* p = L.w.as<uint8_t>() + ar * L.ld + L.col0;
+    const uint8_t* srow = L.scale.as<uint8_t>() + (ar / 128) * L.scale.dim(1);
+    bool ok = fp8_nan_free || !e4m3_bytes_have_nan(p, in);
+    for (int64_t c = L.col0 / 128; ok && c <= (L.col0 + in - 1) / 128; ++c) ok = srow[c] <= 134;
+    if (ok) {
+      for (int64_t i = 0; i < in; i += 16) {  // a 16-column block never straddles a scale block
+        const float g = std::bit_cast<float>((uint32_t(srow[(L.col0 + i) / 128]) + 120u) << 23);  // 2^(e - 7)
+        for_each_vec<16 / W>([&](auto v) {
+          using I = typename IVec<W>::type;
+          const I u = block_words<W, 4, v>(p + i, std::make_index_sequence<W>{}) << block_shifts<W, 4, v>();
+          const V x = vec_cast<V>((u >> 4) & int32_t(0x87f00000u)) * g + nz;
+          std::memcpy(dst + i + v * W, &x, sizeof x);
+        });
+      }
+      return;
+    }
+  }
+  L.decode_row(r, dst);
+}
+
+// The 16 bytes at each of 8 rows (p, ld bytes apart) as 4 vectors of 8 lanes: out[h] lane i = the
+// 32-bit word h of row i (a 4 x 4 word transpose in each 128-bit half).
+DSV4_VEC_INLINE void load_rows_8x16(const uint8_t* p, int64_t ld, IVec<8>::type (&out)[4]) {
+  using I8 = IVec<8>::type;
+  typedef int32_t Q4 __attribute__((vector_size(16)));
+  I8 a[4];
+  for (int i = 0; i < 4; ++i) {
+    Q4 lo, hi;
+    std::memcpy(&lo, p + i * ld, 16);
+    std::memcpy(&hi, p + (i + 4) * ld, 16);
+    a[i] = __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
+  }
+  const I8 t0 = __builtin_shufflevector(a[0], a[1], 0, 8, 1, 9, 4, 12, 5, 13);
+  const I8 t1 = __builtin_shufflevector(a[0], a[1], 2, 10, 3, 11, 6, 14, 7, 15);
+  const I8 t2 = __builtin_shufflevector(a[2], a[3], 0, 8, 1, 9, 4, 12, 5, 13);
+  const I8 t3 = __builtin_shufflevector(a[2], a[3], 2, 10, 3, 11, 6, 14, 7, 15);
+  out[0] = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);
+  out[1] = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+  out[2] = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);
+  out[3] = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+}
+
+// The GEMM's packed lanes of MR rows (wp[j * lw + s * MR + r] = row r0 + r, column 16 s + j)
+// decoded straight from the stored codes, 8 rows at a time: 16 bytes of each row transposed as
+// 32-bit words (load_rows_8x16), so that one vector holds the same word of 8 rows and each column's
+// 8 weights come out of it with the same bit decode as decode_row_vec (uniform shifts, one factor
+// per row in a vector), ready to store; no row buffer and no float transposes (decoding rows into
+// a buffer and packing it took ~1.5 ms of an FP4 expert's 2048 x 4096 product, the GEMM ~0.6 ms at
+// 6 tokens). False, with nothing written, where decode_row_vec would not take a row or the columns
+// are not whole 16-column blocks (FP4: 32); the caller then decodes rows and packs them.
+template <int MR>
+DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free, float* wp, int64_t lw) {
+  static_assert(MR % 8 == 0);
+  using I8 = IVec<8>::type;
+  const int64_t in = L.in;
+  const F8 nz = neg_zero_opaque<8>();
+  auto put = [&](const F8& v, int64_t rb, int64_t c) __attribute__((always_inline)) {
+    std::memcpy(wp + (c % 16) * lw + (c / 16) * MR + rb, &v, sizeof v);
+  };
+  if (L.fmt == WeightFormat::fp4_block32) {
+    if (L.col0 % 32 != 0 || in % 32 != 0) return false;
+    const int64_t ls = L.scale.dim(1), lb = L.ld / 2;
+    const uint8_t* s0 = L.scale.as<uint8_t>() + (L.row0 + r0) * ls + L.col0 / 32;
+    for (int64_t r = 0; r < MR; ++r)
+      if (!fp4_scales_ok(s0 + r * ls, in / 32)) return false;
+    const uint8_t* p0 = L.w.as<uint8_t>() + (L.row0 + r0) * lb + L.col0 / 2;
+    for (int64_t b = 0; b < in / 32; ++b)  // one scale block: 16 bytes of each row
+      for (int64_t rb = 0; rb < MR; rb += 8) {
+        I8 w[4];
+        load_rows_8x16(p0 + rb * lb + 16 * b, lb, w);
+        F8 f;
+        for (int i = 0; i < 8; ++i) f[i] = fp4_factor(s0[(rb + i) * ls + b]);
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; ++h)
+#pragma GCC unroll 8
+          for (int k = 0; k < 8; ++k)  // nibble k of word h: column 8 h + k
+            put(vec_cast<F8>(((w[h] << (28 - 4 * k)) >> 6) & int32_t(0x81c00000u)) * f + nz, rb, 32 * b + 8 * h + k);
+      }
+    return true;
+  }
+  if (L.fmt == WeightFormat::fp8_block128) {
+    if (L.col0 % 16 != 0 || in % 16 != 0) return false;
+    const uint8_t* p0 = L.w.as<uint8_t>() + (L.row0 + r0) * L.ld + L.col0;
+    auto srow = [&](int64_t r) { return L.scale.as<uint8_t>() + ((L.row0 + r0 + r) / 128) * L.scale.dim(1); };
+    for (int64_t r = 0; r < MR; ++r)
+      for (int64_t c = L.col0 / 128; c <= (L.col0 + in - 1) / 128; ++c)
+        if (srow(r)[c] > 134) return false;
+    if (!fp8_nan_free)
+      for (int64_t r = 0; r < MR; ++r)
+        if (e4m3_bytes_have_nan(p0 + r * L.ld, in)) return false;
+    for (int64_t c = 0; c < in; c += 16)  // a 16-column block never straddles a scale block
+      for (int64_t rb = 0; rb < MR; rb += 8) {
+        I8 w[4];
+        load_rows_8x16(p0 + rb * L.ld + c, L.ld, w);
+        F8 g;  // 2^(e - 7) of each row's scale block
+        for (int i = 0; i < 8; ++i) g[i] = std::bit_cast<float>((uint32_t(srow(rb + i)[(L.col0 + c) / 128]) + 120u) << 23);
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; ++h)
+#pragma GCC unroll 4
+          for (int k = 0; k < 4; ++k)  // byte k of word h: column 4 h + k
+            put(vec_cast<F8>(((w[h] << (24 - 8 * k)) >> 4) & int32_t(0x87f00000u)) * g + nz, rb, c + 4 * h + k);
+      }
+    return true;
+  }
+  if (L.fmt == WeightFormat::bf16) {
+    if (in % 16 != 0) return false;
+    const uint8_t* p0 = L.w.as<uint8_t>() + ((L.row0 + r0) * L.ld + L.col0) * 2;
+    for (int64_t c = 0; c < in; c += 8)
+      for (int64_t rb = 0; rb < MR; rb += 8) {
+        I8 w[4];
+        load_rows_8x16(p0 + (rb * L.ld + c) * 2, L.ld * 2, w);
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; ++h) {  // word h: columns 2 h (low half), 2 h + 1
+          put(vec_cast<F8>(w[h] << 16), rb, c + 2 * h);
+          put(vec_cast<F8>(w[h] & int32_t(0xffff0000u)), rb, c + 2 * h + 1);
+        }
+      }
+    return true;
+  }
+  return false;  // f32: decode_row is a copy
+}
+
+// y = W x for n <= kFusedTokens tokens with the fused kernels: rows split into one contiguous range
 // per thread, R rows x T tokens at a time.
 template <WeightFormat F, int R, int T, int W>
 void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t lx, int64_t n, float* y, int64_t ldy,
@@ -800,28 +987,8 @@ void matmul_fused_t(ThreadPool& pool, const Linear& L, const float* x, int64_t l
       const float* xt = fp8 ? xs.data() : xp.empty() ? x : xp.data();
       const int64_t ldxt = fp8 || !xp.empty() ? in : lx;  // FP8: xs
       int64_t t0 = 0;
-      if constexpr (T >= 4) {
-        // 5..16 tokens in as few passes of up to T as can be, of balanced sizes (T = 4: 5 = 3 + 2,
-        // 7 = 4 + 3, 9 = 3 + 3 + 3; T = 5: 9 = 5 + 4, 11 = 4 + 4 + 3): each pass decodes the rows once,
-        // and no token is left to a one-token pass (MoE experts in prefill get a handful of tokens each).
-        for (int64_t left = n; left > 0;) {
-          const int64_t passes = (left + T - 1) / T, take = (left + passes - 1) / passes;  // balanced
-          switch (take) {
-            case 5:
-              if constexpr (T == 5) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 5>{});
-              break;
-            case 4: rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 4>{}); break;
-            case 3: rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 3>{}); break;
-            case 2: rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 2>{}); break;
-            default: rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 1>{}); break;
-          }
-          t0 += take;
-          left -= take;
-        }
-      } else {
-        for (; t0 + T <= n; t0 += T) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, T>{});
-        for (; t0 < n; ++t0) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 1>{});
-      }
+      for (; t0 + T <= n; t0 += T) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, T>{});
+      for (; t0 < n; ++t0) rows_tokens(r, rr, xt, ldxt, t0, std::integral_constant<int, 1>{});
     };
     for (int64_t r = ra; r < rb;) {
       int64_t nr = std::min<int64_t>(R, rb - r);
@@ -880,9 +1047,8 @@ void matmul_fused_f(ThreadPool& pool, const Linear& L, const float* x, int64_t l
     case 2: matmul_fused_t<F, 1, 2, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
     case 3: matmul_fused_t<F, 1, 3, W>(pool, L, x, lx, n, y, ldy, opts, par); break;
     default:
-      // packed formats pay the decode once per pass: passes of up to 5 tokens where the registers
-      // hold their 5 x 16 / W accumulators (AVX2, AVX-512; 6 spills on AVX2: 4x slower). FP4 experts,
-      // 2048 x 4096, 2 threads: 5 / 9 tokens 41 / 39 -> 44 / 43 G multiply-adds/s
+      // 4 or 5 tokens: FP8/FP4 in one pass of 5 where the registers hold 5 x 16 / W accumulators
+      // (AVX2, AVX-512; 6 spills on AVX2: 4x slower), the others as 4 + 1
       if constexpr (W >= 8 && (F == WeightFormat::fp8_block128 || F == WeightFormat::fp4_block32)) {
         if (n >= 5) {
           matmul_fused_t<F, 1, 5, W>(pool, L, x, lx, n, y, ldy, opts, par);
@@ -955,13 +1121,12 @@ void matmul(ThreadPool& pool, const Linear& W, const float* x, int64_t n, int64_
   // weight_bf16 rounds decoded weights to bf16: a no-op for FP8 codes under ordinary scales (see
   // fp8_scale_x), so FP8 takes the fused kernels then too; the other formats keep the buffer path.
   const bool fused_ok = !opts.weight_bf16 || W.fmt == WeightFormat::fp8_block128;
-  const bool packed = W.fmt == WeightFormat::fp8_block128 || W.fmt == WeightFormat::fp4_block32;
   // (column sub-blocks that split a 16-column block (FP8) or a scale block (FP4) take the buffer
   // path: the model uses none)
   const bool aligned = W.fmt == WeightFormat::fp4_block32 ? W.col0 % 32 == 0
                        : W.fmt == WeightFormat::fp8_block128 ? W.col0 % 16 == 0
                                                               : true;
-  if (n <= (packed ? kFusedTokensPacked : kFusedTokens) && fused_ok && aligned) {
+  if (n <= kFusedTokens && fused_ok && aligned) {
     switch (vector_floats()) {
       case 16: matmul_fused<16>(pool, W, xin, lx, n, y, ldy, opts, par); break;
       case 8: matmul_fused<8>(pool, W, xin, lx, n, y, ldy, opts, par); break;
