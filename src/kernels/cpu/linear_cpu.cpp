@@ -866,16 +866,19 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
   if (L.fmt == WeightFormat::fp4_block32) {
     if (L.col0 % 32 != 0 || in % 32 != 0) return false;
     const int64_t ls = L.scale.dim(1), lb = L.ld / 2;
-    const uint8_t* s0 = L.scale.as<uint8_t>() + (L.row0 + r0) * ls + L.col0 / 32;
-    for (int64_t r = 0; r < MR; ++r)
-      if (!fp4_scales_ok(s0 + r * ls, in / 32)) return false;
+    const uint8_t* srow[MR];  // each row's scale exponents
+    for (int64_t r = 0; r < MR; ++r) {
+      srow[r] = L.scale.as<uint8_t>() + (L.row0 + r0 + r) * ls + L.col0 / 32;
+      if (!fp4_scales_ok(srow[r], in / 32)) return false;
+    }
     const uint8_t* p0 = L.w.as<uint8_t>() + (L.row0 + r0) * lb + L.col0 / 2;
     for (int64_t b = 0; b < in / 32; ++b)  // one scale block: 16 bytes of each row
       for (int64_t rb = 0; rb < MR; rb += 8) {
         I8 w[4];
         load_rows_8x16(p0 + rb * lb + 16 * b, lb, w);
-        F8 f;
-        for (int i = 0; i < 8; ++i) f[i] = fp4_factor(s0[(rb + i) * ls + b]);
+        I8 e;
+        for (int i = 0; i < 8; ++i) e[i] = srow[rb + i][b];
+        const F8 f = vec_cast<F8>((e + 126) << 23);  // fp4_factor of each row's block
 #pragma GCC unroll 4
         for (int h = 0; h < 4; ++h)
 #pragma GCC unroll 8
@@ -887,25 +890,30 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
   if (L.fmt == WeightFormat::fp8_block128) {
     if (L.col0 % 16 != 0 || in % 16 != 0) return false;
     const uint8_t* p0 = L.w.as<uint8_t>() + (L.row0 + r0) * L.ld + L.col0;
-    auto srow = [&](int64_t r) { return L.scale.as<uint8_t>() + ((L.row0 + r0 + r) / 128) * L.scale.dim(1); };
-    for (int64_t r = 0; r < MR; ++r)
+    const uint8_t* srow[MR];  // each row's scale row
+    for (int64_t r = 0; r < MR; ++r) {
+      srow[r] = L.scale.as<uint8_t>() + ((L.row0 + r0 + r) / 128) * L.scale.dim(1);
       for (int64_t c = L.col0 / 128; c <= (L.col0 + in - 1) / 128; ++c)
-        if (srow(r)[c] > 134) return false;
+        if (srow[r][c] > 134) return false;
+    }
     if (!fp8_nan_free)
       for (int64_t r = 0; r < MR; ++r)
         if (e4m3_bytes_have_nan(p0 + r * L.ld, in)) return false;
-    for (int64_t c = 0; c < in; c += 16)  // a 16-column block never straddles a scale block
+    F8 g[MR / 8] = {};  // 2^(e - 7) of each row's scale block at column c
+    for (int64_t c = 0; c < in; c += 16) {  // a 16-column block never straddles a scale block
+      if (c == 0 || (L.col0 + c) % 128 == 0)
+        for (int64_t r = 0; r < MR; ++r)
+          g[r / 8][r % 8] = std::bit_cast<float>((uint32_t(srow[r][(L.col0 + c) / 128]) + 120u) << 23);
       for (int64_t rb = 0; rb < MR; rb += 8) {
         I8 w[4];
         load_rows_8x16(p0 + rb * L.ld + c, L.ld, w);
-        F8 g;  // 2^(e - 7) of each row's scale block
-        for (int i = 0; i < 8; ++i) g[i] = std::bit_cast<float>((uint32_t(srow(rb + i)[(L.col0 + c) / 128]) + 120u) << 23);
 #pragma GCC unroll 4
         for (int h = 0; h < 4; ++h)
 #pragma GCC unroll 4
           for (int k = 0; k < 4; ++k)  // byte k of word h: column 4 h + k
-            put(vec_cast<F8>(((w[h] << (24 - 8 * k)) >> 4) & int32_t(0x87f00000u)) * g + nz, rb, c + 4 * h + k);
+            put(vec_cast<F8>(((w[h] << (24 - 8 * k)) >> 4) & int32_t(0x87f00000u)) * g[rb / 8] + nz, rb, c + 4 * h + k);
       }
+    }
     return true;
   }
   if (L.fmt == WeightFormat::bf16) {
