@@ -872,7 +872,9 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
       if (!fp4_scales_ok(srow[r], in / 32)) return false;
     }
     const uint8_t* p0 = L.w.as<uint8_t>() + (L.row0 + r0) * lb + L.col0 / 2;
-    for (int64_t b = 0; b < in / 32; ++b)  // one scale block: 16 bytes of each row
+    for (int64_t b = 0; b < in / 32; ++b) {  // one scale block: 16 bytes of each row
+      if (b % 4 == 0)  // MR rows read side by side: prefetched 512 bytes ahead (prefill +2-3%)
+        for (int64_t r = 0; r < MR; ++r) __builtin_prefetch(p0 + r * lb + 16 * b + kPrefetchBytes / 4);
       for (int64_t rb = 0; rb < MR; rb += 8) {
         I8 w[4];
         load_rows_8x16(p0 + rb * lb + 16 * b, lb, w);
@@ -885,6 +887,7 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
           for (int k = 0; k < 8; ++k)  // nibble k of word h: column 8 h + k
             put(vec_cast<F8>(((w[h] << (28 - 4 * k)) >> 6) & int32_t(0x81c00000u)) * f + nz, rb, 32 * b + 8 * h + k);
       }
+    }
     return true;
   }
   if (L.fmt == WeightFormat::fp8_block128) {
@@ -904,6 +907,8 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
       if (c == 0 || (L.col0 + c) % 128 == 0)
         for (int64_t r = 0; r < MR; ++r)
           g[r / 8][r % 8] = std::bit_cast<float>((uint32_t(srow[r][(L.col0 + c) / 128]) + 120u) << 23);
+      if (c % 64 == 0)
+        for (int64_t r = 0; r < MR; ++r) __builtin_prefetch(p0 + r * L.ld + c + kPrefetchBytes / 4);
       for (int64_t rb = 0; rb < MR; rb += 8) {
         I8 w[4];
         load_rows_8x16(p0 + rb * L.ld + c, L.ld, w);
@@ -919,7 +924,9 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
   if (L.fmt == WeightFormat::bf16) {
     if (in % 16 != 0) return false;
     const uint8_t* p0 = L.w.as<uint8_t>() + ((L.row0 + r0) * L.ld + L.col0) * 2;
-    for (int64_t c = 0; c < in; c += 8)
+    for (int64_t c = 0; c < in; c += 8) {
+      if (c % 32 == 0)
+        for (int64_t r = 0; r < MR; ++r) __builtin_prefetch(p0 + (r * L.ld + c) * 2 + kPrefetchBytes / 4);
       for (int64_t rb = 0; rb < MR; rb += 8) {
         I8 w[4];
         load_rows_8x16(p0 + (rb * L.ld + c) * 2, L.ld * 2, w);
@@ -929,6 +936,7 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
           put(vec_cast<F8>(w[h] & int32_t(0xffff0000u)), rb, c + 2 * h + 1);
         }
       }
+    }
     return true;
   }
   return false;  // f32: decode_row is a copy
