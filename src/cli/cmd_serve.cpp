@@ -36,7 +36,7 @@ struct ServeArgs {
   std::string model, host = "127.0.0.1", api_key, cache_dir, served_name = "deepseek-v4-flash", numerics = "reference";
   ModelLoadArgs load;
   std::string encoder = "auto", reasoning_effort = "default", log_level = "info";
-  int port = 8080, parallel = 4, step_tokens = 256, queue = 64, keepalive_ms = 2000;
+  int port = 8080, parallel = 4, step_tokens = int(engine::kDefaultPrefillChunk), queue = 64, keepalive_ms = 2000;
   int64_t ctx = 0;  // 0: derived from the state memory (see --ctx)
   int64_t max_tokens = 0;
   int end_turn_after = 0;

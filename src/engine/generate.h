@@ -13,7 +13,8 @@
 
 namespace dsv4::engine {
 
-// Prompt tokens per forward pass for `run` and `bench` (`--chunk`). 512, as llama.cpp's default
+// Prompt tokens per forward pass for `run` and `bench` (`--chunk`), and forward rows per scheduler
+// step for `serve` (`--step-tokens`: decode rows first, then prefill chunks). 512, as llama.cpp's default
 // micro-batch: each routed expert then gets ~12 tokens of a chunk on average (top-6 of 256) and
 // takes the packed GEMM instead of the fused few-token kernels (flash1, 2048-token prefill,
 // Zen 3: 140 -> 157 tok/s against 256), for ~160 MiB more scratch whatever the depth.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/constraint.h"
+#include "engine/generate.h"
 #include "engine/prefix_cache.h"
 #include "engine/queue.h"
 #include "engine/request.h"
@@ -31,7 +32,7 @@ namespace dsv4::engine {
 struct SchedulerConfig {
   int parallel = 4;                 // running sequences at most
   int64_t ctx = 4096;               // tokens per sequence (prompt + generated)
-  int step_tokens = 256;            // forward rows per step (decode rows first, then prefill chunks)
+  int step_tokens = int(kDefaultPrefillChunk);  // forward rows per step (decode rows first, then prefill chunks)
   size_t queue_capacity = 64;       // requests not running (reserved, queued, waiting) before 503
   size_t kv_budget_bytes = size_t(8) << 30;     // states of running sequences
   size_t cache_budget_bytes = size_t(2) << 30;  // prefix cache
