@@ -7,11 +7,14 @@
 // built and tested on a machine that would otherwise always pick AVX-512:
 //   -DDSV4_KERNEL_ISA=avx2      every kernel compiled for AVX2 only
 //   -DDSV4_KERNEL_ISA=baseline  no SIMD beyond the build's baseline (what ARM64 builds get)
+// and the tests build one more pinned variant, DSV4_KERNEL_ISA_WIDE: AVX2 code that takes the
+// AVX-512 clones' paths (vector_floats() 16: 16-float vectors, 32-row GEMM tiles, 8-token tiles),
+// GCC splitting each 64-byte vector in two, so those paths are tested on machines without AVX-512.
 #pragma once
 
 // The AVX2 level is x86-64-v3 (AVX2 with FMA, F16C, BMI: every AVX2 CPU from Intel Haswell and
 // AMD Zen on); GCC's plain "avx2" target leaves out FMA.
-#if defined(DSV4_KERNEL_ISA_AVX2)
+#if defined(DSV4_KERNEL_ISA_AVX2) || defined(DSV4_KERNEL_ISA_WIDE)
 #define DSV4_CLONES __attribute__((target("arch=x86-64-v3")))
 #elif defined(DSV4_KERNEL_ISA_BASELINE)
 #define DSV4_CLONES
@@ -63,7 +66,9 @@ DSV4_VEC_INLINE typename Vec<W>::type neg_zero_opaque() {
 // than the ISA's registers in memory, so kernels pick their vector type and register blocking
 // from this (same arithmetic per lane whatever they pick).
 inline int vector_floats() {
-#if defined(DSV4_KERNEL_ISA_AVX2)
+#if defined(DSV4_KERNEL_ISA_WIDE)
+  return 16;
+#elif defined(DSV4_KERNEL_ISA_AVX2)
   return 8;
 #elif defined(DSV4_KERNEL_ISA_BASELINE)
   return 4;
