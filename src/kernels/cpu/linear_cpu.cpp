@@ -396,9 +396,12 @@ struct HVec {  // the same bytes as 16-bit lanes
   typedef int16_t type __attribute__((vector_size(4 * W)));
 };
 
-// Raw decodes, exact: e4m3 -> fp32 bits of value * 2^-120; e2m1 -> value * 2^-126.
+// Raw decodes, exact: e4m3 -> fp32 bits of value * 2^-120; e2m1 -> value * 2^-126. The vector
+// decodes bring a code to the top of a 32-bit lane (or of a 16-bit half) and shift it right
+// arithmetically (e2m1 by 6, e4m3 by 4); these masks then keep its sign, exponent and mantissa.
+constexpr int32_t kE2m1RawMask = int32_t(0x81c00000u), kE4m3RawMask = int32_t(0x87f00000u);
 inline float e4m3_raw(uint8_t b) {
-  return std::bit_cast<float>((uint32_t(int32_t(int8_t(b))) << 20) & 0x87f00000u);
+  return std::bit_cast<float>((uint32_t(int32_t(int8_t(b))) << 20) & uint32_t(kE4m3RawMask));
 }
 inline float e2m1_raw(uint32_t c) { return std::bit_cast<float>(((c & 8u) << 28) | ((c & 7u) << 22)); }
 
@@ -476,17 +479,16 @@ DSV4_VEC_INLINE void fp4_decode_block(typename IVec<W>::type src, float f, typen
   using V = typename Vec<W>::type;
   using I = typename IVec<W>::type;
   constexpr int P = 16 / W;
-  constexpr int32_t kMask = int32_t(0x81c00000u);  // sign, e1 e0 m at the bottom of the exponent
   if constexpr (P >= 2) {
     using H = typename HVec<W>::type;
 #pragma GCC unroll 2
     for (int p = 0; p < P / 2; ++p) {
       const I u = vec_cast<I>(vec_cast<H>(src << lane_shifts<WeightFormat::fp4_block32, W>(p + P / 2)) >> 6);
-      wv[p + P / 2] = vec_cast<V>(u & kMask) * f + nz;
-      wv[p] = vec_cast<V>((u << 16) & kMask) * f + nz;
+      wv[p + P / 2] = vec_cast<V>(u & kE2m1RawMask) * f + nz;
+      wv[p] = vec_cast<V>((u << 16) & kE2m1RawMask) * f + nz;
     }
   } else {
-    wv[0] = vec_cast<V>(((src << lane_shifts<WeightFormat::fp4_block32, W>(0)) >> 6) & kMask) * f + nz;
+    wv[0] = vec_cast<V>(((src << lane_shifts<WeightFormat::fp4_block32, W>(0)) >> 6) & kE2m1RawMask) * f + nz;
   }
 }
 
@@ -500,18 +502,17 @@ template <int W>
 DSV4_VEC_INLINE void fp8_decode_block(const uint8_t* c, typename Vec<W>::type* wv) {
   using V = typename Vec<W>::type;
   using I = typename IVec<W>::type;
-  constexpr int32_t kMask = int32_t(0x87f00000u);  // sign, exponent and mantissa of an e4m3
   if constexpr (W == 8) {
     using H = typename HVec<W>::type;
     const I up = {0, 0, 0, 0, 8, 8, 8, 8};
     const I u = vec_cast<I>(vec_cast<H>(load_words<W, 4>(c) << up) >> 4);
-    wv[0] = vec_cast<V>(u & kMask);
-    wv[1] = vec_cast<V>((u << 16) & kMask);
+    wv[0] = vec_cast<V>(u & kE4m3RawMask);
+    wv[1] = vec_cast<V>((u << 16) & kE4m3RawMask);
   } else {
     const I src = load_words<W, 4>(c);
 #pragma GCC unroll 4
     for (int p = 0; p < 16 / W; ++p)
-      wv[p] = vec_cast<V>(((src << lane_shifts<WeightFormat::fp8_block128, W>(p)) >> 4) & kMask);
+      wv[p] = vec_cast<V>(((src << lane_shifts<WeightFormat::fp8_block128, W>(p)) >> 4) & kE4m3RawMask);
   }
 }
 
@@ -797,7 +798,7 @@ DSV4_CLONES void decode_row_vec(const Linear& L, int64_t r, float* dst, bool fp8
         for_each_vec<32 / W>([&](auto v) {
           using I = typename IVec<W>::type;
           const I u = block_words<W, 8, v>(p + 16 * b, std::make_index_sequence<W>{}) << block_shifts<W, 8, v>();
-          const V x = vec_cast<V>((u >> 6) & int32_t(0x81c00000u)) * f + nz;
+          const V x = vec_cast<V>((u >> 6) & kE2m1RawMask) * f + nz;
           std::memcpy(dst + 32 * b + v * W, &x, sizeof x);
         });
       }
@@ -814,7 +815,7 @@ DSV4_CLONES void decode_row_vec(const Linear& L, int64_t r, float* dst, bool fp8
         for_each_vec<16 / W>([&](auto v) {
           using I = typename IVec<W>::type;
           const I u = block_words<W, 4, v>(p + i, std::make_index_sequence<W>{}) << block_shifts<W, 4, v>();
-          const V x = vec_cast<V>((u >> 4) & int32_t(0x87f00000u)) * g + nz;
+          const V x = vec_cast<V>((u >> 4) & kE4m3RawMask) * g + nz;
           std::memcpy(dst + i + v * W, &x, sizeof x);
         });
       }
@@ -890,8 +891,8 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
 #pragma GCC unroll 4
           for (int k = 0; k < 4; ++k) {
             const I8 u = vec_cast<I8>(vec_cast<H8>(w[h] << (12 - 4 * k)) >> 6);
-            put(vec_cast<F8>(u & int32_t(0x81c00000u)) * f + nz, rb, 32 * b + 8 * h + k + 4);
-            put(vec_cast<F8>((u << 16) & int32_t(0x81c00000u)) * f + nz, rb, 32 * b + 8 * h + k);
+            put(vec_cast<F8>(u & kE2m1RawMask) * f + nz, rb, 32 * b + 8 * h + k + 4);
+            put(vec_cast<F8>((u << 16) & kE2m1RawMask) * f + nz, rb, 32 * b + 8 * h + k);
           }
       }
     }
@@ -925,8 +926,8 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
 #pragma GCC unroll 2
           for (int k = 0; k < 2; ++k) {
             const I8 u = vec_cast<I8>(vec_cast<H8>(w[h] << (8 - 8 * k)) >> 4);
-            put(vec_cast<F8>(u & int32_t(0x87f00000u)) * g[rb / 8] + nz, rb, c + 4 * h + k + 2);
-            put(vec_cast<F8>((u << 16) & int32_t(0x87f00000u)) * g[rb / 8] + nz, rb, c + 4 * h + k);
+            put(vec_cast<F8>(u & kE4m3RawMask) * g[rb / 8] + nz, rb, c + 4 * h + k + 2);
+            put(vec_cast<F8>((u << 16) & kE4m3RawMask) * g[rb / 8] + nz, rb, c + 4 * h + k);
           }
       }
     }
