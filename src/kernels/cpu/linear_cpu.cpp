@@ -556,6 +556,9 @@ DSV4_VEC_INLINE void fma_block(const typename Vec<W>::type (&wv)[R][16 / W], con
 
 // 2^126 x an FP4 block's scale (exponent e <= 128): the factor of fp4_decode_block's raw values.
 inline float fp4_factor(uint8_t e) { return std::bit_cast<float>(uint32_t(e + 126u) << 23); }
+// 2^(e - 7) for an FP8 block's scale exponent e <= 134: the factor that makes a raw e4m3 decode
+// (value x 2^-120) the scaled weight, or that the fused kernels fold into the activations.
+inline float fp8_factor(uint32_t e) { return std::bit_cast<float>((e + 120u) << 23); }
 
 // One row's stored bytes for the fused kernels.
 struct RowPtr {
@@ -734,7 +737,7 @@ DSV4_CLONES bool fp8_scale_x(const float* x, int64_t n, int64_t col0, const uint
     const int64_t c = col0 + k, end = std::min(n, k + (128 - c % 128));
     const uint32_t e = srow[c / 128];
     if (e > 134 || e < min_e) return false;  // 2^(e - 7) not a finite float (e = 255 is NaN)
-    const float f = std::bit_cast<float>((e + 120u) << 23), inv = std::bit_cast<float>((134u - e) << 23);
+    const float f = fp8_factor(e), inv = std::bit_cast<float>((134u - e) << 23);
     int32_t bad = 0;  // an integer or-reduction, so that the loop vectorises
     for (int64_t j = k; j < end; ++j) {
       xs[j] = x[j] * f;
@@ -777,6 +780,19 @@ DSV4_VEC_INLINE void for_each_vec(F&& f) {
       std::make_integer_sequence<int, N>{});
 }
 
+// Stored row ar's FP8 scale exponents (its 128-row group's), and whether the bit decodes take the
+// row: no NaN codes (not checked when the tensor is known to hold none) and every scale exponent of
+// its column blocks at most 134 (2^(e - 7) a finite float).
+inline const uint8_t* fp8_scale_row(const Linear& L, int64_t ar) {
+  return L.scale.as<uint8_t>() + (ar / 128) * L.scale.dim(1);
+}
+inline bool fp8_row_decodes(const Linear& L, int64_t ar, bool nan_free) {
+  const uint8_t* srow = fp8_scale_row(L, ar);
+  for (int64_t c = L.col0 / 128; c <= (L.col0 + L.in - 1) / 128; ++c)
+    if (srow[c] > 134) return false;
+  return nan_free || !e4m3_bytes_have_nan(L.w.as<uint8_t>() + ar * L.ld + L.col0, L.in);
+}
+
 // Linear::decode_row for the GEMM's row tiles, 16 bytes of codes per step with the fused kernels'
 // bit decodes instead of a table lookup per weight (the scalar decode ran at ~1 G weights/s per
 // core: ~1/8 of a 256-token FP4 product, more than the GEMM itself at a few tokens). The same
@@ -806,12 +822,10 @@ DSV4_CLONES void decode_row_vec(const Linear& L, int64_t r, float* dst, bool fp8
     }
   } else if (L.fmt == WeightFormat::fp8_block128 && L.col0 % 16 == 0 && in % 16 == 0) {
     const uint8_t* p = L.w.as<uint8_t>() + ar * L.ld + L.col0;
-    const uint8_t* srow = L.scale.as<uint8_t>() + (ar / 128) * L.scale.dim(1);
-    bool ok = fp8_nan_free || !e4m3_bytes_have_nan(p, in);
-    for (int64_t c = L.col0 / 128; ok && c <= (L.col0 + in - 1) / 128; ++c) ok = srow[c] <= 134;
-    if (ok) {
+    const uint8_t* srow = fp8_scale_row(L, ar);
+    if (fp8_row_decodes(L, ar, fp8_nan_free)) {
       for (int64_t i = 0; i < in; i += 16) {  // a 16-column block never straddles a scale block
-        const float g = std::bit_cast<float>((uint32_t(srow[(L.col0 + i) / 128]) + 120u) << 23);  // 2^(e - 7)
+        const float g = fp8_factor(srow[(L.col0 + i) / 128]);
         for_each_vec<16 / W>([&](auto v) {
           using I = typename IVec<W>::type;
           const I u = block_words<W, 4, v>(p + i, std::make_index_sequence<W>{}) << block_shifts<W, 4, v>();
@@ -903,18 +917,14 @@ DSV4_CLONES bool decode_pack_rows(const Linear& L, int64_t r0, bool fp8_nan_free
     const uint8_t* p0 = L.w.as<uint8_t>() + (L.row0 + r0) * L.ld + L.col0;
     const uint8_t* srow[MR];  // each row's scale row
     for (int64_t r = 0; r < MR; ++r) {
-      srow[r] = L.scale.as<uint8_t>() + ((L.row0 + r0 + r) / 128) * L.scale.dim(1);
-      for (int64_t c = L.col0 / 128; c <= (L.col0 + in - 1) / 128; ++c)
-        if (srow[r][c] > 134) return false;
+      if (!fp8_row_decodes(L, L.row0 + r0 + r, fp8_nan_free)) return false;
+      srow[r] = fp8_scale_row(L, L.row0 + r0 + r);
     }
-    if (!fp8_nan_free)
-      for (int64_t r = 0; r < MR; ++r)
-        if (e4m3_bytes_have_nan(p0 + r * L.ld, in)) return false;
     F8 g[MR / 8] = {};  // 2^(e - 7) of each row's scale block at column c
     for (int64_t c = 0; c < in; c += 16) {  // a 16-column block never straddles a scale block
       if (c == 0 || (L.col0 + c) % 128 == 0)
         for (int64_t r = 0; r < MR; ++r)
-          g[r / 8][r % 8] = std::bit_cast<float>((uint32_t(srow[r][(L.col0 + c) / 128]) + 120u) << 23);
+          g[r / 8][r % 8] = fp8_factor(srow[r][(L.col0 + c) / 128]);
       if (c % 64 == 0)
         for (int64_t r = 0; r < MR; ++r) __builtin_prefetch(p0 + r * L.ld + c + kPrefetchBytes / 4);
       for (int64_t rb = 0; rb < MR; rb += 8) {
