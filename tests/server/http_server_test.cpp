@@ -576,7 +576,9 @@ TEST(HttpServer, SigtermExitsWithinTheGracePeriod) {
   const int slow = connect_to(port);
   send_all(slow, "POST /v1/chat/completions HTTP/1.1\r\n");
   const int stream = connect_to(port);
-  send_all(stream, request("POST", "/v1/chat/completions", chat_body(7000, true)));
+  // a fixed seed: the stream must outlast --grace, and unseeded sampling of the random default model
+  // can draw the end-of-sentence token within it (seed 1 runs 3000 tokens, ~6 s, without it)
+  send_all(stream, request("POST", "/v1/chat/completions", chat_body(7000, true, R"(,"seed":1)")));
   std::string first;
   char c;
   while (first.find("delta") == std::string::npos && ::recv(stream, &c, 1, 0) == 1) first += c;
