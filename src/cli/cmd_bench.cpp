@@ -253,8 +253,20 @@ void run_bench(const BenchArgs& a) {
                  (long long)opt.contexts.back(), (long long)moved, opt.gen, (long long)limit);
     opt.contexts.back() = moved;
   }
-  if (a.synthetic_state)
-    for (int64_t& f : opt.contexts) f = f / 128 * 128;  // whole compressor windows
+  if (a.synthetic_state)  // whole compressor windows: each frontier rounds down to a multiple of 128
+    for (size_t i = 0; i < opt.contexts.size(); ++i) {
+      const int64_t given = opt.contexts[i], f = given / 128 * 128;
+      if (f == 0)
+        throw Error("bench: --synthetic-state fills whole compressor windows of 128 tokens; frontier " +
+                    std::to_string(given) + " is below one window (give 128 or more)");
+      if (i && f <= opt.contexts[i - 1])
+        throw Error("bench: --synthetic-state rounds frontiers down to multiples of 128; " + std::to_string(given) +
+                    " rounds to " + std::to_string(f) + ", not above the previous frontier");
+      if (f != given)
+        std::fprintf(stderr, "bench: frontier %lld -> %lld (synthetic states hold whole windows of 128 tokens)\n",
+                     (long long)given, (long long)f);
+      opt.contexts[i] = f;
+    }
 
   std::string sched;
   for (int l = 0; l < c.n_layers; ++l) sched += std::string(l ? "," : "") + model::attn_kind_name(c.attn_kind(l));
