@@ -50,8 +50,8 @@ class AllowAllocScope {
 // Resizes a buffer whose size follows the context (keys a row sees, decoded cache rows): the
 // capacity at least doubles when it must grow, and that growth is allowed inside a decode step,
 // like the sequence state's new pages; so it happens O(log context) times.
-template <class T>
-void resize_with_context(std::vector<T>& v, size_t n) {
+template <class T, class A>
+void resize_with_context(std::vector<T, A>& v, size_t n) {
   if (n > v.capacity()) {
     AllowAllocScope growth;
     v.reserve(std::max(n, 2 * v.capacity()));

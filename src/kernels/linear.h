@@ -53,10 +53,11 @@ void act_quant_fp8_row(float* x, int64_t k);
 float dot_f32(const float* a, const float* b, int64_t n);
 // y[i] += a * x[i]
 void axpy_f32(float a, const float* x, float* y, int64_t n);
-// Four dot products of a with b[0..3] at once: out[k] == dot_f32(a, b[k], n), bit for bit (the four
-// share the loads of a and keep 4 x 16 independent sums in flight: attention scores).
-void dot4_f32(const float* a, const float* const* b, int64_t n, float* out);
-// axpy_f32(a[0], x[0], y, n), then a[1], x[1] .. a[3], x[3]: the same bits, y loaded and stored once.
-void axpy4_f32(const float* a, const float* const* x, float* y, int64_t n);
+// Attention scores: out[i] = dot_f32(q, keys[i], n) * scale for i < nk, bit for bit (four keys per
+// pass share the loads of q, and their sums are reduced together).
+void dot_keys_f32(const float* q, const float* const* keys, int64_t nk, int64_t n, float scale, float* out);
+// Attention output: axpy_f32(p[i], x[i], y, n) for i = 0 .. nk - 1 in turn, bit for bit, with 64
+// elements of y held in registers across all the keys (not loaded and stored per key).
+void axpy_keys_f32(const float* p, const float* const* x, int64_t nk, float* y, int64_t n);
 
 }  // namespace dsv4::kernels

@@ -81,14 +81,14 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   qr.resize(size_t(N * Q));
   be.matmul(A.wq_a, xn, N, D, qr.data(), Q, gemm_opts(A.wq_a, ref));
   be.rms_norm(qr.data(), N, Q, Q, &A.q_norm, c.norm_eps, ref);
-  std::vector<float>& q = ws.q;  // [N, H, Dh]
+  CacheAlignedVector<float>& q = ws.q;  // [N, H, Dh]
   q.resize(size_t(N * H * Dh));
   be.matmul(A.wq_b, qr.data(), N, Q, q.data(), H * Dh, gemm_opts(A.wq_b, ref));
   be.rms_norm(q.data(), N * H, Dh, Dh, nullptr, c.norm_eps, ref);  // weightless per-head RMSNorm
   be.rope(q.data(), N, H, Dh, H * Dh, pos, rope.freqs(), /*inverse=*/false, ref);
 
   // ---- window KV (§2.3.3) ------------------------------------------------------------------
-  std::vector<float>& kv = ws.kv;  // [N, Dh]
+  CacheAlignedVector<float>& kv = ws.kv;  // [N, Dh]
   kv.resize(size_t(N * Dh));
   be.matmul(A.wkv, xn, N, D, kv.data(), Dh, gemm_opts(A.wkv, ref));
   be.rms_norm(kv.data(), N, Dh, Dh, &A.kv_norm, c.norm_eps, ref);
@@ -180,7 +180,7 @@ void attention_forward(const LayerWeights& L, const RopeTable& rope, const float
   if (dbg && A.has_indexer) dbg->csa_selected.assign(selected.begin(), selected.begin() + N);
 
   // ---- core attention with sink (§2.3.7) and inverse RoPE (§2.3.8) --------------------------
-  std::vector<float>& o = ws.o;  // [N, H, Dh]
+  CacheAlignedVector<float>& o = ws.o;  // [N, H, Dh]
   o.resize(size_t(N * H * Dh));
   const float scale = 1.f / std::sqrt(float(Dh));
   be.sink_attention(q.data(), N, H, Dh, keys.data(), key_begin.data(), A.attn_sink.as<float>(), scale,

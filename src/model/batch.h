@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "cache/seq_state.h"
+#include "core/aligned.h"
 #include "kernels/backend.h"
 #include "model/config.h"
 #include "model/forward.h"
@@ -56,9 +57,10 @@ struct PassScratch {
   std::vector<kernels::HcMix> mix;
   std::vector<int64_t> out_rows;
   // attention
-  std::vector<float> qr, q, kv, ca, cg, entry, o, z;
+  std::vector<float> qr, ca, cg, entry, z;
+  CacheAlignedVector<float> q, kv, o;          // rows of Dh floats: 64-byte aligned for the attention kernels
   std::vector<std::vector<int32_t>> selected;  // per row, ascending
-  std::vector<std::vector<float>> decoded;     // cache rows decoded per item
+  std::vector<CacheAlignedVector<float>> decoded;  // cache rows decoded per item (aligned as q, kv)
   std::vector<const float*> keys;              // every row's keys
   std::vector<int64_t> key_begin, slot;
   // lightning indexer
@@ -77,7 +79,7 @@ struct PassScratch {
   // its rows see) go back to the allocator, as the sequence state is what should hold memory;
   // decode steps keep theirs, which stay small and steady.
   void release_context_buffers() {
-    std::vector<std::vector<float>>().swap(decoded);
+    std::vector<CacheAlignedVector<float>>().swap(decoded);
     std::vector<const float*>().swap(keys);
     std::vector<int64_t>().swap(slot);
   }

@@ -115,28 +115,33 @@ INSTANTIATE_TEST_SUITE_P(Stored, MatmulFormats,
 }  // namespace
 }  // namespace dsv4::kernels
 
-// dot4_f32 / axpy4_f32 (attention's four keys at a time) give dot_f32's and four axpy_f32 calls'
-// bits, for lengths with and without a tail, whatever the alignment of the rows.
-TEST(Dot4Axpy4, SameBitsAsOneAtATime) {
+// dot_keys_f32 / axpy_keys_f32 (attention over a key list) give dot_f32's bits times the scale and
+// those of axpy_f32 called key by key, for lengths with and without a tail, key counts with and
+// without a remainder of four, whatever the alignment of the rows.
+TEST(AttentionKeyKernels, SameBitsAsOneKeyAtATime) {
   std::mt19937 rng(17);
   std::normal_distribution<float> nd(0.f, 1.f);
-  for (int64_t n : {int64_t(1), int64_t(15), int64_t(16), int64_t(17), int64_t(100), int64_t(512), int64_t(523)}) {
-    std::vector<float> buf(size_t(6 * (n + 3)));
-    for (float& v : buf) v = nd(rng);
-    const float* a = buf.data() + 1;  // odd offsets: unaligned rows
-    const float* b[4] = {buf.data() + (n + 3) + 2, buf.data() + 2 * (n + 3), buf.data() + 3 * (n + 3) + 1,
-                         buf.data() + 4 * (n + 3) + 3};
-    float got[4];
-    dsv4::kernels::dot4_f32(a, b, n, got);
-    for (int k = 0; k < 4; ++k) {
-      const float want = dsv4::kernels::dot_f32(a, b[k], n);
-      EXPECT_EQ(std::memcmp(&got[k], &want, 4), 0) << "n=" << n << " key " << k << ": " << got[k] << " vs " << want;
+  const float scale = 0.044194173f;  // 1 / sqrt(512)
+  for (int64_t n : {int64_t(1), int64_t(15), int64_t(16), int64_t(17), int64_t(100), int64_t(512), int64_t(523)})
+    for (int64_t nk : {int64_t(1), int64_t(3), int64_t(4), int64_t(9), int64_t(32), int64_t(37)}) {
+      std::vector<float> buf(size_t((nk + 2) * (n + 3)));
+      for (float& v : buf) v = nd(rng);
+      const float* a = buf.data() + 1;  // odd offsets: unaligned rows
+      std::vector<const float*> b;
+      for (int64_t i = 0; i < nk; ++i) b.push_back(buf.data() + (i + 1) * (n + 3) + (i * 7) % 4);
+      std::vector<float> got(static_cast<size_t>(nk));
+      dsv4::kernels::dot_keys_f32(a, b.data(), nk, n, scale, got.data());
+      for (int64_t k = 0; k < nk; ++k) {
+        const float want = dsv4::kernels::dot_f32(a, b[size_t(k)], n) * scale;
+        ASSERT_EQ(std::memcmp(&got[size_t(k)], &want, 4), 0)
+            << "n=" << n << " nk=" << nk << " key " << k << ": " << got[size_t(k)] << " vs " << want;
+      }
+      std::vector<float> p(static_cast<size_t>(nk));
+      for (float& v : p) v = nd(rng) * 0.1f;
+      std::vector<float> y1(static_cast<size_t>(n)), y2(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) y1[size_t(i)] = y2[size_t(i)] = nd(rng);
+      dsv4::kernels::axpy_keys_f32(p.data(), b.data(), nk, y1.data(), n);
+      for (int64_t k = 0; k < nk; ++k) dsv4::kernels::axpy_f32(p[size_t(k)], b[size_t(k)], y2.data(), n);
+      ASSERT_EQ(std::memcmp(y1.data(), y2.data(), size_t(n) * 4), 0) << "n=" << n << " nk=" << nk;
     }
-    const float p[4] = {0.3f, -1.7f, 2.5e-3f, 0.9f};
-    std::vector<float> y1(static_cast<size_t>(n)), y2(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) y1[size_t(i)] = y2[size_t(i)] = nd(rng);
-    dsv4::kernels::axpy4_f32(p, b, y1.data(), n);
-    for (int k = 0; k < 4; ++k) dsv4::kernels::axpy_f32(p[k], b[k], y2.data(), n);
-    EXPECT_EQ(std::memcmp(y1.data(), y2.data(), size_t(n) * 4), 0) << "n=" << n;
-  }
 }

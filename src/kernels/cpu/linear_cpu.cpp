@@ -139,26 +139,93 @@ DSV4_CLONES float dot_f32(const float* a, const float* b, int64_t n) {
   return reduce16(acc);
 }
 
-DSV4_CLONES void dot4_f32(const float* a, const float* const* b, int64_t n, float* out) {
-  // dot_f32's arithmetic for each of the four (its 16 lanes, tail, reduction)
-  float acc[4][16] = {};
-  const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
+typedef float F8 __attribute__((vector_size(32)));
+typedef float F4 __attribute__((vector_size(16)));
+
+DSV4_CLONES void dot_keys_f32(const float* q, const float* const* keys, int64_t nk, int64_t n, float scale,
+                              float* out) {
+  // dot_f32's arithmetic for each key: lanes 0-7 and 8-15 of its 16 partial sums as two 8-float
+  // vectors (element d into lane d % 16, multiply-adds from +0), the tail into lanes 0.., then
+  // reduce16, here for four keys at once after their 16-lane stage
+  const int64_t n16 = n / 16 * 16;
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) {
-      const float av = a[i + j];
-      acc[0][j] += av * b0[i + j];
-      acc[1][j] += av * b1[i + j];
-      acc[2][j] += av * b2[i + j];
-      acc[3][j] += av * b3[i + j];
+  for (; i + 4 <= nk; i += 4) {
+    const float* k[4] = {keys[i], keys[i + 1], keys[i + 2], keys[i + 3]};
+    F8 lo[4] = {}, hi[4] = {};
+    for (int64_t d = 0; d < n16; d += 16) {
+      F8 ql, qh;
+      std::memcpy(&ql, q + d, sizeof ql);
+      std::memcpy(&qh, q + d + 8, sizeof qh);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        F8 a, b;
+        std::memcpy(&a, k[j] + d, sizeof a);
+        std::memcpy(&b, k[j] + d + 8, sizeof b);
+        lo[j] += ql * a;
+        hi[j] += qh * b;
+      }
     }
-  for (; i < n; ++i) {
-    acc[0][i & 15] += a[i] * b0[i];
-    acc[1][i & 15] += a[i] * b1[i];
-    acc[2][i & 15] += a[i] * b2[i];
-    acc[3][i & 15] += a[i] * b3[i];
+    if (n16 < n) {  // tail columns: lanes 0.. as dot_f32, then its scalar reduction
+      for (int j = 0; j < 4; ++j) {
+        float l[16];
+        std::memcpy(l, &lo[j], 32);
+        std::memcpy(l + 8, &hi[j], 32);
+        for (int64_t d = n16; d < n; ++d) l[d & 15] += q[d] * k[j][d];
+        out[i + j] = reduce16(l) * scale;
+      }
+      continue;
+    }
+    // reduce16 of each: s8 = lanes j + (j + 8); s4 = s8 lanes j + (j + 4); (s4[0] + s4[2]) + (s4[1] + s4[3]),
+    // the last step for the four keys at once on the transposed s4 vectors
+    F4 s4[4];
+    for (int j = 0; j < 4; ++j) {
+      const F8 s8 = lo[j] + hi[j];
+      s4[j] = __builtin_shufflevector(s8, s8, 0, 1, 2, 3) + __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
+    }
+    const F4 t01l = __builtin_shufflevector(s4[0], s4[1], 0, 4, 1, 5), t01h = __builtin_shufflevector(s4[0], s4[1], 2, 6, 3, 7);
+    const F4 t23l = __builtin_shufflevector(s4[2], s4[3], 0, 4, 1, 5), t23h = __builtin_shufflevector(s4[2], s4[3], 2, 6, 3, 7);
+    const F4 c0 = __builtin_shufflevector(t01l, t23l, 0, 1, 4, 5), c1 = __builtin_shufflevector(t01l, t23l, 2, 3, 6, 7);
+    const F4 c2 = __builtin_shufflevector(t01h, t23h, 0, 1, 4, 5), c3 = __builtin_shufflevector(t01h, t23h, 2, 3, 6, 7);
+    const F4 r = ((c0 + c2) + (c1 + c3)) * scale;
+    std::memcpy(out + i, &r, sizeof r);
   }
-  for (int k = 0; k < 4; ++k) out[k] = reduce16(acc[k]);
+  for (; i < nk; ++i) out[i] = dot_f32(q, keys[i], n) * scale;
+}
+
+DSV4_CLONES void axpy_keys_f32(const float* p, const float* const* x, int64_t nk, float* y, int64_t n) {
+  // y's element d takes p[i] * x[i][d] for i = 0, 1, .. in turn (axpy_f32's multiply-add per key),
+  // 64 elements at a time held in registers across all the keys
+  int64_t d = 0;
+  for (; d + 64 <= n; d += 64) {
+    F8 acc[8];
+    std::memcpy(acc, y + d, sizeof acc);
+    for (int64_t i = 0; i < nk; ++i) {
+      const float pi = p[i];
+      const float* xi = x[i] + d;
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) {
+        F8 t;
+        std::memcpy(&t, xi + 8 * v, sizeof t);
+        acc[v] += pi * t;
+      }
+    }
+    std::memcpy(y + d, acc, sizeof acc);
+  }
+  for (; d + 8 <= n; d += 8) {
+    F8 acc;
+    std::memcpy(&acc, y + d, sizeof acc);
+    for (int64_t i = 0; i < nk; ++i) {
+      F8 t;
+      std::memcpy(&t, x[i] + d, sizeof t);
+      acc += p[i] * t;
+    }
+    std::memcpy(y + d, &acc, sizeof acc);
+  }
+  for (; d < n; ++d) {
+    float v = y[d];
+    for (int64_t i = 0; i < nk; ++i) v += p[i] * x[i][d];
+    y[d] = v;
+  }
 }
 
 namespace {
@@ -245,7 +312,6 @@ DSV4_CLONES static void finish_tile(const float* lanes, int64_t tt, const float*
 }
 
 // 8 x 8 floats transposed in registers: v[i] = row i in, column i out.
-typedef float F8 __attribute__((vector_size(32)));
 DSV4_VEC_INLINE void transpose8(F8 (&v)[8]) {
   F8 t[8], u[8];
   for (int i = 0; i < 4; ++i) {
@@ -1113,19 +1179,6 @@ void matmul_fused(ThreadPool& pool, const Linear& L, const float* x, int64_t lx,
 
 DSV4_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
-DSV4_CLONES void axpy4_f32(const float* a, const float* const* x, float* y, int64_t n) {
-  const float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
-  for (int64_t i = 0; i < n; ++i) {
-    float v = y[i];
-    v += a0 * x0[i];
-    v += a1 * x1[i];
-    v += a2 * x2[i];
-    v += a3 * x3[i];
-    y[i] = v;
-  }
 }
 
 void act_quant_fp8_row(float* x, int64_t k) {
