@@ -78,6 +78,40 @@ std::string loadavg() {
   return s;
 }
 
+// The machine's CPU time so far (/proc/stat's "cpu" line, in ticks): all of it, and the part stolen
+// by the hypervisor (a vCPU ready to run while the host ran something else). A shared VM's timings
+// move by tens of percent with it, so each bench row says how much was stolen while it ran.
+struct MachineCpu {
+  unsigned long long total = 0, steal = 0;
+  bool ok = false;
+};
+MachineCpu machine_cpu() {
+  MachineCpu m;
+  std::ifstream f("/proc/stat");
+  std::string cpu;
+  unsigned long long v[8] = {};  // user nice system idle iowait irq softirq steal
+  if (f >> cpu && cpu == "cpu") {
+    int k = 0;
+    while (k < 8 && f >> v[k]) ++k;
+    if (k == 8) {
+      for (unsigned long long x : v) m.total += x;
+      m.steal = v[7];
+      m.ok = true;
+    }
+  }
+  return m;
+}
+// "host steal X% of CPU time" between two readings ("" when /proc/stat has no steal field, or for
+// spans under 20 ticks, ~0.1 s of two CPUs, where one tick is 5% or more).
+std::string steal_since(const MachineCpu& a, const MachineCpu& b) {
+  if (!a.ok || !b.ok || b.total < a.total + 20) return "";
+  char buf[160];
+  const double pct = 100.0 * double(b.steal - a.steal) / double(b.total - a.total);
+  std::snprintf(buf, sizeof buf, "host steal %.1f%% of CPU time%s", pct,
+                pct > 5 ? " (over 5%: other guests took the CPUs, timings unreliable)" : "");
+  return buf;
+}
+
 // Peak resident set of this process (VmHWM) in bytes; reset_peak_rss() restarts it (clear_refs 5).
 int64_t peak_rss() {
   const std::string v = proc_field("/proc/self/status", "VmHWM");
@@ -195,6 +229,7 @@ void run_expert_bench(const BenchArgs& a) {
     st.reset_stats();
     struct rusage ru0 {}, ru1 {};
     ::getrusage(RUSAGE_SELF, &ru0);
+    const MachineCpu cpu0 = machine_cpu();
     const auto t0 = std::chrono::steady_clock::now();
     for (int t = 0; t < gen; ++t) {
       model::SeqChunk ch{state.get(), std::span<const int32_t>(&ids[size_t(prompt + warm + t)], 1), false};
@@ -223,8 +258,9 @@ void run_expert_bench(const BenchArgs& a) {
                 s.bytes_per_token() / 1048576.0, s.read_gbps(),
                 double(s.stall_us) / 1e6, tok_s, bound, tok_s / bound, vs_res, st.streaming() ? "stream" : "mapped",
                 double(rss) / 1048576.0, double(limit) / 1048576.0);
-    std::printf("    %s; CPU per token: user %.3f s, system %.3f s; wall %.3f s\n", model::expert_stats_summary(st).c_str(),
-                user_s / gen, sys_s / gen, secs / gen);
+    const std::string steal = steal_since(cpu0, machine_cpu());
+    std::printf("    %s; CPU per token: user %.3f s, system %.3f s; wall %.3f s%s%s\n", model::expert_stats_summary(st).c_str(),
+                user_s / gen, sys_s / gen, secs / gen, steal.empty() ? "" : "; ", steal.c_str());
     std::fflush(stdout);
   }
   std::printf("bench: load average at end: %s\n", loadavg().c_str());
@@ -282,10 +318,13 @@ void run_bench(const BenchArgs& a) {
   std::printf("bench: numerics %s, prefill chunk %lld, %d decode tokens per frontier, synthetic prompt seed %llu\n",
               model::numerics_name(num), (long long)opt.chunk, opt.gen, (unsigned long long)opt.seed);
   // Rooflines measured in this run (issue 11): every speed below is also given as a ratio.
+  const MachineCpu roof0 = machine_cpu();
   const double bw = kernels::measure_read_bandwidth(), peak = kernels::measure_fma_peak();
+  const std::string roof_steal = steal_since(roof0, machine_cpu());
   const model::TokenWork work = model::token_work(c);
-  std::printf("bench: rooflines measured now: read bandwidth %.1f GB/s (%d threads), multiply-add peak %.1f G/s\n",
-              bw / 1e9, kernels::default_backend().threads(), peak / 1e9);
+  std::printf("bench: rooflines measured now: read bandwidth %.1f GB/s (%d threads), multiply-add peak %.1f G/s%s%s\n",
+              bw / 1e9, kernels::default_backend().threads(), peak / 1e9, roof_steal.empty() ? "" : "; ",
+              roof_steal.c_str());
   std::printf("bench: per token the main model's matmuls read %.1f MB of weights (K of E experts) and do %.2f G "
               "multiply-adds\n",
               double(work.weight_bytes) / 1e6, double(work.weight_macs) / 1e9);
@@ -349,6 +388,7 @@ void run_bench(const BenchArgs& a) {
     line("decode", now.decode, last.decode);
     last = now;
   };
+  MachineCpu cpu_before = machine_cpu();
   engine::run_frontier_bench(
       fp, opt,
       [&](const engine::FrontierRow& r) {
@@ -356,9 +396,13 @@ void run_bench(const BenchArgs& a) {
         print_exchange(r.context);
         const double dec_bps = double(work.weight_bytes) * r.decode_tok_s();
         const double pre_macs = double(work.weight_macs) * r.prefill_tok_s();
+        const MachineCpu cpu_now = machine_cpu();
+        const std::string steal = steal_since(cpu_before, cpu_now);
+        cpu_before = cpu_now;
         std::printf("    roofline at %lld: decode reads weights at %.2f GB/s = %.3f of read bandwidth; prefill "
-                    "%.2f G multiply-adds/s = %.3f of peak\n",
-                    (long long)r.context, dec_bps / 1e9, dec_bps / bw, pre_macs / 1e9, pre_macs / peak);
+                    "%.2f G multiply-adds/s = %.3f of peak%s%s\n",
+                    (long long)r.context, dec_bps / 1e9, dec_bps / bw, pre_macs / 1e9, pre_macs / peak,
+                    steal.empty() ? "" : "; ", steal.c_str());
         std::fflush(stdout);
         if (csv.is_open()) {
           csv << engine::frontier_csv_line(r) << std::flush;

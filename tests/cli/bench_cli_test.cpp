@@ -27,6 +27,9 @@ TEST(BenchCli, WarmsUpBeforeTimingUnlessAskedNot) {
   const std::string def = bench("--chunk 16");
   EXPECT_NE(def.find("bench: warm-up: 16 tokens prefilled and 1 decoded on a throwaway state"), std::string::npos)
       << def;
+  // the rooflines (~1-2 s of both CPUs) say how much CPU time the hypervisor took meanwhile
+  EXPECT_TRUE(std::regex_search(def, std::regex(R"(rooflines measured now: .*; host steal [0-9]+\.[0-9]% of CPU time)")))
+      << def;
   const std::string custom = bench("--warmup 5");
   EXPECT_NE(custom.find("bench: warm-up: 5 tokens prefilled"), std::string::npos) << custom;
   const std::string none = bench("--chunk 16 --warmup 0");
