@@ -151,21 +151,19 @@ void CpuBackend::mhc_head(const float* X, int64_t rows, const HcSite& s, bool ro
 // ---- attention core (V4-ARCH §2.3.7) -----------------------------------------------------------
 
 // All heads of a row attend the same entries (one KV head; V4-ARCH §2.3.7), so the keys are
-// taken a block at a time (kAttnKeyBlock keys, 64 KiB at dim 512, stay in L2) by every head of a
+// taken a block at a time (about 24 KiB of them, 12 at dim 512, stay in L1) by every head of a
 // group, instead of each head streaming all of the row's keys from L3 in turn (measured: ~1/3 of
 // the multiply-add peak that way, 16% of a 2K-context prefill). A row's heads are split into one
 // group per thread (a decode step: both threads on its single row, each reading the keys once).
-// The arithmetic per (row, head) is unchanged: every score is dot_f32's (four keys at a time, the
-// same value), the softmax the same, and each output element sums the keys in order, four at a
-// time from key 0 (blocks are whole groups of four), the last nk % 4 one by one.
+// The arithmetic per (row, head) does not depend on the blocks: every score is dot_f32's times
+// the scale, the softmax is the same, and each output element adds p * key for the keys in order.
 void CpuBackend::sink_attention(const float* q, int64_t rows, int64_t heads, int64_t dim, const float* const* keys,
                                 const int64_t* key_begin, const float* sinks, float scale, bool round_probs,
                                 bool round_out, float* out) {
   std::lock_guard<std::mutex> lock(scratch_mu_);
-  // keys per block: ~24 KiB of them (12 at dim 512) stay in L1 while the group's heads use them
-  // (bench: 8 / 12 / 16 / 32 keys of 2 KiB, one thread, G multiply-adds/s: scores 25 / 25 / 23 / 19,
-  // outputs 18 / 21 / 22 / 16); a multiple of four, so blocks hold whole groups of four keys
-  const int64_t kAttnKeyBlock = std::max<int64_t>(4, (24 * 1024 / (4 * std::max<int64_t>(dim, 1))) / 4 * 4);
+  // keys per block (bench: 8 / 12 / 16 / 32 keys of 2 KiB, one thread, G multiply-adds/s: scores
+  // 25 / 25 / 23 / 19, outputs 18 / 21 / 22 / 16); a multiple of four, dot_keys_f32's pass
+  const int64_t block = std::max<int64_t>(4, (24 * 1024 / (4 * std::max<int64_t>(dim, 1))) / 4 * 4);
   const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(heads, pool_.size()));
   pool_.for_each_dynamic(rows * groups, 1, [&](int64_t item, int th) {
     const int64_t r = item / groups, g = item % groups;
@@ -174,8 +172,8 @@ void CpuBackend::sink_attention(const float* q, int64_t rows, int64_t heads, int
     const int64_t nk = key_begin[r + 1] - key_begin[r];
     std::vector<float>& sc = scratch_[size_t(th)].a;  // scores, then probabilities: [head - h0][key]
     resize_with_context(sc, size_t((h1 - h0) * nk));
-    for (int64_t kb = 0; kb < nk; kb += kAttnKeyBlock) {
-      const int64_t ke = std::min(nk, kb + kAttnKeyBlock);
+    for (int64_t kb = 0; kb < nk; kb += block) {
+      const int64_t ke = std::min(nk, kb + block);
       for (int64_t h = h0; h < h1; ++h)
         dot_keys_f32(q + (r * heads + h) * dim, ks + kb, ke - kb, dim, scale, &sc[size_t((h - h0) * nk + kb)]);
     }
@@ -193,8 +191,8 @@ void CpuBackend::sink_attention(const float* q, int64_t rows, int64_t heads, int
       float* oh = out + (r * heads + h) * dim;
       std::fill(oh, oh + dim, 0.f);
     }
-    for (int64_t kb = 0; kb < nk; kb += kAttnKeyBlock) {
-      const int64_t ke = std::min(nk, kb + kAttnKeyBlock);
+    for (int64_t kb = 0; kb < nk; kb += block) {
+      const int64_t ke = std::min(nk, kb + block);
       for (int64_t h = h0; h < h1; ++h)
         axpy_keys_f32(&sc[size_t((h - h0) * nk + kb)], ks + kb, ke - kb, out + (r * heads + h) * dim, dim);
     }
