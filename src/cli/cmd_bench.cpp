@@ -101,13 +101,13 @@ MachineCpu machine_cpu() {
   }
   return m;
 }
-// "host steal X% of CPU time" between two readings ("" when /proc/stat has no steal field, or for
-// spans under 20 ticks, ~0.1 s of two CPUs, where one tick is 5% or more).
+// "; host steal X% of CPU time" between two readings, to end a report line ("" when /proc/stat has
+// no steal field, or for spans under 20 ticks, ~0.1 s of two CPUs, where one tick is 5% or more).
 std::string steal_since(const MachineCpu& a, const MachineCpu& b) {
   if (!a.ok || !b.ok || b.total < a.total + 20) return "";
   char buf[160];
   const double pct = 100.0 * double(b.steal - a.steal) / double(b.total - a.total);
-  std::snprintf(buf, sizeof buf, "host steal %.1f%% of CPU time%s", pct,
+  std::snprintf(buf, sizeof buf, "; host steal %.1f%% of CPU time%s", pct,
                 pct > 5 ? " (over 5%: other guests took the CPUs, timings unreliable)" : "");
   return buf;
 }
@@ -259,8 +259,8 @@ void run_expert_bench(const BenchArgs& a) {
                 double(s.stall_us) / 1e6, tok_s, bound, tok_s / bound, vs_res, st.streaming() ? "stream" : "mapped",
                 double(rss) / 1048576.0, double(limit) / 1048576.0);
     const std::string steal = steal_since(cpu0, machine_cpu());
-    std::printf("    %s; CPU per token: user %.3f s, system %.3f s; wall %.3f s%s%s\n", model::expert_stats_summary(st).c_str(),
-                user_s / gen, sys_s / gen, secs / gen, steal.empty() ? "" : "; ", steal.c_str());
+    std::printf("    %s; CPU per token: user %.3f s, system %.3f s; wall %.3f s%s\n", model::expert_stats_summary(st).c_str(),
+                user_s / gen, sys_s / gen, secs / gen, steal.c_str());
     std::fflush(stdout);
   }
   std::printf("bench: load average at end: %s\n", loadavg().c_str());
@@ -322,9 +322,8 @@ void run_bench(const BenchArgs& a) {
   const double bw = kernels::measure_read_bandwidth(), peak = kernels::measure_fma_peak();
   const std::string roof_steal = steal_since(roof0, machine_cpu());
   const model::TokenWork work = model::token_work(c);
-  std::printf("bench: rooflines measured now: read bandwidth %.1f GB/s (%d threads), multiply-add peak %.1f G/s%s%s\n",
-              bw / 1e9, kernels::default_backend().threads(), peak / 1e9, roof_steal.empty() ? "" : "; ",
-              roof_steal.c_str());
+  std::printf("bench: rooflines measured now: read bandwidth %.1f GB/s (%d threads), multiply-add peak %.1f G/s%s\n",
+              bw / 1e9, kernels::default_backend().threads(), peak / 1e9, roof_steal.c_str());
   std::printf("bench: per token the main model's matmuls read %.1f MB of weights (K of E experts) and do %.2f G "
               "multiply-adds\n",
               double(work.weight_bytes) / 1e6, double(work.weight_macs) / 1e9);
@@ -400,9 +399,8 @@ void run_bench(const BenchArgs& a) {
         const std::string steal = steal_since(cpu_before, cpu_now);
         cpu_before = cpu_now;
         std::printf("    roofline at %lld: decode reads weights at %.2f GB/s = %.3f of read bandwidth; prefill "
-                    "%.2f G multiply-adds/s = %.3f of peak%s%s\n",
-                    (long long)r.context, dec_bps / 1e9, dec_bps / bw, pre_macs / 1e9, pre_macs / peak,
-                    steal.empty() ? "" : "; ", steal.c_str());
+                    "%.2f G multiply-adds/s = %.3f of peak%s\n",
+                    (long long)r.context, dec_bps / 1e9, dec_bps / bw, pre_macs / 1e9, pre_macs / peak, steal.c_str());
         std::fflush(stdout);
         if (csv.is_open()) {
           csv << engine::frontier_csv_line(r) << std::flush;
